@@ -1,0 +1,130 @@
+//! A small client for Herald's HTTP API, used by the demo and the tests.
+
+use herald_ingest::views::{CampaignView, NumberView, UploadReport};
+use herald_shared::domain::{CampaignId, NumberId};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    key: SecretString,
+}
+
+/// A call the API refused: its status and error body.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {body}")]
+pub struct ApiRefusal {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiClient {
+    pub fn new(base: impl Into<String>, key: SecretString) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.into(),
+            key,
+        }
+    }
+
+    /// POSTs `body` to `path` and reads the answer as `T`; a non-2xx answer is an `ApiRefusal`.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .json(body)
+            .send()
+            .await?;
+        read(response).await
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .send()
+            .await?;
+        read(response).await
+    }
+
+    pub async fn create_number(
+        &self,
+        phone_number_id: &str,
+        access_token: &str,
+        rate: u32,
+    ) -> anyhow::Result<NumberView> {
+        self.post(
+            "/v1/numbers",
+            &json!({
+                "phone_number_id": phone_number_id,
+                "waba_id": "demo-waba",
+                "display_number": format!("+{phone_number_id}"),
+                "access_token": access_token,
+                "throughput_ceiling": rate,
+                "rate": rate,
+            }),
+        )
+        .await
+    }
+
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        template: &str,
+        language: &str,
+        numbers: &[NumberId],
+    ) -> anyhow::Result<CampaignView> {
+        self.post(
+            "/v1/campaigns",
+            &json!({
+                "name": name,
+                "template": {"name": template, "language": language},
+                "sender_numbers": numbers,
+            }),
+        )
+        .await
+    }
+
+    /// Uploads `(phone, variables)` rows.
+    pub async fn upload(
+        &self,
+        campaign: CampaignId,
+        rows: &[(String, Vec<String>)],
+    ) -> anyhow::Result<UploadReport> {
+        let recipients: Vec<Value> = rows
+            .iter()
+            .map(|(phone, variables)| json!({"phone": phone, "variables": variables}))
+            .collect();
+        self.post(
+            &format!("/v1/campaigns/{campaign}/recipients"),
+            &json!({ "recipients": recipients }),
+        )
+        .await
+    }
+
+    pub async fn start(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
+        self.post(&format!("/v1/campaigns/{campaign}/start"), &json!({}))
+            .await
+    }
+
+    pub async fn campaign(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
+        self.get(&format!("/v1/campaigns/{campaign}")).await
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if !status.is_success() {
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        return Err(ApiRefusal { status, body }.into());
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}

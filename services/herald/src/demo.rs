@@ -1,0 +1,289 @@
+//! `herald demo`: a real campaign through the whole pipeline against the simulator, with
+//! live progress and a summary. Succeeds only when every message reached a final status.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use herald_ingest::views::{CampaignView, Counters};
+use herald_shared::db;
+use herald_shared::settings::Settings;
+use herald_simulator::StatsReport;
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::ExposeSecret;
+
+use crate::client::ApiClient;
+use crate::stack::{Roles, Stack};
+
+const TEMPLATE: &str = "spring_sale_2026";
+const LANGUAGE: &str = "en_GB";
+
+/// What the demo saw.
+pub struct Summary {
+    pub campaign: CampaignView,
+    pub simulator: StatsReport,
+    pub elapsed: Duration,
+    pub counters_match: bool,
+}
+
+impl Summary {
+    /// Every message is `read` or `failed` (nothing cancelled or suppressed in the demo).
+    pub fn all_final(&self) -> bool {
+        let c = &self.campaign.counters;
+        c.total > 0 && c.read + c.failed + c.cancelled + c.suppressed == c.total
+    }
+}
+
+/// Runs the demo campaign; `Ok(summary)` even when it did not finish, so the caller can show
+/// what happened.
+pub async fn run(mut settings: Settings) -> anyhow::Result<Summary> {
+    check_services(&settings).await?;
+    // A fresh key prefix per run: earlier runs' streams cannot interfere.
+    settings.redis.key_prefix = format!(
+        "{}:demo-{}",
+        settings.redis.key_prefix,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let pool = db::pool(&settings.database)?;
+    db::migrate(&pool).await.context("migrating the database")?;
+
+    let demo = settings.demo.clone();
+    let stack = Stack::start(settings.clone(), Roles::ALL_WITH_SIMULATOR).await?;
+    let outcome = drive(&stack, &pool, &demo).await;
+    stack.stop().await?;
+    cleanup_keys(&settings).await?;
+    outcome
+}
+
+async fn drive(
+    stack: &Stack,
+    pool: &sqlx::PgPool,
+    demo: &herald_shared::settings::DemoSettings,
+) -> anyhow::Result<Summary> {
+    let (tenant, key) = crate::tenant::create(pool, "Herald demo").await?;
+    let api = ApiClient::new(stack.ingest_url.clone(), key);
+    println!(
+        "Tenant {tenant}: {} sender numbers, {} recipients",
+        demo.numbers, demo.recipients
+    );
+
+    let run_id: u32 = rand::random::<u32>() % 1_000_000;
+    let mut numbers = Vec::new();
+    for i in 0..demo.numbers.max(1) {
+        let phone_number_id = format!("1{run_id:06}{i:04}");
+        let token = format!("demo-token-{}", uuid::Uuid::new_v4().simple());
+        numbers.push(
+            api.create_number(&phone_number_id, &token, demo.rate_per_number)
+                .await?
+                .id,
+        );
+    }
+    let campaign = api
+        .create_campaign("Spring sale (demo)", TEMPLATE, LANGUAGE, &numbers)
+        .await?;
+    let rows: Vec<(String, Vec<String>)> = (0..demo.recipients)
+        .map(|i| {
+            // UK mobile numbers in the +44 7400 range parse as valid.
+            (
+                format!("+447400{i:06}"),
+                vec![format!("Customer {i}"), "25%".into()],
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(5_000) {
+        let report = api.upload(campaign.id, chunk).await?;
+        anyhow::ensure!(
+            report.rejected.is_empty(),
+            "the demo's own recipients were refused: {:?}",
+            report.rejected.first()
+        );
+    }
+    let started = Instant::now();
+    api.start(campaign.id).await?;
+
+    let progress = Progress::new(demo.recipients as u64);
+    let deadline = started + Duration::from_secs(demo.timeout_s);
+    let campaign = loop {
+        let view = api.campaign(campaign.id).await?;
+        progress.show(&view.counters, started.elapsed());
+        let c = &view.counters;
+        if c.read + c.failed + c.cancelled + c.suppressed >= c.total || Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let elapsed = started.elapsed();
+    progress.finish();
+
+    let counts = db::campaigns::count_by_status(pool, campaign.id).await?;
+    let counters_match = counts
+        .iter()
+        .all(|(status, n)| campaign.counters.of(*status) == *n)
+        && counts.iter().map(|(_, n)| n).sum::<i64>() == campaign.counters.total;
+    let simulator: StatsReport = reqwest::get(format!("{}/sim/stats", stack.simulator_url))
+        .await?
+        .json()
+        .await?;
+    Ok(Summary {
+        campaign,
+        simulator,
+        elapsed,
+        counters_match,
+    })
+}
+
+/// Prints the summary table.
+pub fn print_summary(s: &Summary) {
+    let c = &s.campaign.counters;
+    let secs = s.elapsed.as_secs_f64().max(0.001);
+    println!();
+    println!("Campaign {}  ({})", s.campaign.id, s.campaign.name);
+    println!("  {:<28} {:>10}", "recipients", c.total);
+    for (label, n) in [
+        ("sent (not yet delivered)", c.sent),
+        ("delivered (not yet read)", c.delivered),
+        ("read", c.read),
+        ("failed", c.failed),
+        ("still queued or pending", c.queued + c.pending),
+    ] {
+        println!("  {label:<28} {n:>10}");
+    }
+    println!("  {:<28} {:>10.1}", "seconds", secs);
+    println!(
+        "  {:<28} {:>10.0}",
+        "messages read per second",
+        c.read as f64 / secs
+    );
+    println!(
+        "  {:<28} {:>10}",
+        "accepted by the simulator", s.simulator.accepted_total
+    );
+    println!(
+        "  {:<28} {:>10}",
+        "recipients sent twice", s.simulator.duplicate_recipients
+    );
+    println!(
+        "  {:<28} {:>10}",
+        "counters = GROUP BY status",
+        if s.counters_match { "yes" } else { "NO" }
+    );
+    println!();
+    if s.all_final() {
+        println!("Every message reached a final status.");
+    } else {
+        println!("Not every message reached a final status in time.");
+    }
+}
+
+/// Fails with a clear message when Postgres or Redis is not reachable.
+async fn check_services(settings: &Settings) -> anyhow::Result<()> {
+    let pg = settings.database.connect_options()?;
+    db::ensure_database(&settings.database).await.with_context(|| {
+        format!(
+            "Postgres is not reachable at {}:{} (start it, or run scripts/demo.sh, which starts a private one)",
+            pg.get_host(),
+            pg.get_port()
+        )
+    })?;
+    let mut redis = herald_shared::stream::conn::connect(&settings.redis, Some(Duration::from_secs(2)))
+        .await
+        .with_context(|| {
+            format!(
+                "Redis is not reachable at {} (start it, or run scripts/demo.sh, which starts a private one)",
+                redact(settings.redis.url.expose_secret())
+            )
+        })?;
+    let _: String = redis::cmd("PING").query_async(&mut redis).await?;
+    Ok(())
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) => {
+            let scheme = scheme_user.split("://").next().unwrap_or("redis");
+            format!("{scheme}://…@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+async fn cleanup_keys(settings: &Settings) -> anyhow::Result<()> {
+    let mut redis =
+        herald_shared::stream::conn::connect(&settings.redis, Some(Duration::from_secs(5))).await?;
+    let pattern = format!("{}:*", settings.redis.key_prefix);
+    let keys: Vec<String> = {
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut redis, &pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            keys.push(k?);
+        }
+        keys
+    };
+    for chunk in keys.chunks(500) {
+        let _: () = redis::AsyncCommands::del(&mut redis, chunk).await?;
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; a line a second otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: std::cell::Cell<Option<Instant>>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40.cyan/blue}] {pos}/{len} final  {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            last_line: std::cell::Cell::new(None),
+        }
+    }
+
+    fn show(&self, c: &Counters, elapsed: Duration) {
+        let out_of_queue = c.total - c.pending - c.queued;
+        let rate = out_of_queue as f64 / elapsed.as_secs_f64().max(0.001);
+        let line = format!(
+            "sent {}  delivered {}  read {}  failed {}  | {:.0} msg/s",
+            c.sent + c.delivered + c.read,
+            c.delivered + c.read,
+            c.read,
+            c.failed,
+            rate
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((c.read + c.failed) as u64);
+                bar.set_message(line);
+            }
+            None => {
+                let due = self
+                    .last_line
+                    .get()
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                if due {
+                    self.last_line.set(Some(Instant::now()));
+                    println!("[{:>5.1}s] {line}", elapsed.as_secs_f64());
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `herald`: one binary for every role.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald::stack::{Roles, Stack};
+use herald_shared::db;
+use herald_shared::settings::Settings;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+/// Herald: WhatsApp Cloud API campaigns at each number's highest allowed rate.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs ingest, sender and webhook in one process (migrating the database first).
+    All,
+    /// Runs the HTTP API and fan-out.
+    Ingest,
+    /// Runs the sender.
+    Sender,
+    /// Runs the webhook receiver and processor.
+    Webhook,
+    /// Runs the Cloud API simulator.
+    Simulator,
+    /// Creates the database if needed and applies migrations.
+    Migrate,
+    /// Runs a campaign through the whole pipeline against the simulator, with live progress.
+    Demo,
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Creates a tenant and prints its API key (shown once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if matches!(cli.command, Command::Demo) {
+        // The demo shows progress; the roles' logs would drown it (RUST_LOG still wins).
+        settings.telemetry.filter = "warn".into();
+    }
+    herald_shared::telemetry::init(&settings.telemetry);
+    match run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<std::process::ExitCode> {
+    let roles = |ingest, sender, webhook, simulator| Roles {
+        ingest,
+        sender,
+        webhook,
+        simulator,
+    };
+    let role = match command {
+        Command::All => {
+            migrate(&settings).await?;
+            roles(true, true, true, false)
+        }
+        Command::Ingest => roles(true, false, false, false),
+        Command::Sender => roles(false, true, false, false),
+        Command::Webhook => roles(false, false, true, false),
+        Command::Simulator => roles(false, false, false, true),
+        Command::Migrate => {
+            migrate(&settings).await?;
+            println!("migrations applied");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Demo => {
+            let summary = herald::demo::run(settings).await?;
+            herald::demo::print_summary(&summary);
+            let ok = summary.all_final() && summary.counters_match;
+            return Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            });
+        }
+        Command::Tenant {
+            command: TenantCommand::Create { name },
+        } => {
+            let pool = db::pool(&settings.database)?;
+            let (id, key) = herald::tenant::create(&pool, &name).await?;
+            println!("tenant  {id}");
+            println!("api key {}", key.expose_secret());
+            println!("(the key is shown once; keep it safe)");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    };
+    serve(settings, role).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs the roles on their configured ports until SIGTERM or Ctrl-C.
+async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
+    let stack = Stack::start_on_configured_ports(settings, roles).await?;
+    let shutdown = stack.shutdown_token();
+    tokio::spawn(stop_on_signal(shutdown));
+    stack.run_until_stopped().await
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("stopping: finishing what is in flight");
+    shutdown.cancel();
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    db::ensure_database(&settings.database)
+        .await
+        .context("creating the database")?;
+    let pool = db::pool(&settings.database)?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Every role in one process, wired to each other over real HTTP on free ports: what the demo
+//! runs, and what the end-to-end tests run.
+
+use anyhow::Context;
+use herald_shared::settings::Settings;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which roles to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub ingest: bool,
+    pub sender: bool,
+    pub webhook: bool,
+    pub simulator: bool,
+}
+
+impl Roles {
+    pub const ALL_WITH_SIMULATOR: Roles = Roles {
+        ingest: true,
+        sender: true,
+        webhook: true,
+        simulator: true,
+    };
+}
+
+/// Running roles. Dropping it does not stop them: call `stop`.
+pub struct Stack {
+    pub settings: Settings,
+    pub ingest_url: String,
+    pub webhook_url: String,
+    pub simulator_url: String,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Stack {
+    /// Starts the roles on free ports: for the demo and the tests.
+    pub async fn start(mut settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        settings.ingest.listen.port = 0;
+        settings.webhook.listen.port = 0;
+        settings.simulator.listen.port = 0;
+        Self::start_on_configured_ports(settings, roles).await
+    }
+
+    /// Starts the roles on their configured ports. When the simulator runs beside the webhook
+    /// role or the sender, they are pointed at each other.
+    pub async fn start_on_configured_ports(
+        mut settings: Settings,
+        roles: Roles,
+    ) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let mut webhook_url = String::new();
+        if roles.webhook {
+            let app = herald_webhook::build(&settings).await.context("webhook")?;
+            webhook_url = format!("http://{}:{}", settings.webhook.listen.host, app.port());
+            tasks.push((
+                "webhook",
+                tokio::spawn(app.run_until_stopped(shutdown.clone())),
+            ));
+        }
+        let mut simulator_url = String::new();
+        if roles.simulator {
+            if roles.webhook {
+                settings.simulator.webhook_url = format!("{webhook_url}/webhook");
+            }
+            let app = herald_simulator::build(&settings)
+                .await
+                .context("simulator")?;
+            simulator_url = format!("http://{}:{}", settings.simulator.listen.host, app.port());
+            if roles.sender {
+                settings.whatsapp.base_url = simulator_url.clone();
+            }
+            tasks.push((
+                "simulator",
+                tokio::spawn(app.run_until_stopped(shutdown.clone())),
+            ));
+        }
+        let mut ingest_url = String::new();
+        if roles.ingest {
+            let app = herald_ingest::build(&settings).await.context("ingest")?;
+            ingest_url = format!("http://{}:{}", settings.ingest.listen.host, app.port());
+            tasks.push((
+                "ingest",
+                tokio::spawn(app.run_until_stopped(shutdown.clone())),
+            ));
+        }
+        if roles.sender {
+            let app = herald_sender::build(&settings).await.context("sender")?;
+            tasks.push((
+                "sender",
+                tokio::spawn(app.run_until_stopped(shutdown.clone())),
+            ));
+        }
+        Ok(Self {
+            settings,
+            ingest_url,
+            webhook_url,
+            simulator_url,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A token that stops every role when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until a role ends on its own (an error) or `shutdown` is cancelled, then stops all.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let first_exit = async {
+            let handles = self
+                .tasks
+                .iter_mut()
+                .map(|(name, handle)| Box::pin(async move { (*name, handle.await) }));
+            futures::future::select_all(handles).await.0
+        };
+        let early = tokio::select! {
+            (name, result) = first_exit => Some((name, result)),
+            _ = shutdown.cancelled() => None,
+        };
+        if let Some((name, result)) = early {
+            self.shutdown.cancel();
+            let outcome = match result {
+                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Ok(Err(e)) => e.context(format!("{name} failed")),
+                Err(e) => anyhow::anyhow!("{name} panicked: {e}"),
+            };
+            self.stop().await?;
+            return Err(outcome);
+        }
+        self.stop().await
+    }
+
+    /// Stops every role and waits for each to finish what it had in flight.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        for (name, handle) in self.tasks {
+            if handle.is_finished() && first_error.is_some() {
+                continue;
+            }
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e.context(format!("{name} failed")));
+                }
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::anyhow!("{name} panicked: {e}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

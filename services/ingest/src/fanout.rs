@@ -1,0 +1,151 @@
+//! Fan-out: moves a running campaign's `pending` messages into their numbers' streams.
+//!
+//! Invariants: a message is appended to its stream at most once, and marked `queued` only
+//! after it is there. Each page is appended through the `FAN_OUT` script, which remembers per
+//! (number, campaign) the highest message id appended and skips anything at or below it, so
+//! a crash anywhere in a page is repaired by running fan-out again: appended-but-still-pending
+//! messages are skipped by the script and then marked `queued`. Status changes go through
+//! `apply_transitions`, so a message the sender already recorded as `sent` is not moved back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use chrono::Utc;
+use herald_shared::db::campaigns::{self, FanoutRow};
+use herald_shared::db::messages::{self, MessageRef, Transition};
+use herald_shared::domain::{CampaignId, MessageStatus, NumberId};
+use herald_shared::settings::IngestSettings;
+use herald_shared::stream::{Entry, FAN_OUT, Keys};
+use herald_shared::whatsapp::TemplateMessage;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub struct FanOut {
+    pool: PgPool,
+    redis: ConnectionManager,
+    keys: Keys,
+    batch: i64,
+    poll: Duration,
+    wake: Arc<Notify>,
+}
+
+impl FanOut {
+    pub fn new(
+        pool: PgPool,
+        redis: ConnectionManager,
+        keys: Keys,
+        settings: &IngestSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            redis,
+            keys,
+            batch: settings.fanout_batch.max(1),
+            poll: Duration::from_millis(settings.fanout_poll_ms),
+            wake,
+        }
+    }
+
+    /// Fans out every running campaign whenever woken, and every `poll` in case a campaign
+    /// was started by another process or this one restarted mid-campaign.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.process_running().await {
+                tracing::error!(error = %format!("{e:#}"), "fan-out failed; will retry");
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Fans out all running campaigns with pending messages; returns how many were queued.
+    pub async fn process_running(&mut self) -> anyhow::Result<u64> {
+        let mut queued = 0;
+        for campaign in campaigns::running_campaigns(&self.pool).await? {
+            queued += self.fan_out_campaign(campaign).await?;
+        }
+        Ok(queued)
+    }
+
+    async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<u64> {
+        let mut cursor = campaigns::fanout_cursor(&self.pool, campaign).await?;
+        let mut queued = 0;
+        loop {
+            let page = campaigns::fanout_page(&self.pool, campaign, cursor, self.batch).await?;
+            let Some(last) = page.last() else { break };
+            let last = last.id.0;
+            self.append(campaign, &page).await?;
+            let now = Utc::now();
+            let transitions: Vec<Transition> = page
+                .iter()
+                .map(|m| Transition {
+                    message: MessageRef::Id(m.id),
+                    status: MessageStatus::Queued,
+                    wa_message_id: None,
+                    at: now,
+                    error_code: None,
+                    error_title: None,
+                    attempts: 0,
+                })
+                .collect();
+            let applied = messages::apply_transitions(&self.pool, &transitions).await?;
+            queued += applied.changed as u64;
+            campaigns::advance_fanout_cursor(&self.pool, campaign, last).await?;
+            cursor = last;
+        }
+        if queued > 0 {
+            tracing::info!(campaign = %campaign, queued, "fanned out");
+        }
+        Ok(queued)
+    }
+
+    /// Appends one page to the numbers' streams, each number's share in one script call.
+    async fn append(&mut self, campaign: CampaignId, page: &[FanoutRow]) -> anyhow::Result<()> {
+        let mut by_number: BTreeMap<NumberId, Vec<&FanoutRow>> = BTreeMap::new();
+        for row in page {
+            by_number.entry(row.sender_number_id).or_default().push(row);
+        }
+        for (number, rows) in by_number {
+            let mut script = FAN_OUT.key(self.keys.stream(number));
+            script
+                .key(self.keys.fanout(number))
+                .arg(campaign.to_string());
+            for row in rows {
+                let payload = TemplateMessage::new(
+                    &row.recipient,
+                    &row.template_name,
+                    &row.template_language,
+                    &row.variables,
+                    &row.id.to_string(),
+                );
+                let entry = Entry {
+                    message: row.id,
+                    campaign,
+                    attempt: 0,
+                    payload: Bytes::from(serde_json::to_vec(&payload)?),
+                };
+                script.arg(row.id.0).arg(entry.encode());
+            }
+            let _: i64 = script
+                .invoke_async(&mut self.redis)
+                .await
+                .with_context(|| format!("appending to the stream of number {number}"))?;
+            // The sender discovers numbers through this set; re-adding is harmless.
+            let _: () = self
+                .redis
+                .sadd(self.keys.numbers(), number.to_string())
+                .await?;
+        }
+        Ok(())
+    }
+}

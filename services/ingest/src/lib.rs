@@ -1,0 +1,101 @@
+//! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress;
+//! and the fan-out worker that moves a running campaign's messages into the number streams.
+
+mod error;
+mod fanout;
+mod routes;
+
+/// The shapes the API answers with, for clients.
+pub mod views {
+    pub use crate::routes::campaigns::{
+        CampaignView, Counters, RowError, TemplateView, UploadReport,
+    };
+    pub use crate::routes::numbers::NumberView;
+}
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_shared::crypto::TokenCipher;
+use herald_shared::settings::Settings;
+use herald_shared::stream::{Keys, conn};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use fanout::FanOut;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: sqlx::PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub keys: Keys,
+    pub cipher: TokenCipher,
+    pub default_rate: u32,
+    /// Wakes the fan-out worker when a campaign starts.
+    pub fanout_wake: Arc<Notify>,
+}
+
+/// A bound, not yet running ingest service.
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    fanout: FanOut,
+    max_body_bytes: usize,
+}
+
+pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+    let keys = Keys::new(settings.redis.key_prefix.clone());
+    let redis = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
+        .await
+        .context("ingest cannot reach Redis")?;
+    let pool = herald_shared::db::pool(&settings.database)?;
+    let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
+    let fanout_wake = Arc::new(Notify::new());
+    let fanout = FanOut::new(
+        pool.clone(),
+        redis.clone(),
+        keys.clone(),
+        &settings.ingest,
+        fanout_wake.clone(),
+    );
+    let address = settings.ingest.listen.address();
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("ingest cannot listen on {address}"))?;
+    let state = Arc::new(AppState {
+        pool,
+        redis,
+        keys,
+        cipher,
+        default_rate: settings.sender.default_rate,
+        fanout_wake,
+    });
+    Ok(App {
+        listener,
+        state,
+        fanout,
+        max_body_bytes: settings.ingest.max_body_bytes,
+    })
+}
+
+impl App {
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = routes::router(self.state, self.max_body_bytes);
+        let fanout = tokio::spawn(self.fanout.run(shutdown.clone()));
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("ingest server failed")?;
+        fanout.await.context("fan-out panicked")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! The `/v1` router, API-key authentication and the JSON body extractor.
+
+pub mod campaigns;
+pub mod numbers;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herald_shared::crypto::hash_api_key;
+use herald_shared::db::tenants;
+use herald_shared::domain::TenantId;
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, AppState};
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/numbers", post(numbers::create))
+        .route("/v1/campaigns", post(campaigns::create))
+        .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route(
+            "/v1/campaigns/{id}/recipients",
+            post(campaigns::add_recipients),
+        )
+        .route("/v1/campaigns/{id}/start", post(campaigns::start))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The tenant whose API key came with the request.
+pub struct Tenant(pub TenantId);
+
+impl FromRequestParts<Arc<AppState>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let tenant = tenants::tenant_for_key(&state.pool, &hash_api_key(key.trim()))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self(tenant))
+    }
+}
+
+/// `Json<T>` whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `POST /v1/numbers`: register a sender number. The access token is encrypted before it is
+//! stored and never returned.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use herald_shared::db::numbers::{self, NewNumber};
+use herald_shared::domain::{NumberId, NumberState};
+use redis::AsyncCommands;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiJson, Tenant};
+use crate::error::FieldError;
+use crate::{ApiError, AppState};
+
+/// The most a number can be granted by Meta (reference §3.1).
+const MAX_THROUGHPUT: u32 = 1000;
+
+#[derive(Deserialize)]
+pub struct CreateNumber {
+    phone_number_id: String,
+    waba_id: String,
+    display_number: String,
+    access_token: SecretString,
+    /// Meta's cap for this number (80 by default, up to 1,000).
+    throughput_ceiling: Option<u32>,
+    /// The rate to start sending at; defaults to the configured rate, capped by the ceiling.
+    rate: Option<u32>,
+    portfolio_id: Option<String>,
+}
+
+/// A sender number as the API shows it (never with its token).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NumberView {
+    pub id: NumberId,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_number: String,
+    pub state: NumberState,
+    pub throughput_ceiling: u32,
+    pub rate: u32,
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiJson(req): ApiJson<CreateNumber>,
+) -> Result<(StatusCode, axum::Json<NumberView>), ApiError> {
+    let mut problems = Vec::new();
+    let mut require = |field: &str, value: &str| {
+        if value.trim().is_empty() {
+            problems.push(FieldError {
+                row: None,
+                field: field.into(),
+                reason: "is required".into(),
+            });
+        }
+    };
+    require("phone_number_id", &req.phone_number_id);
+    require("waba_id", &req.waba_id);
+    require("display_number", &req.display_number);
+    require("access_token", req.access_token.expose_secret());
+    let ceiling = req.throughput_ceiling.unwrap_or(80);
+    if !(1..=MAX_THROUGHPUT).contains(&ceiling) {
+        problems.push(FieldError {
+            row: None,
+            field: "throughput_ceiling".into(),
+            reason: format!("must be between 1 and {MAX_THROUGHPUT}"),
+        });
+    }
+    let rate = req.rate.unwrap_or(state.default_rate).min(ceiling).max(1);
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid {
+            message: "the number is incomplete".into(),
+            details: problems,
+        });
+    }
+    let id = NumberId::new();
+    let token = state.cipher.encrypt(&req.access_token, id.0.as_bytes());
+    let inserted = numbers::insert_number(
+        &state.pool,
+        &NewNumber {
+            id,
+            tenant,
+            phone_number_id: req.phone_number_id.trim(),
+            waba_id: req.waba_id.trim(),
+            display_number: req.display_number.trim(),
+            access_token: &token,
+            throughput_ceiling: ceiling as i32,
+            current_rate: rate as i32,
+            portfolio_id: req.portfolio_id.as_deref(),
+        },
+    )
+    .await?;
+    if !inserted {
+        return Err(ApiError::Conflict(format!(
+            "phone_number_id {} is already registered",
+            req.phone_number_id.trim()
+        )));
+    }
+    let mut redis = state.redis.clone();
+    let _: () = redis.sadd(state.keys.numbers(), id.to_string()).await?;
+    tracing::info!(number = %id, phone_number_id = %req.phone_number_id, "sender number registered");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(NumberView {
+            id,
+            phone_number_id: req.phone_number_id.trim().to_owned(),
+            waba_id: req.waba_id.trim().to_owned(),
+            display_number: req.display_number.trim().to_owned(),
+            state: NumberState::Active,
+            throughput_ceiling: ceiling,
+            rate,
+        }),
+    ))
+}

@@ -1,0 +1,57 @@
+//! The sender: reads each number's stream through the `senders` consumer group, paces the
+//! number with its own limiter and in-flight window, calls the Cloud API, and records every
+//! outcome in Postgres before acknowledging it.
+
+mod outcome;
+mod recorder;
+mod supervisor;
+mod worker;
+
+use anyhow::Context;
+use herald_shared::settings::Settings;
+use herald_shared::stream::{Keys, conn};
+use herald_shared::whatsapp::CloudApiClient;
+use tokio_util::sync::CancellationToken;
+
+pub use outcome::{Action, RetryPolicy, decide};
+
+/// A built, not yet running sender.
+pub struct App {
+    supervisor: supervisor::Supervisor,
+    recorder: recorder::Recorder,
+}
+
+pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+    let keys = Keys::new(settings.redis.key_prefix.clone());
+    let commands = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
+        .await
+        .context("sender cannot reach Redis")?;
+    let pool = herald_shared::db::pool(&settings.database)?;
+    let client = CloudApiClient::new(&settings.whatsapp, settings.sender.in_flight)
+        .context("building the Cloud API client")?;
+    let (recorder, outcomes) = recorder::Recorder::new(
+        pool.clone(),
+        commands.clone(),
+        &settings.sender,
+        RetryPolicy::from_settings(&settings.sender),
+    );
+    let supervisor =
+        supervisor::Supervisor::new(settings.clone(), pool, commands, keys, client, outcomes)?;
+    Ok(App {
+        supervisor,
+        recorder,
+    })
+}
+
+impl App {
+    /// Sends until `shutdown`; then stops reading, waits for the sends in flight, records and
+    /// acknowledges them, and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let recorder = tokio::spawn(self.recorder.run());
+        self.supervisor.run(shutdown).await;
+        // Every worker has finished and dropped its outcome sender: the recorder drains the
+        // rest and stops.
+        recorder.await.context("recorder panicked")?;
+        Ok(())
+    }
+}

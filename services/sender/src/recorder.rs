@@ -1,0 +1,216 @@
+//! The recorder: makes send outcomes durable, then acknowledges them.
+//!
+//! Invariant (design §4): an entry is XACKed only after its outcome is in Postgres. A batch of
+//! outcomes (at most `flush_max`, or whatever arrived within `flush_interval`) becomes one
+//! `apply_transitions` statement, which also moves the campaign counters. Then, per number and
+//! atomically, retries are added to the number's retry set and the batch's entries are
+//! acknowledged. A crash between the two leaves the entries pending, to be handled again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_shared::db::messages::{self, MessageRef, Transition};
+use herald_shared::domain::{MessageStatus, NumberId};
+use herald_shared::settings::SenderSettings;
+use herald_shared::stream::{Entry, SENDER_GROUP};
+use herald_shared::whatsapp::SendResult;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::outcome::{Action, RetryPolicy, decide};
+
+/// One finished send.
+#[derive(Debug)]
+pub struct Outcome {
+    pub number: NumberId,
+    pub stream: Arc<str>,
+    pub retry_set: Arc<str>,
+    pub stream_id: String,
+    pub entry: Entry,
+    pub result: SendResult,
+}
+
+pub struct Recorder {
+    pool: PgPool,
+    redis: ConnectionManager,
+    rx: mpsc::Receiver<Outcome>,
+    flush_max: usize,
+    flush_interval: Duration,
+    policy: RetryPolicy,
+}
+
+impl Recorder {
+    pub fn new(
+        pool: PgPool,
+        redis: ConnectionManager,
+        settings: &SenderSettings,
+        policy: RetryPolicy,
+    ) -> (Self, mpsc::Sender<Outcome>) {
+        let flush_max = settings.flush_max.max(1);
+        let (tx, rx) = mpsc::channel(flush_max * 4);
+        (
+            Self {
+                pool,
+                redis,
+                rx,
+                flush_max,
+                flush_interval: Duration::from_millis(settings.flush_interval_ms),
+                policy,
+            },
+            tx,
+        )
+    }
+
+    /// Records batches until every sender of outcomes is gone.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.flush_max);
+        loop {
+            let Some(first) = self.rx.recv().await else {
+                return;
+            };
+            batch.push(first);
+            let deadline = tokio::time::Instant::now() + self.flush_interval;
+            while batch.len() < self.flush_max {
+                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                    Ok(Some(outcome)) => batch.push(outcome),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let plan = self.plan(batch.drain(..));
+            // An outcome is never dropped: each step is retried until it lands, and the
+            // Postgres step is not repeated once done.
+            let mut backoff = Backoff::default();
+            while let Err(e) = self.record(&plan).await {
+                backoff.wait("recording send outcomes", &e).await;
+            }
+            let mut backoff = Backoff::default();
+            while let Err(e) = self.acknowledge(&plan).await {
+                backoff.wait("acknowledging recorded sends", &e).await;
+            }
+        }
+    }
+
+    /// Decides every outcome's action once.
+    fn plan(&self, batch: impl Iterator<Item = Outcome>) -> Plan {
+        let now = Utc::now();
+        let mut transitions = Vec::new();
+        let mut per_number: BTreeMap<NumberId, NumberWrites> = BTreeMap::new();
+        for outcome in batch {
+            let writes = per_number
+                .entry(outcome.number)
+                .or_insert_with(|| NumberWrites::new(&outcome));
+            let action = decide(
+                &outcome.result,
+                outcome.entry.attempt,
+                &self.policy,
+                rand::random(),
+            );
+            let message = MessageRef::Id(outcome.entry.message);
+            let transition = |status, wa_message_id, error_code, error_title| Transition {
+                message: message.clone(),
+                status,
+                wa_message_id,
+                at: now,
+                error_code,
+                error_title,
+                attempts: 1,
+            };
+            match action {
+                Action::Sent { wamid } => {
+                    transitions.push(transition(MessageStatus::Sent, Some(wamid), None, None))
+                }
+                Action::Fail { code, title } => {
+                    tracing::warn!(message = %outcome.entry.message, code, %title, "message failed");
+                    transitions.push(transition(
+                        MessageStatus::Failed,
+                        None,
+                        Some(code),
+                        Some(title),
+                    ))
+                }
+                Action::Retry { delay, counts } => {
+                    let next = Entry {
+                        attempt: outcome.entry.attempt + u32::from(counts),
+                        ..outcome.entry.clone()
+                    };
+                    let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    writes.retries.push((due.timestamp_millis(), next.encode()));
+                    if counts {
+                        // Only `attempts` moves: the message stays `queued`.
+                        transitions.push(transition(MessageStatus::Queued, None, None, None));
+                    }
+                }
+            }
+            writes.acks.push(outcome.stream_id);
+        }
+        Plan {
+            transitions: messages::reduce(transitions),
+            per_number: per_number.into_values().collect(),
+        }
+    }
+
+    async fn record(&self, plan: &Plan) -> anyhow::Result<()> {
+        if !plan.transitions.is_empty() {
+            messages::apply_transitions(&self.pool, &plan.transitions).await?;
+        }
+        Ok(())
+    }
+
+    /// Per number, atomically: schedule the retries and acknowledge the entries.
+    async fn acknowledge(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        for writes in &plan.per_number {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (due, member) in &writes.retries {
+                pipe.zadd(&*writes.retry_set, member, *due).ignore();
+            }
+            pipe.xack(&*writes.stream, SENDER_GROUP, &writes.acks)
+                .ignore();
+            let _: () = pipe.query_async(&mut self.redis).await?;
+        }
+        Ok(())
+    }
+}
+
+struct Plan {
+    transitions: Vec<Transition>,
+    per_number: Vec<NumberWrites>,
+}
+
+struct NumberWrites {
+    stream: Arc<str>,
+    retry_set: Arc<str>,
+    acks: Vec<String>,
+    retries: Vec<(i64, Vec<u8>)>,
+}
+
+impl NumberWrites {
+    fn new(outcome: &Outcome) -> Self {
+        Self {
+            stream: outcome.stream.clone(),
+            retry_set: outcome.retry_set.clone(),
+            acks: Vec::new(),
+            retries: Vec::new(),
+        }
+    }
+}
+
+/// Doubling waits between retries of a step that must eventually succeed.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self, what: &str, error: &anyhow::Error) {
+        tracing::error!(error = %format!("{error:#}"), "{what} failed; retrying");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,67 @@
+//! Meta's webhooks: the GET handshake, signed POSTs buffered raw in a Redis stream and
+//! answered at once, and a processor that applies the buffer to Postgres in batches.
+
+mod processor;
+mod routes;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_shared::settings::Settings;
+use herald_shared::stream::{Keys, conn};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use processor::Processor;
+
+/// A bound, not yet running webhook service.
+pub struct App {
+    listener: TcpListener,
+    state: Arc<routes::AppState>,
+    processor: Processor,
+}
+
+pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+    let keys = Keys::new(settings.redis.key_prefix.clone());
+    let redis = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
+        .await
+        .context("webhook cannot reach Redis")?;
+    let pool = herald_shared::db::pool(&settings.database)?;
+    let processor = Processor::new(settings, pool, keys.clone()).await?;
+    let address = settings.webhook.listen.address();
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("webhook cannot listen on {address}"))?;
+    let state = Arc::new(routes::AppState {
+        redis,
+        buffer_key: keys.webhooks(),
+        verify_token: settings.webhook.verify_token.clone(),
+        app_secrets: settings.webhook.app_secrets.clone(),
+    });
+    Ok(App {
+        listener,
+        state,
+        processor,
+    })
+}
+
+impl App {
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    /// Serves and processes until `shutdown`; the processor finishes its current batch.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = routes::router(self.state, self.processor.max_body_bytes());
+        let processor = tokio::spawn(self.processor.run(shutdown.clone()));
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("webhook server failed")?;
+        processor.await.context("webhook processor panicked")??;
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! The webhook processor: reads buffered bodies through the `processors` consumer group and
+//! applies their statuses to Postgres, one statement per batch.
+//!
+//! Invariants: a body is acknowledged (and deleted) only after its statuses are durable in
+//! Postgres, so a crash re-applies it; applying is idempotent because statuses only move
+//! forward. A body that cannot be parsed is logged and acknowledged, so it cannot block the
+//! stream. Entries left pending by a crashed processor are claimed after `CLAIM_IDLE`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use herald_shared::db::messages::{self, MessageRef, Transition};
+use herald_shared::domain::{MessageId, MessageStatus};
+use herald_shared::settings::Settings;
+use herald_shared::stream::{ENTRY_FIELD, Keys, WEBHOOK_GROUP, conn};
+use herald_shared::whatsapp::webhook::{Notification, ReceiptStatus, StatusUpdate};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Entries pending this long belong to a processor that died.
+const CLAIM_IDLE: Duration = Duration::from_secs(30);
+
+pub struct Processor {
+    pool: PgPool,
+    commands: ConnectionManager,
+    reads: ConnectionManager,
+    stream: String,
+    consumer: String,
+    batch: usize,
+    block_ms: u64,
+    max_body_bytes: usize,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub bodies: usize,
+    pub malformed: usize,
+    pub changed: i64,
+    pub unmatched: i64,
+}
+
+impl Processor {
+    pub async fn new(settings: &Settings, pool: PgPool, keys: Keys) -> anyhow::Result<Self> {
+        let mut commands = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT)).await?;
+        let reads = conn::connect(&settings.redis, None).await?;
+        let stream = keys.webhooks();
+        conn::ensure_group(&mut commands, &stream, WEBHOOK_GROUP).await?;
+        Ok(Self {
+            pool,
+            commands,
+            reads,
+            stream,
+            consumer: format!("processor-{}", uuid::Uuid::new_v4().simple()),
+            batch: settings.webhook.batch.max(1),
+            block_ms: settings.webhook.block_ms,
+            max_body_bytes: settings.webhook.max_body_bytes,
+        })
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        let mut last_claim = tokio::time::Instant::now() - CLAIM_IDLE;
+        while !shutdown.is_cancelled() {
+            let claim = last_claim.elapsed() >= CLAIM_IDLE / 3;
+            if claim {
+                last_claim = tokio::time::Instant::now();
+            }
+            let step = tokio::select! {
+                step = self.process_next(claim) => step,
+                _ = shutdown.cancelled() => break,
+            };
+            match step {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "webhook batch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one batch (waiting up to `block_ms` for it), applies it and acknowledges it.
+    /// With `claim`, first takes over bodies a dead processor left pending.
+    pub async fn process_next(&mut self, claim: bool) -> anyhow::Result<Step> {
+        let entries = if claim {
+            let claimed: redis::streams::StreamAutoClaimReply = self
+                .commands
+                .xautoclaim_options(
+                    &self.stream,
+                    WEBHOOK_GROUP,
+                    &self.consumer,
+                    CLAIM_IDLE.as_millis() as u64,
+                    "0-0",
+                    StreamAutoClaimOptions::default().count(self.batch),
+                )
+                .await
+                .context("claiming abandoned webhook bodies")?;
+            claimed.claimed
+        } else {
+            Vec::new()
+        };
+        let entries = if entries.is_empty() {
+            let options = StreamReadOptions::default()
+                .group(WEBHOOK_GROUP, &self.consumer)
+                .count(self.batch)
+                .block(self.block_ms as usize);
+            let reply: Option<StreamReadReply> = self
+                .reads
+                .xread_options(&[&self.stream], &[">"], &options)
+                .await
+                .context("reading the webhook buffer")?;
+            reply
+                .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+                .unwrap_or_default()
+        } else {
+            entries
+        };
+        if entries.is_empty() {
+            return Ok(Step::default());
+        }
+        let step = self.apply(&entries).await?;
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let _: () = redis::pipe()
+            .atomic()
+            .xack(&self.stream, WEBHOOK_GROUP, &ids)
+            .ignore()
+            .xdel(&self.stream, &ids)
+            .ignore()
+            .query_async(&mut self.commands)
+            .await
+            .context("acknowledging webhook bodies")?;
+        Ok(step)
+    }
+
+    async fn apply(&self, entries: &[StreamId]) -> anyhow::Result<Step> {
+        let mut step = Step {
+            bodies: entries.len(),
+            ..Step::default()
+        };
+        let mut batch = Vec::new();
+        for entry in entries {
+            let parsed = conn::entry_field(entry, ENTRY_FIELD)
+                .ok_or_else(|| anyhow::anyhow!("no body field"))
+                .and_then(|body| Ok(serde_json::from_slice::<Notification>(body)?));
+            match parsed {
+                Ok(notification) => batch.extend(notification.statuses().filter_map(transition)),
+                Err(e) => {
+                    step.malformed += 1;
+                    tracing::warn!(entry = %entry.id, error = %e, "malformed webhook body skipped");
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let applied = messages::apply_transitions(&self.pool, &messages::reduce(batch))
+                .await
+                .context("applying webhook statuses")?;
+            step.changed = applied.changed;
+            step.unmatched = applied.unmatched;
+            if applied.unmatched > 0 {
+                tracing::debug!(
+                    unmatched = applied.unmatched,
+                    "receipts for unknown messages"
+                );
+            }
+        }
+        Ok(step)
+    }
+}
+
+/// The transition a status update asks for; `None` for statuses Herald does not track.
+fn transition(update: &StatusUpdate) -> Option<Transition> {
+    let status = match update.status {
+        ReceiptStatus::Sent => MessageStatus::Sent,
+        ReceiptStatus::Delivered => MessageStatus::Delivered,
+        ReceiptStatus::Read | ReceiptStatus::Played => MessageStatus::Read,
+        ReceiptStatus::Failed => MessageStatus::Failed,
+        ReceiptStatus::Unknown => return None,
+    };
+    let message = match update
+        .biz_opaque_callback_data
+        .as_deref()
+        .and_then(|c| c.parse::<MessageId>().ok())
+    {
+        Some(id) => MessageRef::Id(id),
+        None => MessageRef::WaId(update.id.clone()),
+    };
+    let at = update
+        .timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+        .unwrap_or_else(Utc::now);
+    let error = update.errors.first();
+    Some(Transition {
+        message,
+        status,
+        wa_message_id: Some(update.id.clone()),
+        at,
+        error_code: error.and_then(|e| i32::try_from(e.code).ok()),
+        error_title: error.map(|e| e.title.clone()),
+        attempts: 0,
+    })
+}

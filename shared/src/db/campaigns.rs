@@ -1,0 +1,203 @@
+//! Campaigns: creation, state, counters and the fan-out cursor.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{CampaignId, CampaignState, MessageId, MessageStatus, NumberId, TenantId};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CampaignRow {
+    pub id: CampaignId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub state: CampaignState,
+    pub state_reason: Option<String>,
+    pub template_name: String,
+    pub template_language: String,
+    pub total: i64,
+    pub pending: i64,
+    pub queued: i64,
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub suppressed: i64,
+    pub clicked: i64,
+    pub replied: i64,
+    pub fanout_cursor: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl CampaignRow {
+    /// The counter kept for messages in `status`.
+    pub fn counter(&self, status: MessageStatus) -> i64 {
+        match status {
+            MessageStatus::Pending => self.pending,
+            MessageStatus::Queued => self.queued,
+            MessageStatus::Sent => self.sent,
+            MessageStatus::Delivered => self.delivered,
+            MessageStatus::Read => self.read,
+            MessageStatus::Failed => self.failed,
+            MessageStatus::Cancelled => self.cancelled,
+            MessageStatus::Suppressed => self.suppressed,
+        }
+    }
+}
+
+pub struct NewCampaign<'a> {
+    pub id: CampaignId,
+    pub tenant: TenantId,
+    pub name: &'a str,
+    pub template_name: &'a str,
+    pub template_language: &'a str,
+    pub numbers: &'a [NumberId],
+}
+
+pub async fn insert_campaign(
+    tx: &mut Transaction<'_, Postgres>,
+    c: &NewCampaign<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO campaigns (id, tenant_id, name, template_name, template_language)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(c.id)
+    .bind(c.tenant)
+    .bind(c.name)
+    .bind(c.template_name)
+    .bind(c.template_language)
+    .execute(&mut **tx)
+    .await?;
+    let numbers: Vec<uuid::Uuid> = c.numbers.iter().map(|n| n.0).collect();
+    sqlx::query(
+        "INSERT INTO campaign_numbers (campaign_id, sender_number_id, position)
+         SELECT $1, n, ord::int FROM UNNEST($2::uuid[]) WITH ORDINALITY AS t(n, ord)",
+    )
+    .bind(c.id)
+    .bind(numbers)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_campaign(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: CampaignId,
+) -> sqlx::Result<Option<CampaignRow>> {
+    sqlx::query_as("SELECT * FROM campaigns WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The campaign's sender numbers, in the order they were given.
+pub async fn campaign_numbers(pool: &PgPool, id: CampaignId) -> sqlx::Result<Vec<NumberId>> {
+    sqlx::query_scalar(
+        "SELECT sender_number_id FROM campaign_numbers WHERE campaign_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Moves a campaign from `from` to `to`; `false` when it was not in `from`.
+pub async fn transition_campaign(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: CampaignId,
+    from: &[CampaignState],
+    to: CampaignState,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE campaigns
+         SET state = $4,
+             started_at = CASE WHEN $4 = $5
+                               THEN coalesce(started_at, now()) ELSE started_at END
+         WHERE id = $1 AND tenant_id = $2 AND state = ANY($3)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(from)
+    .bind(to)
+    .bind(CampaignState::Running)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Campaigns that are running and may still have messages to fan out.
+pub async fn running_campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignId>> {
+    sqlx::query_scalar("SELECT id FROM campaigns WHERE state = $1 AND pending > 0")
+        .bind(CampaignState::Running)
+        .fetch_all(pool)
+        .await
+}
+
+/// A message ready to be rendered and fanned out.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FanoutRow {
+    pub id: MessageId,
+    pub sender_number_id: NumberId,
+    pub recipient: String,
+    pub variables: sqlx::types::Json<Vec<String>>,
+    pub template_name: String,
+    pub template_language: String,
+}
+
+/// The next `limit` pending messages of a campaign after `cursor`, by id.
+pub async fn fanout_page(
+    pool: &PgPool,
+    campaign: CampaignId,
+    cursor: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<FanoutRow>> {
+    sqlx::query_as(
+        "SELECT m.id, m.sender_number_id, m.recipient, m.variables,
+                c.template_name, c.template_language
+         FROM messages m JOIN campaigns c ON c.id = m.campaign_id
+         WHERE m.campaign_id = $1 AND m.id > $2 AND m.status = $3
+         ORDER BY m.id LIMIT $4",
+    )
+    .bind(campaign)
+    .bind(cursor)
+    .bind(MessageStatus::Pending)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn fanout_cursor(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
+        .bind(campaign)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn advance_fanout_cursor(
+    pool: &PgPool,
+    campaign: CampaignId,
+    cursor: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE campaigns SET fanout_cursor = greatest(fanout_cursor, $2) WHERE id = $1")
+        .bind(campaign)
+        .bind(cursor)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Messages per status, counted from `messages` itself: what the counters must equal.
+pub async fn count_by_status(
+    pool: &PgPool,
+    campaign: CampaignId,
+) -> sqlx::Result<Vec<(MessageStatus, i64)>> {
+    sqlx::query_as("SELECT status, count(*) FROM messages WHERE campaign_id = $1 GROUP BY status")
+        .bind(campaign)
+        .fetch_all(pool)
+        .await
+}

@@ -1,0 +1,225 @@
+//! Messages and the one statement that changes their status.
+//!
+//! Invariant: a campaign's counters equal a `GROUP BY status` over its messages. Only
+//! `insert_recipients` (which adds `pending` rows) and `apply_transitions` (which moves
+//! rows between statuses) change either, and each changes both in the same statement.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+use crate::domain::{CampaignId, MessageId, MessageStatus, NumberId};
+
+/// A recipient to insert.
+pub struct NewMessage {
+    pub number: NumberId,
+    pub recipient: String,
+    pub variables: serde_json::Value,
+}
+
+/// Inserts recipients as `pending`, skipping any the campaign already has; returns how many
+/// were inserted. `total` and `pending` grow by the same amount in the same statement.
+pub async fn insert_recipients(
+    db: impl PgExecutor<'_>,
+    campaign: CampaignId,
+    rows: &[NewMessage],
+) -> sqlx::Result<i64> {
+    let numbers: Vec<uuid::Uuid> = rows.iter().map(|r| r.number.0).collect();
+    let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+    let variables: Vec<sqlx::types::Json<&serde_json::Value>> = rows
+        .iter()
+        .map(|r| sqlx::types::Json(&r.variables))
+        .collect();
+    sqlx::query_scalar(
+        "WITH inserted AS (
+            INSERT INTO messages (campaign_id, sender_number_id, recipient, variables)
+            SELECT $1, n, r, v FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[]) AS t(n, r, v)
+            ON CONFLICT (campaign_id, recipient) DO NOTHING
+            RETURNING 1
+         ), counted AS (SELECT count(*) AS n FROM inserted)
+         UPDATE campaigns SET total = total + counted.n, pending = pending + counted.n
+         FROM counted WHERE id = $1
+         RETURNING counted.n",
+    )
+    .bind(campaign)
+    .bind(numbers)
+    .bind(recipients)
+    .bind(variables)
+    .fetch_one(db)
+    .await
+}
+
+/// Which message a transition is about: Herald's id when known (our own results, or a
+/// receipt carrying `biz_opaque_callback_data`), else Meta's wamid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageRef {
+    Id(MessageId),
+    WaId(String),
+}
+
+/// A status a message should move to, with what came with it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub message: MessageRef,
+    pub status: MessageStatus,
+    /// Meta's id, recorded the first time it is seen.
+    pub wa_message_id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<i32>,
+    pub error_title: Option<String>,
+    /// Added to `attempts` (1 for a send Herald made, 0 for a receipt).
+    pub attempts: i32,
+}
+
+/// What a batch of transitions did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Messages whose status changed.
+    pub changed: i64,
+    /// Transitions whose message was not found.
+    pub unmatched: i64,
+}
+
+/// Applies a batch of transitions in one statement: statuses move only forward (the Postgres
+/// function `message_status_advances`), timestamps and Meta's id are recorded even when the
+/// status does not move (a late `sent` after a `delivered`), and every affected campaign's
+/// counters change by exactly the transitions that happened.
+///
+/// Rows are locked in id order and campaigns in id order, so concurrent batches (the sender's
+/// recorder and the webhook processor) cannot deadlock. A batch should name each message once;
+/// reduce it first with `reduce`.
+pub async fn apply_transitions(
+    db: impl PgExecutor<'_>,
+    batch: &[Transition],
+) -> sqlx::Result<Applied> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut wa_ids = Vec::with_capacity(batch.len());
+    let mut statuses = Vec::with_capacity(batch.len());
+    let mut ats = Vec::with_capacity(batch.len());
+    let mut codes = Vec::with_capacity(batch.len());
+    let mut titles = Vec::with_capacity(batch.len());
+    let mut attempts = Vec::with_capacity(batch.len());
+    for t in batch {
+        let (id, wa) = match &t.message {
+            MessageRef::Id(id) => (Some(id.0), t.wa_message_id.clone()),
+            MessageRef::WaId(wa) => (None, Some(wa.clone())),
+        };
+        ids.push(id);
+        wa_ids.push(wa);
+        statuses.push(t.status);
+        ats.push(t.at);
+        codes.push(t.error_code);
+        titles.push(t.error_title.clone());
+        attempts.push(t.attempts);
+    }
+    let (changed, unmatched): (i64, i64) = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::message_status[],
+                                 $4::timestamptz[], $5::int[], $6::text[], $7::int[])
+                AS t(id, wa_id, status, at, error_code, error_title, attempts)
+         ), resolved AS (
+            SELECT coalesce(i.id, w.id) AS id, i.wa_id, i.status, i.at, i.error_code,
+                   i.error_title, i.attempts
+            FROM input i LEFT JOIN messages w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+         ), locked AS (
+            SELECT m.id, m.status AS old_status FROM messages m
+            WHERE m.id IN (SELECT id FROM resolved)
+            ORDER BY m.id FOR UPDATE
+         ), plan AS (
+            SELECT r.*, l.old_status, message_status_advances(l.old_status, r.status) AS moves
+            FROM resolved r JOIN locked l ON l.id = r.id
+         ), changed AS (
+            UPDATE messages m SET
+                status = CASE WHEN p.moves THEN p.status ELSE m.status END,
+                attempts = m.attempts + p.attempts,
+                wa_message_id = coalesce(m.wa_message_id, p.wa_id),
+                queued_at = coalesce(m.queued_at,
+                    CASE WHEN p.moves AND p.status = 'queued' THEN p.at END),
+                sent_at = coalesce(m.sent_at,
+                    CASE WHEN p.status IN ('sent', 'delivered', 'read') THEN p.at END),
+                delivered_at = coalesce(m.delivered_at,
+                    CASE WHEN p.status IN ('delivered', 'read') THEN p.at END),
+                read_at = coalesce(m.read_at, CASE WHEN p.status = 'read' THEN p.at END),
+                failed_at = CASE WHEN p.moves AND p.status = 'failed' THEN p.at
+                                 ELSE m.failed_at END,
+                error_code = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_code
+                                  ELSE m.error_code END,
+                error_title = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_title
+                                   ELSE m.error_title END
+            FROM plan p WHERE m.id = p.id
+            RETURNING m.campaign_id, p.old_status, m.status AS new_status
+         ), deltas AS (
+            SELECT campaign_id,
+                count(*) FILTER (WHERE new_status = 'pending')
+                    - count(*) FILTER (WHERE old_status = 'pending') AS pending,
+                count(*) FILTER (WHERE new_status = 'queued')
+                    - count(*) FILTER (WHERE old_status = 'queued') AS queued,
+                count(*) FILTER (WHERE new_status = 'sent')
+                    - count(*) FILTER (WHERE old_status = 'sent') AS sent,
+                count(*) FILTER (WHERE new_status = 'delivered')
+                    - count(*) FILTER (WHERE old_status = 'delivered') AS delivered,
+                count(*) FILTER (WHERE new_status = 'read')
+                    - count(*) FILTER (WHERE old_status = 'read') AS read,
+                count(*) FILTER (WHERE new_status = 'failed')
+                    - count(*) FILTER (WHERE old_status = 'failed') AS failed,
+                count(*) FILTER (WHERE new_status = 'cancelled')
+                    - count(*) FILTER (WHERE old_status = 'cancelled') AS cancelled,
+                count(*) FILTER (WHERE new_status = 'suppressed')
+                    - count(*) FILTER (WHERE old_status = 'suppressed') AS suppressed
+            FROM changed WHERE old_status <> new_status GROUP BY campaign_id
+         ), campaign_locks AS (
+            SELECT c.id FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM deltas)
+            ORDER BY c.id FOR UPDATE
+         ), counters AS (
+            UPDATE campaigns c SET
+                pending = c.pending + d.pending, queued = c.queued + d.queued,
+                sent = c.sent + d.sent, delivered = c.delivered + d.delivered,
+                read = c.read + d.read, failed = c.failed + d.failed,
+                cancelled = c.cancelled + d.cancelled, suppressed = c.suppressed + d.suppressed
+            FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
+            WHERE c.id = d.campaign_id
+            RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM changed WHERE old_status <> new_status),
+                (SELECT count(*) FROM resolved r
+                 WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = r.id))",
+    )
+    .bind(ids)
+    .bind(wa_ids)
+    .bind(statuses)
+    .bind(ats)
+    .bind(codes)
+    .bind(titles)
+    .bind(attempts)
+    .fetch_one(db)
+    .await?;
+    Ok(Applied { changed, unmatched })
+}
+
+/// Reduces a batch so that each message appears once, keeping the furthest status (and the
+/// first wamid, error and timestamp that came with it), in first-seen order.
+pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
+    let mut index = std::collections::HashMap::with_capacity(batch.len());
+    let mut out: Vec<Transition> = Vec::with_capacity(batch.len());
+    for t in batch {
+        match index.get(&t.message) {
+            None => {
+                index.insert(t.message.clone(), out.len());
+                out.push(t);
+            }
+            Some(&i) => {
+                let kept = &mut out[i];
+                kept.attempts += t.attempts;
+                if kept.wa_message_id.is_none() {
+                    kept.wa_message_id = t.wa_message_id.clone();
+                }
+                if t.status.rank() > kept.status.rank() {
+                    kept.status = t.status;
+                    kept.at = t.at;
+                    kept.error_code = t.error_code;
+                    kept.error_title = t.error_title;
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,45 @@
+//! Postgres access: the pool, the embedded migrator and every SQL statement Herald runs,
+//! one small function per statement.
+
+pub mod campaigns;
+pub mod messages;
+pub mod numbers;
+pub mod tenants;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::settings::DatabaseSettings;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        self.url.expose_secret().parse()
+    }
+}
+
+/// A pool to the configured database. Connections are made lazily, so this fails only on a
+/// malformed URL; the first query reports an unreachable server.
+pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_lazy_with(settings.connect_options()?))
+}
+
+/// Creates the configured database if it does not exist yet.
+pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), sqlx::Error> {
+    let url = settings.url.expose_secret();
+    if !Postgres::database_exists(url).await? {
+        Postgres::create_database(url).await?;
+    }
+    Ok(())
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

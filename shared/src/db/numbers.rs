@@ -1,0 +1,84 @@
+//! Sender numbers.
+
+use sqlx::PgPool;
+
+use crate::domain::{NumberId, NumberState, TenantId};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NumberRow {
+    pub id: NumberId,
+    pub tenant_id: TenantId,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_number: String,
+    /// Encrypted; see `crypto::TokenCipher`.
+    pub access_token: Vec<u8>,
+    pub state: NumberState,
+    pub throughput_ceiling: i32,
+    pub current_rate: i32,
+    pub portfolio_id: Option<String>,
+}
+
+pub struct NewNumber<'a> {
+    pub id: NumberId,
+    pub tenant: TenantId,
+    pub phone_number_id: &'a str,
+    pub waba_id: &'a str,
+    pub display_number: &'a str,
+    pub access_token: &'a [u8],
+    pub throughput_ceiling: i32,
+    pub current_rate: i32,
+    pub portfolio_id: Option<&'a str>,
+}
+
+/// Inserts a number; `Ok(false)` when its `phone_number_id` is already registered.
+pub async fn insert_number(pool: &PgPool, n: &NewNumber<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO sender_numbers
+            (id, tenant_id, phone_number_id, waba_id, display_number, access_token,
+             throughput_ceiling, current_rate, portfolio_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (phone_number_id) DO NOTHING",
+    )
+    .bind(n.id)
+    .bind(n.tenant)
+    .bind(n.phone_number_id)
+    .bind(n.waba_id)
+    .bind(n.display_number)
+    .bind(n.access_token)
+    .bind(n.throughput_ceiling)
+    .bind(n.current_rate)
+    .bind(n.portfolio_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get_number(pool: &PgPool, id: NumberId) -> sqlx::Result<Option<NumberRow>> {
+    sqlx::query_as("SELECT * FROM sender_numbers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The numbers among `ids` that belong to `tenant`.
+pub async fn owned_numbers(
+    pool: &PgPool,
+    tenant: TenantId,
+    ids: &[NumberId],
+) -> sqlx::Result<Vec<NumberId>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|n| n.0).collect();
+    sqlx::query_scalar("SELECT id FROM sender_numbers WHERE tenant_id = $1 AND id = ANY($2)")
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// Every number that may send.
+pub async fn active_numbers(pool: &PgPool) -> sqlx::Result<Vec<NumberId>> {
+    sqlx::query_scalar("SELECT id FROM sender_numbers WHERE state = $1")
+        .bind(NumberState::Active)
+        .fetch_all(pool)
+        .await
+}

@@ -1,0 +1,12 @@
+//! Herald's shared library: what two or more services use.
+//!
+//! Lower modules never import higher ones: `domain` ← `config` ← `db` / `stream` / `whatsapp`.
+
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod settings;
+pub mod signature;
+pub mod stream;
+pub mod telemetry;
+pub mod whatsapp;

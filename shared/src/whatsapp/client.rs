@@ -1,0 +1,126 @@
+//! The send call. One `reqwest::Client` per process; its idle pool per host must be at least
+//! the sender's in-flight window, or connections churn.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::SendResponse;
+use super::errors::{GraphError, GraphErrorBody};
+use crate::settings::WhatsAppSettings;
+
+#[derive(Debug, Clone)]
+pub struct CloudApiClient {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+}
+
+/// How a send ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendResult {
+    /// HTTP 200: Meta accepted the message (accepted, not delivered).
+    Accepted { wamid: String },
+    /// Meta answered with a Graph error.
+    Rejected { http_status: u16, error: GraphError },
+    /// No usable answer.
+    Transport(TransportFailure),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportFailure {
+    /// The request never reached Meta (connection refused, DNS): safe to resend.
+    NotSent(String),
+    /// The request may have been accepted (timeout, reset, 5xx without a Graph body).
+    Ambiguous(String),
+}
+
+impl CloudApiClient {
+    pub fn new(settings: &WhatsAppSettings, max_idle_per_host: usize) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .timeout(Duration::from_millis(settings.request_timeout_ms))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            version: settings.api_version.clone(),
+        })
+    }
+
+    /// POSTs an already rendered message body for the business number `phone_number_id`.
+    pub async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        body: Bytes,
+    ) -> SendResult {
+        let url = format!(
+            "{}/{}/{}/messages",
+            self.base_url, self.version, phone_number_id
+        );
+        let mut auth = match HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())) {
+            Ok(v) => v,
+            Err(_) => {
+                return SendResult::Transport(TransportFailure::NotSent(
+                    "the access token has characters a header cannot carry".into(),
+                ));
+            }
+        };
+        auth.set_sensitive(true);
+        let response = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return SendResult::Transport(transport_failure(&e)),
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return SendResult::Transport(transport_failure(&e)),
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<SendResponse>(&bytes) {
+                Ok(ok) => match ok.messages.into_iter().next() {
+                    Some(m) => SendResult::Accepted { wamid: m.id },
+                    None => SendResult::Transport(TransportFailure::Ambiguous(
+                        "200 without a message id".into(),
+                    )),
+                },
+                Err(e) => SendResult::Transport(TransportFailure::Ambiguous(format!(
+                    "unreadable 200 body: {e}"
+                ))),
+            };
+        }
+        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
+            Ok(body) => SendResult::Rejected {
+                http_status: status.as_u16(),
+                error: body.error,
+            },
+            Err(_) => SendResult::Transport(TransportFailure::Ambiguous(format!(
+                "HTTP {} without a Graph error body",
+                status.as_u16()
+            ))),
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> TransportFailure {
+    // reqwest's Display never includes headers, so the token cannot leak through it.
+    if e.is_connect() {
+        TransportFailure::NotSent(e.to_string())
+    } else {
+        TransportFailure::Ambiguous(e.to_string())
+    }
+}
