@@ -1,1 +1,306 @@
+//! Test support: an isolated database and Redis key prefix per test, the whole stack
+//! in-process, and waiting for a condition with a deadline.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald::client::ApiClient;
+use herald::stack::{Roles, Stack};
+use herald_shared::settings::Settings;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+/// One test's private world: its own database (migrated) and Redis key prefix.
+pub struct TestContext {
+    pub settings: Settings,
+    pub pool: PgPool,
+    database: String,
+    server_url: String,
+}
+
+impl TestContext {
+    pub async fn new() -> Self {
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut settings = Settings::load_from(&config, "test").expect("test settings load");
+        herald_shared::telemetry::init(&settings.telemetry);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        settings.redis.key_prefix = format!("test-{}", &id[..12]);
+        let database = format!("herald_test_{id}");
+        let server_url = with_database(settings.database.url.expose_secret(), "postgres");
+        let mut admin = PgConnection::connect(&server_url)
+            .await
+            .expect("Postgres is reachable (scripts/test.sh starts one)");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE \"{database}\""
+            )))
+            .await
+            .expect("create the test database");
+        settings.database.url = SecretString::from(with_database(
+            settings.database.url.expose_secret(),
+            &database,
+        ));
+        settings.database.max_connections = 8;
+        let pool = herald_shared::db::pool(&settings.database).expect("pool");
+        herald_shared::db::migrate(&pool)
+            .await
+            .expect("migrations apply");
+        Self {
+            settings,
+            pool,
+            database,
+            server_url,
+        }
+    }
+
+    /// Starts every role (with the simulator) on free ports.
+    pub async fn start_stack(&self) -> Stack {
+        Stack::start(self.settings.clone(), Roles::ALL_WITH_SIMULATOR)
+            .await
+            .expect("the stack starts")
+    }
+
+    /// A new tenant and a client of the API at `ingest_url` with its key.
+    pub async fn tenant(&self, ingest_url: &str) -> ApiClient {
+        let (_, key) = herald::tenant::create(&self.pool, "test tenant")
+            .await
+            .expect("tenant created");
+        ApiClient::new(ingest_url, key)
+    }
+
+    pub async fn redis(&self) -> redis::aio::ConnectionManager {
+        herald_shared::stream::conn::connect(&self.settings.redis, Some(Duration::from_secs(5)))
+            .await
+            .expect("Redis is reachable (scripts/test.sh starts one)")
+    }
+
+    /// Drops the database and the test's Redis keys. A failed test skips this, leaving both
+    /// for inspection.
+    pub async fn cleanup(self) {
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(&self.server_url)
+            .await
+            .expect("admin");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            )))
+            .await
+            .expect("drop the test database");
+        let mut redis = herald_shared::stream::conn::connect(
+            &self.settings.redis,
+            Some(Duration::from_secs(5)),
+        )
+        .await
+        .expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.settings.redis.key_prefix))
+            .query_async(&mut redis)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut redis)
+                .await
+                .expect("del");
+        }
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Checks `condition` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that the campaign's counters equal a `GROUP BY status` over its messages.
+pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domain::CampaignId) {
+    use herald_shared::domain::MessageStatus;
+    let row: herald_shared::db::campaigns::CampaignRow =
+        sqlx::query_as("SELECT * FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(pool)
+            .await
+            .expect("campaign");
+    let counts = herald_shared::db::campaigns::count_by_status(pool, campaign)
+        .await
+        .expect("counts");
+    for status in MessageStatus::ALL {
+        let counted = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        assert_eq!(row.counter(status), counted, "counter for {status}");
+    }
+    assert_eq!(
+        row.total,
+        counts.iter().map(|(_, n)| n).sum::<i64>(),
+        "total"
+    );
+}
+
+/// Signs `body` as Meta would with the test app secret.
+pub fn signed(settings: &Settings, body: &[u8]) -> String {
+    herald_shared::signature::sign(&settings.webhook.app_secrets[0], body)
+}
+
+/// `n` distinct valid recipients.
+pub fn recipients(n: usize) -> Vec<(String, Vec<String>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("+447400{i:06}"),
+                vec![format!("Customer {i}"), "10%".into()],
+            )
+        })
+        .collect()
+}
+
+/// A tenant, one sender number and a draft campaign of `n` recipients, made directly in the
+/// database (for tests of one role).
+pub async fn seed_campaign(
+    ctx: &TestContext,
+    n: usize,
+) -> (
+    herald_shared::domain::CampaignId,
+    Vec<herald_shared::domain::MessageId>,
+) {
+    use herald_shared::db::{campaigns, messages, numbers};
+    use herald_shared::domain::{CampaignId, NumberId};
+    let (tenant, _) = herald::tenant::create(&ctx.pool, "seeded").await.unwrap();
+    let number = NumberId::new();
+    let phone_number_id = format!("9{}", &number.0.simple().to_string()[..10]);
+    numbers::insert_number(
+        &ctx.pool,
+        &numbers::NewNumber {
+            id: number,
+            tenant,
+            phone_number_id: &phone_number_id,
+            waba_id: "waba",
+            display_number: "+447400000000",
+            access_token: b"not used",
+            throughput_ceiling: 80,
+            current_rate: 80,
+            portfolio_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let campaign = CampaignId::new();
+    let mut tx = ctx.pool.begin().await.unwrap();
+    campaigns::insert_campaign(
+        &mut tx,
+        &campaigns::NewCampaign {
+            id: campaign,
+            tenant,
+            name: "seeded",
+            template_name: "t",
+            template_language: "en",
+            numbers: &[number],
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let rows: Vec<messages::NewMessage> = recipients(n)
+        .into_iter()
+        .map(|(phone, vars)| messages::NewMessage {
+            number,
+            recipient: phone,
+            variables: serde_json::json!(vars),
+        })
+        .collect();
+    messages::insert_recipients(&ctx.pool, campaign, &rows)
+        .await
+        .unwrap();
+    let ids = sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id")
+        .bind(campaign)
+        .fetch_all(&ctx.pool)
+        .await
+        .unwrap();
+    (campaign, ids)
+}
+
+/// Applies one transition to one message, as Herald's own code would.
+pub async fn set_status(
+    pool: &PgPool,
+    message: herald_shared::domain::MessageId,
+    status: herald_shared::domain::MessageStatus,
+    wa_message_id: Option<&str>,
+) {
+    use herald_shared::db::messages::{self, MessageRef, Transition};
+    messages::apply_transitions(
+        pool,
+        &[Transition {
+            message: MessageRef::Id(message),
+            status,
+            wa_message_id: wa_message_id.map(str::to_owned),
+            at: chrono::Utc::now(),
+            error_code: None,
+            error_title: None,
+            attempts: 0,
+        }],
+    )
+    .await
+    .unwrap();
+}
+
+/// The status of one message.
+pub async fn status_of(
+    pool: &PgPool,
+    message: herald_shared::domain::MessageId,
+) -> herald_shared::domain::MessageStatus {
+    sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+        .bind(message)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/herald?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

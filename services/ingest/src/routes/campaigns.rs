@@ -237,25 +237,26 @@ pub async fn add_recipients(
     }
     let pool_numbers = campaigns::campaign_numbers(&state.pool, id).await?;
     let rows = req.recipients;
-    let (valid, rejected) = tokio::task::spawn_blocking(move || validate(rows, &pool_numbers))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let submitted = valid.len() as i64;
+    let (valid, rejected, repeats) =
+        tokio::task::spawn_blocking(move || validate(rows, &pool_numbers))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
     let accepted = messages::insert_recipients(&state.pool, id, &valid).await?;
     Ok(Json(UploadReport {
         accepted,
-        duplicates: submitted - accepted,
+        duplicates: valid.len() as i64 - accepted + repeats,
         rejected,
     }))
 }
 
 /// Parses every row (phone parsing is CPU-bound, hence the blocking thread) and assigns each
 /// recipient a sender number by a stable hash of its number, so a recipient always hears
-/// from the same number of the campaign.
-fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec<RowError>) {
+/// from the same number of the campaign. Also returns how many rows repeated an earlier row.
+fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec<RowError>, i64) {
     let mut valid = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut repeats = 0;
     for (i, row) in rows.into_iter().enumerate() {
         let reject = |field: &str, reason: String| RowError {
             row: i + 1,
@@ -290,7 +291,8 @@ fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec
             continue;
         }
         if !seen.insert(phone.clone()) {
-            // A repeat within the upload: counted as a duplicate, like one already stored.
+            // A repeat within the upload: a duplicate, like one already stored.
+            repeats += 1;
             continue;
         }
         let number = numbers[stable_hash(phone.as_str()) as usize % numbers.len()];
@@ -300,7 +302,7 @@ fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec
             variables: serde_json::json!(row.variables),
         });
     }
-    (valid, rejected)
+    (valid, rejected, repeats)
 }
 
 /// Meta refuses parameter text that is empty or holds a newline, a tab or more than four

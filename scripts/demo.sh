@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The demo: a 10,000-recipient campaign through ingest, the number streams, the sender, the
+# simulator, the webhook and Postgres, with live progress and a summary. Exits 0 only when
+# every message reached a final status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+cargo run --quiet -p herald -- demo

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, and every test against real Redis and PostgreSQL
+# (started privately when none answer at the configured URLs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace

@@ -1,0 +1,246 @@
+//! The webhook role: handshake, signatures, buffering and applying receipts.
+
+use std::time::Duration;
+
+use herald::stack::{Roles, Stack};
+use herald_shared::domain::{MessageId, MessageStatus};
+use herald_tests::{
+    TestContext, assert_counters_match, eventually, seed_campaign, set_status, signed, status_of,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+const WEBHOOK_ONLY: Roles = Roles {
+    ingest: false,
+    sender: false,
+    webhook: true,
+    simulator: false,
+};
+
+fn status(id: MessageId, wamid: &str, status: &str) -> Value {
+    json!({"id": wamid, "status": status, "timestamp": "1778580002",
+           "recipient_id": "447400000000", "biz_opaque_callback_data": id.to_string()})
+}
+
+fn notification(statuses: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "211987654321098", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "447700900100", "phone_number_id": "109876543210987"},
+            "statuses": statuses}}]}]
+    }))
+    .unwrap()
+}
+
+async fn post(ctx: &TestContext, stack: &Stack, body: &[u8], signature: Option<String>) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhook", stack.webhook_url))
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    let _ = ctx;
+    request.send().await.unwrap().status().as_u16()
+}
+
+async fn wait_for_status(ctx: &TestContext, id: MessageId, want: MessageStatus) {
+    eventually(
+        &format!("message {id} {want}"),
+        Duration::from_secs(10),
+        || async { (status_of(&ctx.pool, id).await == want).then_some(()) },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_handshake_answers_the_challenge_only_for_the_right_token() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    let url = |token: &str| {
+        format!(
+            "{}/webhook?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            stack.webhook_url
+        )
+    };
+    let ok = reqwest::get(url("herald-test-verify-token")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    assert_eq!(reqwest::get(url("wrong")).await.unwrap().status(), 403);
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn missing_and_wrong_signatures_get_401_and_are_never_applied() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 2).await;
+    for id in &ids {
+        set_status(&ctx.pool, *id, MessageStatus::Queued, None).await;
+    }
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    let forged = notification(&[status(ids[0], "wamid.A", "read")]);
+    assert_eq!(post(&ctx, &stack, &forged, None).await, 401);
+    let other_secret = herald_shared::signature::sign(&"not-our-secret".to_owned().into(), &forged);
+    assert_eq!(post(&ctx, &stack, &forged, Some(other_secret)).await, 401);
+    // A correctly signed body sent after them is applied; the refused ones never were.
+    let genuine = notification(&[status(ids[1], "wamid.B", "read")]);
+    assert_eq!(
+        post(
+            &ctx,
+            &stack,
+            &genuine,
+            Some(signed(&ctx.settings, &genuine))
+        )
+        .await,
+        200
+    );
+    wait_for_status(&ctx, ids[1], MessageStatus::Read).await;
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Queued);
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn shuffled_and_duplicated_receipts_end_at_the_furthest_status_with_exact_counters() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 30).await;
+    for id in &ids {
+        set_status(&ctx.pool, *id, MessageStatus::Queued, None).await;
+    }
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    // Message i gets receipts up to: sent (i % 3 == 0), delivered (1), read (2); every receipt
+    // twice, all shuffled, spread over several POSTs.
+    let ladder = ["sent", "delivered", "read"];
+    let mut receipts = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for s in &ladder[..=(i % 3)] {
+            for _ in 0..2 {
+                receipts.push(status(*id, &format!("wamid.{id}"), s));
+            }
+        }
+    }
+    receipts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(3));
+    for chunk in receipts.chunks(7) {
+        let body = notification(chunk);
+        assert_eq!(
+            post(&ctx, &stack, &body, Some(signed(&ctx.settings, &body))).await,
+            200
+        );
+    }
+    let want = |i: usize| {
+        [
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Read,
+        ][i % 3]
+    };
+    for (i, id) in ids.iter().enumerate() {
+        wait_for_status(&ctx, *id, want(i)).await;
+    }
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_receipt_records_its_code_and_a_later_read_does_not_revive_it() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.D")).await;
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    // Matched by wamid: failed receipts may come without callback data.
+    let failed = notification(&[json!({"id": "wamid.D", "status": "failed",
+        "timestamp": "1778580007", "recipient_id": "447400000000",
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]})]);
+    assert_eq!(
+        post(&ctx, &stack, &failed, Some(signed(&ctx.settings, &failed))).await,
+        200
+    );
+    wait_for_status(&ctx, ids[0], MessageStatus::Failed).await;
+    let read = notification(&[status(ids[0], "wamid.D", "read")]);
+    assert_eq!(
+        post(&ctx, &stack, &read, Some(signed(&ctx.settings, &read))).await,
+        200
+    );
+    eventually(
+        "the read receipt applied",
+        Duration::from_secs(10),
+        || async {
+            let read_at: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT read_at FROM messages WHERE id = $1")
+                    .bind(ids[0])
+                    .fetch_one(&ctx.pool)
+                    .await
+                    .unwrap();
+            read_at.map(|_| ())
+        },
+    )
+    .await;
+    let (status, code, title): (MessageStatus, Option<i32>, Option<String>) =
+        sqlx::query_as("SELECT status, error_code, error_title FROM messages WHERE id = $1")
+            .bind(ids[0])
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, MessageStatus::Failed);
+    assert_eq!(code, Some(131026));
+    assert_eq!(title.as_deref(), Some("Message undeliverable"));
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_it() {
+    let ctx = TestContext::new().await;
+    let (_, ids) = seed_campaign(&ctx, 1).await;
+    set_status(&ctx.pool, ids[0], MessageStatus::Queued, None).await;
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    let garbage = b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec();
+    assert_eq!(
+        post(
+            &ctx,
+            &stack,
+            &garbage,
+            Some(signed(&ctx.settings, &garbage))
+        )
+        .await,
+        200
+    );
+    let good = notification(&[status(ids[0], "wamid.E", "delivered")]);
+    assert_eq!(
+        post(&ctx, &stack, &good, Some(signed(&ctx.settings, &good))).await,
+        200
+    );
+    wait_for_status(&ctx, ids[0], MessageStatus::Delivered).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_size_limit_gets_413() {
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.webhook.max_body_bytes = 1024;
+    let stack = Stack::start(settings, WEBHOOK_ONLY).await.unwrap();
+    let body = vec![b' '; 4096];
+    assert_eq!(
+        post(&ctx, &stack, &body, Some(signed(&ctx.settings, &body))).await,
+        413
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
