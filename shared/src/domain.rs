@@ -190,7 +190,7 @@ pub enum PhoneNumberError {
     Invalid,
 }
 
-/// A recipient's phone number in E.164 form (`+447700900123`), parsed once at the edge.
+/// A recipient's phone number in E.164 form (`+447400900123`), parsed once at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
@@ -250,24 +250,33 @@ mod tests {
 
     #[test]
     fn a_formatted_uk_number_becomes_e164() {
-        let n = PhoneNumber::parse(" +44 7700 900123 ").unwrap();
-        assert_eq!(n.as_str(), "+447700900123");
-        assert_eq!(n.digits(), "447700900123");
+        let n = PhoneNumber::parse(" +44 7400 900123 ").unwrap();
+        assert_eq!(n.as_str(), "+447400900123");
+        assert_eq!(n.digits(), "447400900123");
     }
 
     #[test]
     fn a_double_zero_prefix_counts_as_plus() {
         assert_eq!(
-            PhoneNumber::parse("0044 (7700) 900-123").unwrap().as_str(),
-            "+447700900123"
+            PhoneNumber::parse("0044 (7400) 900-123").unwrap().as_str(),
+            "+447400900123"
         );
     }
 
     #[test]
     fn a_number_without_country_code_is_refused() {
         assert_eq!(
-            PhoneNumber::parse("07700 900123"),
+            PhoneNumber::parse("07400 900123"),
             Err(PhoneNumberError::NoCountryCode)
+        );
+    }
+
+    #[test]
+    fn the_drama_range_is_not_a_real_number() {
+        // Ofcom's 07700 900xxx numbers are reserved for fiction and do not validate.
+        assert_eq!(
+            PhoneNumber::parse("+447700900123"),
+            Err(PhoneNumberError::Invalid)
         );
     }
 
@@ -293,7 +302,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parsing_is_idempotent_on_its_own_output(national in 7_700_900_000u64..7_700_900_999) {
+        fn parsing_is_idempotent_on_its_own_output(national in 7_400_000_000u64..7_400_999_999) {
             let first = PhoneNumber::parse(&format!("+44{national}")).unwrap();
             let again = PhoneNumber::parse(first.as_str()).unwrap();
             prop_assert_eq!(first, again);
