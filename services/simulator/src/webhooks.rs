@@ -173,8 +173,9 @@ impl Dispatcher {
                     let body = notification(&number, chunk.to_vec());
                     let permit = permits.clone().acquire_owned().await.expect("never closed");
                     let this = this.clone();
+                    let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        this.post(body).await;
+                        this.post(body, &shutdown).await;
                         drop(permit);
                     });
                 }
@@ -184,7 +185,8 @@ impl Dispatcher {
         let _ = permits.acquire_many(CONCURRENT_POSTS as u32).await;
     }
 
-    async fn post(&self, notification: Notification) {
+    /// POSTs one notification, retrying with backoff until it is taken or the simulator stops.
+    async fn post(&self, notification: Notification, shutdown: &CancellationToken) {
         let body = serde_json::to_vec(&notification).expect("a notification serialises");
         let header = signature::sign(&self.secret, &body);
         let mut backoff = Duration::from_millis(50);
@@ -205,11 +207,14 @@ impl Dispatcher {
                 Ok(r) => tracing::debug!(status = %r.status(), "webhook refused; retrying"),
                 Err(e) => tracing::debug!(error = %e, "webhook POST failed; retrying"),
             }
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => break,
+            }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         self.stats.webhooks_failed.fetch_add(1, Relaxed);
-        tracing::warn!(url = %self.url, "webhook dropped after {POST_ATTEMPTS} attempts");
+        tracing::warn!(url = %self.url, "webhook dropped undelivered");
     }
 }
 

@@ -1,0 +1,88 @@
+//! The stream protocol's scripts, against a real Redis.
+
+use herald_shared::domain::{CampaignId, MessageId, NumberId};
+use herald_shared::stream::{Entry, FAN_OUT, Keys, MOVE_DUE_RETRIES};
+use herald_tests::TestContext;
+use redis::AsyncCommands;
+
+fn entry(id: i64, campaign: CampaignId) -> Entry {
+    Entry {
+        message: MessageId(id),
+        campaign,
+        attempt: 0,
+        payload: bytes::Bytes::from(format!("{{\"to\":\"+44740000{id:04}\"}}")),
+    }
+}
+
+async fn fan_out(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    number: NumberId,
+    campaign: CampaignId,
+    ids: std::ops::RangeInclusive<i64>,
+) -> i64 {
+    let mut script = FAN_OUT.key(keys.stream(number));
+    script.key(keys.fanout(number)).arg(campaign.to_string());
+    for id in ids {
+        script.arg(id).arg(entry(id, campaign).encode());
+    }
+    script.invoke_async(redis).await.unwrap()
+}
+
+#[tokio::test]
+async fn repeating_a_fan_out_after_a_crash_appends_nothing_twice() {
+    let ctx = TestContext::new().await;
+    let mut redis = ctx.redis().await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let number = NumberId::new();
+    let (first, second) = (CampaignId::new(), CampaignId::new());
+    assert_eq!(fan_out(&mut redis, &keys, number, first, 1..=10).await, 10);
+    // The same page again (the crash came before the messages were marked queued), then a
+    // page that overlaps it.
+    assert_eq!(fan_out(&mut redis, &keys, number, first, 1..=10).await, 0);
+    assert_eq!(fan_out(&mut redis, &keys, number, first, 6..=15).await, 5);
+    // Another campaign on the same number keeps its own place.
+    assert_eq!(fan_out(&mut redis, &keys, number, second, 1..=3).await, 3);
+    let len: usize = redis.xlen(keys.stream(number)).await.unwrap();
+    assert_eq!(len, 18);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn due_retries_move_to_the_stream_and_later_ones_stay() {
+    let ctx = TestContext::new().await;
+    let mut redis = ctx.redis().await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let number = NumberId::new();
+    let campaign = CampaignId::new();
+    let now = 1_000_000i64;
+    for (id, due) in [(1, now - 10), (2, now), (3, now + 10)] {
+        let _: () = redis
+            .zadd(keys.retry(number), entry(id, campaign).encode(), due)
+            .await
+            .unwrap();
+    }
+    let moved: usize = MOVE_DUE_RETRIES
+        .key(keys.retry(number))
+        .key(keys.stream(number))
+        .arg(now)
+        .arg(100)
+        .invoke_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(moved, 2);
+    let left: usize = redis.zcard(keys.retry(number)).await.unwrap();
+    assert_eq!(left, 1);
+    let reply: redis::streams::StreamRangeReply =
+        redis.xrange_all(keys.stream(number)).await.unwrap();
+    let moved: Vec<i64> = reply
+        .ids
+        .iter()
+        .map(|e| {
+            let raw = herald_shared::stream::conn::entry_field(e, "e").unwrap();
+            Entry::decode(raw).unwrap().message.0
+        })
+        .collect();
+    assert_eq!(moved, vec![1, 2]);
+    ctx.cleanup().await;
+}
