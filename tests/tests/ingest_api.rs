@@ -215,6 +215,15 @@ async fn a_body_that_is_not_the_expected_json_gets_a_json_400() {
     );
     assert_eq!(e.status, 400);
     assert_eq!(e.body["error"]["code"], "bad_request");
+    let e = refusal(
+        api.get::<serde_json::Value>("/v1/campaigns/not-a-uuid")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.status.as_u16(), e.body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -56,20 +56,20 @@ impl Supervisor {
     /// `discovery_interval`, until `shutdown`; then waits for the workers to drain.
     pub async fn run(self, shutdown: CancellationToken) {
         let interval = Duration::from_millis(self.settings.sender.discovery_interval_ms);
-        let mut running: HashMap<NumberId, CancellationToken> = HashMap::new();
+        // The task running each number, so a worker that ends is started again.
+        let mut running: HashMap<tokio::task::Id, NumberId> = HashMap::new();
         let mut workers = JoinSet::new();
         loop {
             match self.discover().await {
                 Ok(ids) => {
                     for id in ids {
-                        if running.contains_key(&id) {
+                        if running.values().any(|n| *n == id) {
                             continue;
                         }
                         match self.worker(id).await {
                             Ok(Some(worker)) => {
-                                let stop = shutdown.child_token();
-                                running.insert(id, stop.clone());
-                                workers.spawn(worker.run(stop));
+                                let task = workers.spawn(worker.run(shutdown.child_token()));
+                                running.insert(task.id(), id);
                             }
                             Ok(None) => {}
                             Err(e) => {
@@ -82,12 +82,16 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                Some(done) = workers.join_next() => {
-                    if let Err(e) = done {
-                        tracing::error!(error = %e, "a number worker panicked");
-                    }
-                    // A finished worker's number is started again at the next discovery.
-                    running.retain(|_, stop| !stop.is_cancelled());
+                Some(done) = workers.join_next_with_id() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a number worker panicked");
+                            e.id()
+                        }
+                    };
+                    // Its number is started again at the next discovery.
+                    running.remove(&task);
                 }
                 _ = shutdown.cancelled() => break,
             }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_shared::db::campaigns::{self, CampaignRow, NewCampaign};
 use herald_shared::db::messages::{self, NewMessage};
@@ -11,7 +11,7 @@ use herald_shared::db::numbers;
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, Tenant};
+use super::{ApiJson, ApiPath, Tenant};
 use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
@@ -183,7 +183,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Path(id): Path<CampaignId>,
+    ApiPath(id): ApiPath<CampaignId>,
 ) -> Result<Json<CampaignView>, ApiError> {
     Ok(Json(load(&state, tenant, id).await?.into()))
 }
@@ -223,7 +223,7 @@ pub struct RowError {
 pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Path(id): Path<CampaignId>,
+    ApiPath(id): ApiPath<CampaignId>,
     ApiJson(req): ApiJson<Recipients>,
 ) -> Result<Json<UploadReport>, ApiError> {
     let campaign = load(&state, tenant, id).await?;
@@ -321,7 +321,7 @@ fn stable_hash(s: &str) -> u64 {
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Path(id): Path<CampaignId>,
+    ApiPath(id): ApiPath<CampaignId>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let campaign = load(&state, tenant, id).await?;
     if campaign.total == 0 {
