@@ -128,6 +128,11 @@ pub struct SimulatorSettings {
     /// Where status webhooks go; empty sends none.
     pub webhook_url: String,
     pub app_secret: SecretString,
+    /// A scenario file (TOML or JSON) overriding any of the simulator's behaviour; see
+    /// `herald_simulator::SimConfig`.
+    pub scenario: String,
+    /// Seeds every random choice the simulator makes.
+    pub seed: u64,
     /// Messages per second per number answered before 130429; 0 means no cap.
     pub cap_per_number: u32,
     pub delivered_delay_ms: u64,

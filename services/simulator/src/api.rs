@@ -1,153 +1,425 @@
-//! The HTTP surface: the send endpoint and the stats.
+//! The Cloud API surface: sends, the phone number and the template list.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
-use herald_shared::settings::SimulatorSettings;
-use herald_shared::whatsapp::{
-    GraphError, GraphErrorBody, SendContact, SendResponse, SentMessage, TemplateMessage,
-};
-use serde_json::json;
+use herald_shared::whatsapp::{GraphError, GraphErrorBody};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use crate::stats::{Stats, StatsReport};
-use crate::webhooks::{Queue, Receipt};
+use crate::AppState;
+use crate::state::{Acceptance, Active, Verdict, http_status_of};
+use crate::webhooks::Receipt;
 
-pub struct AppState {
-    cap_per_number: u32,
-    windows: Mutex<HashMap<String, VecDeque<Instant>>>,
-    stats: Arc<Stats>,
-    queue: Queue,
+/// A send request as Meta reads it: every field optional, so that a missing one can be named.
+#[derive(Deserialize)]
+struct SendBody {
+    messaging_product: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    template: Option<TemplateBody>,
+    text: Option<TextBody>,
+    biz_opaque_callback_data: Option<String>,
 }
 
-impl AppState {
-    pub fn new(settings: &SimulatorSettings, queue: Queue, stats: Arc<Stats>) -> Self {
-        Self {
-            cap_per_number: settings.cap_per_number,
-            windows: Mutex::new(HashMap::new()),
-            stats,
-            queue,
-        }
+#[derive(Deserialize)]
+struct TemplateBody {
+    name: Option<String>,
+    language: Option<LanguageBody>,
+    #[serde(default)]
+    components: Vec<ComponentBody>,
+}
+
+#[derive(Deserialize)]
+struct LanguageBody {
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ComponentBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    parameters: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct TextBody {
+    body: Option<String>,
+}
+
+/// A Graph error answer.
+pub fn graph_error(state: &AppState, code: i64, details: &str) -> Response {
+    state.sim.rejected(code);
+    let status = StatusCode::from_u16(http_status_of(code)).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = GraphErrorBody {
+        error: GraphError {
+            code,
+            message: format!("(#{code}) {details}"),
+            kind: Some("OAuthException".into()),
+            error_subcode: None,
+            error_data: Some(json!({"messaging_product": "whatsapp", "details": details})),
+            fbtrace_id: Some(format!("Sim{:016X}", rand_id(state))),
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+fn rand_id(state: &AppState) -> u64 {
+    state.sim.next_rand().1.next_u64()
+}
+
+/// Checks the bearer token against the number's (any non-empty one for an unconfigured
+/// number in an open sandbox). `Err` is the answer to give.
+fn authorize(
+    state: &AppState,
+    active: &Active,
+    headers: &HeaderMap,
+    phone_number_id: &str,
+) -> Result<(), Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(graph_error(state, 190, "An access token is required"));
+    };
+    match active.number(phone_number_id) {
+        Some(number) => match &number.token {
+            Some(expected) if expected != token => {
+                Err(graph_error(state, 190, "Invalid OAuth access token"))
+            }
+            _ => Ok(()),
+        },
+        None if active.config.strict => Err(graph_error(
+            state,
+            100,
+            &format!("Unsupported request: object with ID '{phone_number_id}' does not exist"),
+        )),
+        None => Ok(()),
     }
-
-    /// Admits one send for `number` if fewer than the cap were admitted in the last second.
-    fn admit(&self, number: &str) -> bool {
-        if self.cap_per_number == 0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut windows = self.windows.lock().expect("window lock");
-        let window = windows.entry(number.to_owned()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            window.pop_front();
-        }
-        if window.len() >= self.cap_per_number as usize {
-            return false;
-        }
-        window.push_back(now);
-        true
-    }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/{version}/{phone_number_id}/messages", post(send_message))
-        .route("/sim/stats", get(stats))
-        .with_state(state)
-}
-
-async fn stats(State(state): State<Arc<AppState>>) -> Json<StatsReport> {
-    Json(state.stats.report())
-}
-
-async fn send_message(
+pub async fn send_message(
     State(state): State<Arc<AppState>>,
     Path((_version, phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let has_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| !t.trim().is_empty());
-    if !has_token {
-        return graph_error(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            190,
-            "Invalid OAuth access token.",
-        );
+    let active = state.sim.active();
+    if let Err(answer) = authorize(&state, &active, &headers, &phone_number_id) {
+        return answer;
     }
-    let message: TemplateMessage = match serde_json::from_slice(&body) {
+    let message: SendBody = match serde_json::from_slice(&body) {
         Ok(m) => m,
-        Err(e) => {
-            return graph_error(
-                &state,
-                StatusCode::BAD_REQUEST,
-                100,
-                &format!("(#100) Invalid parameter: {e}"),
-            );
-        }
+        Err(e) => return graph_error(&state, 100, &format!("Invalid parameter: {e}")),
     };
-    if message.messaging_product != "whatsapp" || message.to.is_empty() {
-        return graph_error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            100,
-            "(#100) Invalid parameter",
-        );
+    let (to, callback) = match validate(&active, &phone_number_id, &message) {
+        Ok(valid) => valid,
+        Err((code, details)) => return graph_error(&state, code, &details),
+    };
+    let (seq, mut rand) = state.sim.next_rand();
+    let verdict = state
+        .sim
+        .decide(&active, &mut rand, seq, &phone_number_id, to, callback);
+    let latency = rand.delay(&active.config.latency);
+    let receipt = |a: &Acceptance| Receipt {
+        seq,
+        phone_number_id: phone_number_id.clone(),
+        wamid: a.wamid.clone(),
+        recipient: to.trim_start_matches('+').to_owned(),
+        callback: callback.map(str::to_owned),
+        fails_with: a.fails_with,
+    };
+    match verdict {
+        Verdict::Accept(acceptance) => {
+            state.queue.accepted(receipt(&acceptance));
+            wait(&state, latency).await;
+            Json(json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}],
+                "messages": [{"id": acceptance.wamid, "message_status": "accepted"}],
+            }))
+            .into_response()
+        }
+        Verdict::Reject { code, .. } => {
+            wait(&state, latency).await;
+            graph_error(&state, code, "Simulated error")
+        }
+        Verdict::Http { status } => {
+            state.sim.http_errors.fetch_add(1, Relaxed);
+            wait(&state, latency).await;
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, "simulated upstream failure").into_response()
+        }
+        Verdict::Timeout(accepted) => {
+            state.sim.timeouts.fetch_add(1, Relaxed);
+            if let Some(acceptance) = &accepted {
+                state.queue.accepted(receipt(acceptance));
+            }
+            // Hold the request until the client gives up (or the simulator stops).
+            wait(&state, Duration::from_secs(3600)).await;
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Verdict::Reset(accepted) => {
+            state.sim.resets.fetch_add(1, Relaxed);
+            if let Some(acceptance) = &accepted {
+                state.queue.accepted(receipt(acceptance));
+            }
+            wait(&state, latency).await;
+            reset()
+        }
     }
-    if !state.admit(&phone_number_id) {
-        return graph_error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            130429,
-            "(#130429) Rate limit hit",
-        );
+}
+
+/// Sleeps for `delay`, or less if the simulator is stopping.
+async fn wait(state: &AppState, delay: Duration) {
+    if delay.is_zero() {
+        return;
     }
-    let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple());
-    state.stats.accepted(&phone_number_id, &message.to);
-    state.queue.accepted(Receipt {
-        phone_number_id,
-        wamid: wamid.clone(),
-        recipient: message.to.trim_start_matches('+').to_owned(),
-        callback: message.biz_opaque_callback_data,
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = state.shutdown.cancelled() => {}
+    }
+}
+
+/// A response whose body fails before its first byte: hyper closes the connection without
+/// an answer, as a reset does.
+fn reset() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated reset",
+        ))
     });
-    Json(SendResponse {
-        messaging_product: "whatsapp".into(),
-        contacts: vec![SendContact {
-            wa_id: message.to.trim_start_matches('+').to_owned(),
-            input: message.to,
-        }],
-        messages: vec![SentMessage {
-            id: wamid,
-            message_status: Some("accepted".into()),
-        }],
-    })
+    Response::new(Body::from_stream(failing))
+}
+
+/// Checks a send like Meta does; returns the recipient and callback data, or the error code
+/// and what is wrong.
+fn validate<'a>(
+    active: &Active,
+    phone_number_id: &str,
+    m: &'a SendBody,
+) -> Result<(&'a str, Option<&'a str>), (i64, String)> {
+    let invalid = |what: &str| Err((100, format!("Invalid parameter: {what}")));
+    if m.messaging_product.as_deref() != Some("whatsapp") {
+        return invalid("messaging_product must be \"whatsapp\"");
+    }
+    let Some(to) = m.to.as_deref() else {
+        return Err((100, "Required parameter is missing: to".into()));
+    };
+    let digits = to.chars().filter(char::is_ascii_digit).count();
+    let allowed = to
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
+    if !allowed || !(7..=15).contains(&digits) {
+        return invalid("to is not a phone number");
+    }
+    if let Some(callback) = &m.biz_opaque_callback_data
+        && callback.len() > 512
+    {
+        return invalid("biz_opaque_callback_data is longer than 512 characters");
+    }
+    match m.kind.as_deref() {
+        Some("template") => {
+            let Some(template) = &m.template else {
+                return Err((100, "Required parameter is missing: template".into()));
+            };
+            let (Some(name), Some(language)) = (
+                template.name.as_deref(),
+                template.language.as_ref().and_then(|l| l.code.as_deref()),
+            ) else {
+                return Err((
+                    100,
+                    "Required parameter is missing: template name or language".into(),
+                ));
+            };
+            let waba = active
+                .number(phone_number_id)
+                .map_or("simulated-waba", |n| n.waba_id.as_str());
+            match active.template(waba, name, language) {
+                Some(t) if t.status != "APPROVED" => {
+                    let code = match t.status.as_str() {
+                        "PAUSED" => 132015,
+                        "DISABLED" => 132016,
+                        _ => 132001,
+                    };
+                    return Err((
+                        code,
+                        format!("template {name} ({language}) is {}", t.status),
+                    ));
+                }
+                Some(t) => {
+                    let given: usize = template
+                        .components
+                        .iter()
+                        .filter(|c| c.kind == "body")
+                        .map(|c| c.parameters.len())
+                        .sum();
+                    if given != t.body_params {
+                        return Err((
+                            132000,
+                            format!(
+                                "number of parameters ({given}) does not match the expected number of params ({})",
+                                t.body_params
+                            ),
+                        ));
+                    }
+                }
+                None if active.config.strict => {
+                    return Err((
+                        132001,
+                        format!("template name ({name}) does not exist in {language}"),
+                    ));
+                }
+                None => {}
+            }
+        }
+        Some("text") => {
+            let body = m.text.as_ref().and_then(|t| t.body.as_deref());
+            match body {
+                None | Some("") => {
+                    return Err((100, "Required parameter is missing: text.body".into()));
+                }
+                Some(b) if b.chars().count() > 4096 => return invalid("text.body is too long"),
+                _ => {}
+            }
+        }
+        Some(other) => return invalid(&format!("type {other} is not supported here")),
+        None => return Err((100, "Required parameter is missing: type".into())),
+    }
+    Ok((to, m.biz_opaque_callback_data.as_deref()))
+}
+
+/// `GET /{version}/{phone_number_id}`: the number's profile, as in `phone-number.json`.
+pub async fn phone_number(
+    State(state): State<Arc<AppState>>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let active = state.sim.active();
+    if let Err(answer) = authorize(&state, &active, &headers, &phone_number_id) {
+        return answer;
+    }
+    let number = active.number(&phone_number_id);
+    let cap = number
+        .and_then(|n| n.cap)
+        .unwrap_or(active.config.cap_per_number);
+    let throughput = if cap >= 1000 || cap == 0 {
+        "HIGH"
+    } else {
+        "STANDARD"
+    };
+    let display = number
+        .and_then(|n| n.display_phone_number.clone())
+        .unwrap_or_else(|| format!("+{phone_number_id}"));
+    let quality = number.map_or("GREEN", |n| n.quality_rating.as_str());
+    let limit = number.map_or("TIER_UNLIMITED", |n| n.messaging_limit.as_str());
+    Json(json!({
+        "verified_name": "Simulated Business",
+        "display_phone_number": display,
+        "quality_rating": quality,
+        "code_verification_status": "VERIFIED",
+        "name_status": "APPROVED",
+        "status": "CONNECTED",
+        "platform_type": "CLOUD_API",
+        "account_mode": "LIVE",
+        "throughput": {"level": throughput},
+        "whatsapp_business_manager_messaging_limit": limit,
+        "health_status": {"can_send_message": "AVAILABLE"},
+        "id": phone_number_id,
+    }))
     .into_response()
 }
 
-fn graph_error(state: &AppState, status: StatusCode, code: i64, message: &str) -> Response {
-    state.stats.rejected(code);
-    let body = GraphErrorBody {
-        error: GraphError {
-            code,
-            message: message.to_owned(),
-            kind: Some("OAuthException".into()),
-            error_subcode: None,
-            error_data: Some(json!({"messaging_product": "whatsapp", "details": message})),
-            fbtrace_id: Some(format!("Sim{}", uuid::Uuid::new_v4().simple())),
-        },
+#[derive(Deserialize)]
+pub struct Paging {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /{version}/{waba_id}/message_templates`, cursor-paged like Graph.
+pub async fn message_templates(
+    State(state): State<Arc<AppState>>,
+    Path((version, waba_id)): Path<(String, String)>,
+    Query(paging): Query<Paging>,
+    headers: HeaderMap,
+) -> Response {
+    let has_token = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ") && v.len() > 7);
+    if !has_token {
+        return graph_error(&state, 190, "An access token is required");
+    }
+    let active = state.sim.active();
+    let all: Vec<_> = active
+        .config
+        .templates
+        .iter()
+        .filter(|t| t.waba_id == waba_id)
+        .collect();
+    let start = match paging.after.as_deref().map(decode_cursor) {
+        None => 0,
+        Some(Some(i)) => i,
+        Some(None) => return graph_error(&state, 100, "Invalid parameter: after"),
     };
-    (status, Json(body)).into_response()
+    let limit = paging.limit.unwrap_or(25).clamp(1, 100);
+    let page: Vec<Value> = all
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(limit)
+        .map(|(i, t)| {
+            let body_text = (1..=t.body_params)
+                .map(|p| format!("{{{{{p}}}}}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            json!({
+                "name": t.name, "language": t.language, "status": t.status,
+                "category": t.category, "parameter_format": "POSITIONAL",
+                "components": [{"type": "BODY", "text": format!("Hello {body_text}")}],
+                "id": format!("{}", 1_000_000 + i),
+            })
+        })
+        .collect();
+    let end = start + page.len();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    // `after` is where the next page starts.
+    let mut paging = json!({"cursors": {"before": cursor(start), "after": cursor(end)}});
+    if end < all.len() {
+        paging["next"] = json!(format!(
+            "http://{host}/{version}/{waba_id}/message_templates?limit={limit}&after={}",
+            cursor(end)
+        ));
+    }
+    if start > 0 {
+        paging["previous"] = json!(format!(
+            "http://{host}/{version}/{waba_id}/message_templates?limit={limit}&before={}",
+            cursor(start)
+        ));
+    }
+    Json(json!({"data": page, "paging": paging})).into_response()
+}
+
+/// An opaque cursor: the index, hex-encoded behind a tag.
+fn cursor(index: usize) -> String {
+    format!("c{index:x}")
+}
+
+fn decode_cursor(c: &str) -> Option<usize> {
+    usize::from_str_radix(c.strip_prefix('c')?, 16).ok()
 }

@@ -1,44 +1,58 @@
-//! A stand-in for the WhatsApp Business Cloud API, for the demo, the tests and the benchmarks.
-//!
-//! `POST /{version}/{phone_number_id}/messages` answers like the Cloud API with a unique
-//! `wamid`, refuses sends over a per-number cap with error 130429 (at most `cap` accepted in
-//! any one-second window), and after accepting a message POSTs signed `sent`, `delivered` and
-//! `read` status webhooks to the configured URL. `GET /sim/stats` reports what it saw.
+//! A stand-in for the WhatsApp Business Cloud API, faithful in every way a sender must
+//! survive: Meta's validation and error bodies, per-number throughput caps (130429), the pair
+//! rate limit (131056), a portfolio's daily recipient cap, injected faults (any error code,
+//! asynchronous failures, 5xx, timeouts, resets, latency), and signed status webhooks with
+//! configurable chances, delays, shuffling and duplication. Controlled at run time under
+//! `/sim`; every random choice follows a seed.
 
+mod admin;
 mod api;
-mod stats;
+mod config;
+mod random;
+mod state;
 mod webhooks;
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post, put};
 use herald_shared::settings::Settings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use stats::StatsReport;
+pub use config::{CapMode, Delay, Fault, FaultKind, NumberDef, SimConfig, TemplateDef};
+pub use state::{Duplicates, StatsReport};
 
-use crate::api::AppState;
+/// What the handlers share.
+pub struct AppState {
+    sim: Arc<state::Sim>,
+    queue: webhooks::Queue,
+    /// Cancelled at shutdown, so that held requests (simulated timeouts) end.
+    shutdown: CancellationToken,
+}
 
 /// A bound, not yet running simulator.
 pub struct App {
     listener: TcpListener,
-    state: Arc<AppState>,
+    sim: Arc<state::Sim>,
+    queue: webhooks::Queue,
     dispatcher: webhooks::Dispatcher,
 }
 
-/// Binds the listener (port 0 picks a free one) and prepares the webhook dispatcher.
+/// Binds the listener (port 0 picks a free one) and loads the scenario, if any.
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+    let config = SimConfig::from_settings(&settings.simulator)?;
+    let sim = Arc::new(state::Sim::new(config));
+    let (dispatcher, queue) = webhooks::Dispatcher::new(&settings.simulator, sim.clone())?;
     let address = settings.simulator.listen.address();
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("simulator cannot listen on {address}"))?;
-    let stats = Arc::new(stats::Stats::default());
-    let (dispatcher, queue) = webhooks::Dispatcher::new(&settings.simulator, stats.clone())?;
-    let state = Arc::new(AppState::new(&settings.simulator, queue, stats));
     Ok(App {
         listener,
-        state,
+        sim,
+        queue,
         dispatcher,
     })
 }
@@ -51,15 +65,41 @@ impl App {
             .port()
     }
 
-    /// Serves until `shutdown` is cancelled, then delivers the webhooks already due.
+    /// Serves until `shutdown` is cancelled; held requests end and webhook POSTs under way
+    /// finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = api::router(self.state);
+        let state = Arc::new(AppState {
+            sim: self.sim,
+            queue: self.queue,
+            shutdown: shutdown.clone(),
+        });
         let dispatcher = tokio::spawn(self.dispatcher.run(shutdown.clone()));
-        axum::serve(self.listener, router)
+        axum::serve(self.listener, router(state))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .context("simulator server failed")?;
         dispatcher.await.context("webhook dispatcher panicked")?;
         Ok(())
     }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/{version}/{phone_number_id}/messages",
+            post(api::send_message),
+        )
+        .route(
+            "/{version}/{waba_id}/message_templates",
+            get(api::message_templates),
+        )
+        .route("/{version}/{phone_number_id}", get(api::phone_number))
+        .route("/sim/stats", get(admin::stats).delete(admin::reset_stats))
+        .route(
+            "/sim/config",
+            get(admin::get_config).post(admin::patch_config),
+        )
+        .route("/sim/numbers/{phone_number_id}", put(admin::put_number))
+        .route("/sim/inbound", post(admin::inbound))
+        .with_state(state)
 }

@@ -1,6 +1,7 @@
-//! Status webhooks back to the sender: `sent` at once, `delivered` and `read` after the
-//! configured delays, several statuses per POST, signed with the app secret and retried with
-//! backoff on any non-2xx answer, as Meta does.
+//! Webhooks back to the sender: for each accepted message `sent`, then `delivered` and `read`
+//! with the configured chances and delays (or `failed` with a code), several statuses per
+//! POST, optionally shuffled and duplicated, signed with the app secret and retried with
+//! backoff on any non-2xx answer, as Meta does; and inbound messages injected by the admin API.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -13,24 +14,56 @@ use herald_shared::settings::SimulatorSettings;
 use herald_shared::signature;
 use herald_shared::whatsapp::webhook::{
     Change, ChangeValue, Metadata, Notification, NotificationEntry, ReceiptStatus, StatusUpdate,
+    WebhookError,
 };
 use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::stats::Stats;
+use crate::random::Rand;
+use crate::state::Sim;
 
 const CONCURRENT_POSTS: usize = 16;
-const POST_ATTEMPTS: u32 = 8;
+const POST_ATTEMPTS: u32 = 12;
+/// Separates the webhook plan's random stream from the request's.
+const PLAN_STREAM: u64 = 0x5EED_0F_A7E;
 
 /// A message the simulator accepted, whose receipts are still to come.
 #[derive(Debug)]
 pub struct Receipt {
+    pub seq: u64,
     pub phone_number_id: String,
     pub wamid: String,
     pub recipient: String,
     pub callback: Option<String>,
+    /// Fails asynchronously with this code instead of being delivered.
+    pub fails_with: Option<i64>,
+}
+
+/// A message a user sends to a business number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Inbound {
+    Text {
+        body: String,
+    },
+    /// A tap on a template's quick-reply button.
+    Button {
+        text: String,
+        payload: String,
+    },
+}
+
+enum Work {
+    Accepted(Receipt),
+    Inbound {
+        phone_number_id: String,
+        message: Value,
+        contact: Value,
+    },
 }
 
 struct Scheduled {
@@ -58,34 +91,67 @@ impl Ord for Scheduled {
     }
 }
 
-/// Where the send endpoint hands accepted messages.
+/// Where the API hands accepted and inbound messages.
 #[derive(Clone)]
 pub struct Queue {
-    tx: Option<mpsc::UnboundedSender<Receipt>>,
+    tx: Option<mpsc::UnboundedSender<Work>>,
+    sim: Arc<Sim>,
 }
 
 impl Queue {
     pub fn accepted(&self, receipt: Receipt) {
         if let Some(tx) = &self.tx {
             // Only fails once the dispatcher has stopped, at shutdown.
-            let _ = tx.send(receipt);
+            let _ = tx.send(Work::Accepted(receipt));
         }
+    }
+
+    /// Queues an inbound message; returns its wamid.
+    pub fn inbound(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        message: Inbound,
+        context: Option<String>,
+    ) -> String {
+        let (seq, mut rand) = self.sim.next_rand();
+        let wamid = format!("wamid.HBgIN{seq:012X}{:08X}", rand.next_u64() as u32);
+        let mut m = json!({"from": from, "id": wamid, "timestamp": now_s()});
+        match message {
+            Inbound::Text { body } => {
+                m["type"] = json!("text");
+                m["text"] = json!({"body": body});
+            }
+            Inbound::Button { text, payload } => {
+                m["type"] = json!("button");
+                m["button"] = json!({"text": text, "payload": payload});
+            }
+        }
+        if let Some(context) = context {
+            m["context"] = json!({"from": phone_number_id, "id": context});
+        }
+        let contact = json!({"profile": {"name": "Simulated User"}, "wa_id": from});
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Work::Inbound {
+                phone_number_id: phone_number_id.to_owned(),
+                message: m,
+                contact,
+            });
+        }
+        wamid
     }
 }
 
 pub struct Dispatcher {
-    rx: Option<mpsc::UnboundedReceiver<Receipt>>,
+    rx: Option<mpsc::UnboundedReceiver<Work>>,
     http: reqwest::Client,
     url: String,
     secret: SecretString,
-    batch: usize,
-    delivered_delay: Duration,
-    read_delay: Duration,
-    stats: Arc<Stats>,
+    sim: Arc<Sim>,
 }
 
 impl Dispatcher {
-    pub fn new(settings: &SimulatorSettings, stats: Arc<Stats>) -> anyhow::Result<(Self, Queue)> {
+    pub fn new(settings: &SimulatorSettings, sim: Arc<Sim>) -> anyhow::Result<(Self, Queue)> {
         let enabled = !settings.webhook_url.is_empty();
         let (tx, rx) = mpsc::unbounded_channel();
         let http = reqwest::Client::builder()
@@ -97,17 +163,13 @@ impl Dispatcher {
             http,
             url: settings.webhook_url.clone(),
             secret: settings.app_secret.clone(),
-            batch: settings.webhook_batch.max(1),
-            delivered_delay: Duration::from_millis(settings.delivered_delay_ms),
-            read_delay: Duration::from_millis(settings.read_delay_ms),
-            stats,
+            sim: sim.clone(),
         };
-        Ok((
-            dispatcher,
-            Queue {
-                tx: enabled.then_some(tx),
-            },
-        ))
+        let queue = Queue {
+            tx: enabled.then_some(tx),
+            sim,
+        };
+        Ok((dispatcher, queue))
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -118,27 +180,25 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(CONCURRENT_POSTS));
         let mut heap = BinaryHeap::new();
         let mut seq = 0u64;
+        let mut posts = 0u64;
         loop {
             let next_due = heap.peek().map(|s: &Scheduled| s.due);
+            let mut inbound = Vec::new();
             tokio::select! {
                 received = rx.recv() => match received {
-                    Some(receipt) => {
-                        seq += 1;
-                        heap.push(Scheduled {
-                            due: Instant::now(),
-                            seq,
-                            status: ReceiptStatus::Sent,
-                            receipt: Arc::new(receipt),
-                        });
-                        // Take whatever else is waiting before posting, to fill batches.
-                        while let Ok(receipt) = rx.try_recv() {
-                            seq += 1;
-                            heap.push(Scheduled {
-                                due: Instant::now(),
-                                seq,
-                                status: ReceiptStatus::Sent,
-                                receipt: Arc::new(receipt),
-                            });
+                    Some(work) => {
+                        let mut work = vec![work];
+                        // Take whatever else is waiting, to fill batches.
+                        while let Ok(more) = rx.try_recv() {
+                            work.push(more);
+                        }
+                        for w in work {
+                            match w {
+                                Work::Accepted(r) => this.plan(r, &mut heap, &mut seq),
+                                Work::Inbound { phone_number_id, message, contact } => {
+                                    inbound.push((phone_number_id, message, contact));
+                                }
+                            }
                         }
                     }
                     None => break,
@@ -146,6 +206,7 @@ impl Dispatcher {
                 _ = sleep_until(next_due) => {}
                 _ = shutdown.cancelled() => break,
             }
+            let behaviour = this.sim.active().config.webhooks.clone();
             let now = Instant::now();
             let mut due: BTreeMap<String, Vec<StatusUpdate>> = BTreeMap::new();
             while heap.peek().is_some_and(|s| s.due <= now) {
@@ -153,44 +214,93 @@ impl Dispatcher {
                 due.entry(s.receipt.phone_number_id.clone())
                     .or_default()
                     .push(status_update(&s.receipt, s.status));
-                let next = match s.status {
-                    ReceiptStatus::Sent => Some((ReceiptStatus::Delivered, this.delivered_delay)),
-                    ReceiptStatus::Delivered => Some((ReceiptStatus::Read, this.read_delay)),
-                    _ => None,
-                };
-                if let Some((status, delay)) = next {
-                    seq += 1;
-                    heap.push(Scheduled {
-                        due: now + delay,
-                        seq,
-                        status,
-                        receipt: s.receipt,
-                    });
+            }
+            let mut bodies = Vec::new();
+            for (number, mut statuses) in due {
+                posts += 1;
+                let mut rand = Rand::new(this.sim.active().config.seed, u64::MAX - posts);
+                if behaviour.duplicate > 0.0 {
+                    let copies: Vec<_> = statuses
+                        .iter()
+                        .filter(|_| rand.chance(behaviour.duplicate))
+                        .cloned()
+                        .collect();
+                    statuses.extend(copies);
+                }
+                if behaviour.shuffle {
+                    rand.shuffle(&mut statuses);
+                }
+                for chunk in statuses.chunks(behaviour.batch.max(1)) {
+                    let value = ChangeValue {
+                        statuses: chunk.to_vec(),
+                        ..ChangeValue::default()
+                    };
+                    bodies.push((chunk.len(), notification(&number, value)));
                 }
             }
-            for (number, statuses) in due {
-                for chunk in statuses.chunks(this.batch) {
-                    let body = notification(&number, chunk.to_vec());
-                    let permit = permits.clone().acquire_owned().await.expect("never closed");
-                    let this = this.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        this.post(body, &shutdown).await;
-                        drop(permit);
-                    });
-                }
+            for (number, message, contact) in inbound {
+                let value = ChangeValue {
+                    messages: vec![message],
+                    contacts: vec![contact],
+                    ..ChangeValue::default()
+                };
+                bodies.push((1, notification(&number, value)));
+            }
+            for (count, body) in bodies {
+                let permit = permits.clone().acquire_owned().await.expect("never closed");
+                let this = this.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    this.post(body, count, &shutdown).await;
+                    drop(permit);
+                });
             }
         }
         // Let the POSTs under way finish.
         let _ = permits.acquire_many(CONCURRENT_POSTS as u32).await;
     }
 
-    /// POSTs one notification, retrying with backoff until it is taken or the simulator stops.
-    async fn post(&self, notification: Notification, shutdown: &CancellationToken) {
+    /// Schedules a message's statuses, drawing chances and delays from its own seed.
+    fn plan(&self, receipt: Receipt, heap: &mut BinaryHeap<Scheduled>, seq: &mut u64) {
+        let active = self.sim.active();
+        let w = &active.config.webhooks;
+        let mut rand = Rand::new(active.config.seed, receipt.seq ^ PLAN_STREAM);
+        let receipt = Arc::new(receipt);
+        let mut at = Instant::now() + rand.delay(&w.sent_delay);
+        let mut push = |due, status| {
+            *seq += 1;
+            heap.push(Scheduled {
+                due,
+                seq: *seq,
+                status,
+                receipt: receipt.clone(),
+            });
+        };
+        if receipt.fails_with.is_some() {
+            push(at, ReceiptStatus::Failed);
+            return;
+        }
+        push(at, ReceiptStatus::Sent);
+        if rand.chance(w.delivered) {
+            at += rand.delay(&w.delivered_delay);
+            push(at, ReceiptStatus::Delivered);
+            if rand.chance(w.read) {
+                at += rand.delay(&w.read_delay);
+                push(at, ReceiptStatus::Read);
+            }
+        }
+    }
+
+    /// POSTs one notification, retrying with backoff until it is taken, the attempts run out
+    /// or the simulator stops.
+    async fn post(&self, notification: Notification, count: usize, shutdown: &CancellationToken) {
         let body = serde_json::to_vec(&notification).expect("a notification serialises");
         let header = signature::sign(&self.secret, &body);
-        let mut backoff = Duration::from_millis(50);
-        for _ in 0..POST_ATTEMPTS {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 0..POST_ATTEMPTS {
+            if attempt > 0 {
+                self.sim.webhooks_retried.fetch_add(1, Relaxed);
+            }
             let sent = self
                 .http
                 .post(&self.url)
@@ -201,7 +311,8 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => {
-                    self.stats.webhooks_delivered.fetch_add(1, Relaxed);
+                    self.sim.webhooks_delivered.fetch_add(1, Relaxed);
+                    self.sim.statuses_posted.fetch_add(count as u64, Relaxed);
                     return;
                 }
                 Ok(r) => tracing::debug!(status = %r.status(), "webhook refused; retrying"),
@@ -211,9 +322,9 @@ impl Dispatcher {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.cancelled() => break,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        self.stats.webhooks_failed.fetch_add(1, Relaxed);
+        self.sim.webhooks_failed.fetch_add(1, Relaxed);
         tracing::warn!(url = %self.url, "webhook dropped undelivered");
     }
 }
@@ -225,33 +336,42 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+fn now_s() -> String {
+    chrono::Utc::now().timestamp().to_string()
+}
+
 fn status_update(receipt: &Receipt, status: ReceiptStatus) -> StatusUpdate {
+    let errors = match (status, receipt.fails_with) {
+        (ReceiptStatus::Failed, Some(code)) => vec![WebhookError {
+            code,
+            title: format!("Simulated failure {code}"),
+            message: Some(format!("Simulated failure {code}")),
+        }],
+        _ => Vec::new(),
+    };
     StatusUpdate {
         id: receipt.wamid.clone(),
         status,
-        timestamp: chrono::Utc::now().timestamp().to_string(),
+        timestamp: now_s(),
         recipient_id: Some(receipt.recipient.clone()),
         biz_opaque_callback_data: receipt.callback.clone(),
-        errors: Vec::new(),
+        errors,
     }
 }
 
-fn notification(phone_number_id: &str, statuses: Vec<StatusUpdate>) -> Notification {
+fn notification(phone_number_id: &str, mut value: ChangeValue) -> Notification {
+    value.messaging_product = Some("whatsapp".into());
+    value.metadata = Some(Metadata {
+        display_phone_number: phone_number_id.to_owned(),
+        phone_number_id: phone_number_id.to_owned(),
+    });
     Notification {
         object: "whatsapp_business_account".into(),
         entry: vec![NotificationEntry {
             id: "simulated-waba".into(),
             changes: vec![Change {
                 field: "messages".into(),
-                value: ChangeValue {
-                    messaging_product: Some("whatsapp".into()),
-                    metadata: Some(Metadata {
-                        display_phone_number: phone_number_id.to_owned(),
-                        phone_number_id: phone_number_id.to_owned(),
-                    }),
-                    statuses,
-                    ..ChangeValue::default()
-                },
+                value,
             }],
         }],
     }

@@ -1,0 +1,438 @@
+//! The simulator's run-time state: the active configuration, each number's limits and
+//! counters, the portfolios' daily recipients, and the decision for each send.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::{CapMode, FaultKind, NumberDef, SimConfig, TemplateDef};
+use crate::random::Rand;
+
+const ONE_SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Meta's pair rate: one message per 6 s, bursts of up to 45 (reference §3.2).
+const PAIR_INTERVAL: Duration = Duration::from_secs(6);
+const PAIR_BURST: u32 = 45;
+
+/// The configuration in force, with lookups built once.
+pub struct Active {
+    pub config: SimConfig,
+    pub since: Instant,
+    numbers: HashMap<String, NumberDef>,
+    templates: HashMap<(String, String, String), TemplateDef>,
+}
+
+impl Active {
+    pub fn new(config: SimConfig) -> Self {
+        let numbers = config
+            .numbers
+            .iter()
+            .map(|n| (n.phone_number_id.clone(), n.clone()))
+            .collect();
+        let templates = config
+            .templates
+            .iter()
+            .map(|t| {
+                (
+                    (t.waba_id.clone(), t.name.clone(), t.language.clone()),
+                    t.clone(),
+                )
+            })
+            .collect();
+        Self {
+            config,
+            since: Instant::now(),
+            numbers,
+            templates,
+        }
+    }
+
+    pub fn number(&self, phone_number_id: &str) -> Option<&NumberDef> {
+        self.numbers.get(phone_number_id)
+    }
+
+    pub fn template(&self, waba: &str, name: &str, language: &str) -> Option<&TemplateDef> {
+        self.templates
+            .get(&(waba.to_owned(), name.to_owned(), language.to_owned()))
+    }
+
+    fn cap_for(&self, phone_number_id: &str) -> u32 {
+        self.number(phone_number_id)
+            .and_then(|n| n.cap)
+            .unwrap_or(self.config.cap_per_number)
+    }
+
+    fn portfolio_of(&self, phone_number_id: &str) -> Option<&str> {
+        self.number(phone_number_id)?.portfolio_id.as_deref()
+    }
+}
+
+/// One number's limiter state and counters.
+#[derive(Default)]
+struct NumberState {
+    /// Acceptance times within the last second.
+    window: VecDeque<Instant>,
+    max_window: usize,
+    /// GCRA theoretical arrival time, for `CapMode::Gcra`.
+    tat: Option<Instant>,
+    accepted: u64,
+    recipients: HashMap<String, Pair>,
+    duplicate_recipients: u64,
+    callbacks: HashMap<String, u32>,
+    duplicate_callbacks: u64,
+}
+
+#[derive(Default)]
+struct Pair {
+    sends: u32,
+    /// Pair-rate GCRA theoretical arrival time.
+    tat: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Portfolio {
+    /// When each recipient was first messaged in the current 24 h, oldest first.
+    first_seen: VecDeque<(Instant, String)>,
+    recipients: HashMap<String, Instant>,
+}
+
+/// Everything the simulator keeps between requests.
+pub struct Sim {
+    active: RwLock<Arc<Active>>,
+    numbers: RwLock<HashMap<String, Arc<Mutex<NumberState>>>>,
+    portfolios: Mutex<HashMap<String, Portfolio>>,
+    seq: AtomicU64,
+    rejected: Mutex<BTreeMap<i64, u64>>,
+    pub http_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub resets: AtomicU64,
+    pub async_failures: AtomicU64,
+    pub webhooks_delivered: AtomicU64,
+    pub webhooks_failed: AtomicU64,
+    pub webhooks_retried: AtomicU64,
+    pub statuses_posted: AtomicU64,
+}
+
+/// What to do with a send that passed authentication and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Accept(Acceptance),
+    /// A Graph error with this code and HTTP status.
+    Reject {
+        code: i64,
+        http_status: u16,
+    },
+    /// A bare HTTP error.
+    Http {
+        status: u16,
+    },
+    /// No answer; the message went out if `Some`.
+    Timeout(Option<Acceptance>),
+    /// The connection is closed; the message went out if `Some`.
+    Reset(Option<Acceptance>),
+}
+
+/// An accepted message and what will become of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acceptance {
+    pub wamid: String,
+    /// Fails asynchronously with this code instead of being delivered.
+    pub fails_with: Option<i64>,
+}
+
+/// `GET /sim/stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Accepted messages per `phone_number_id`.
+    pub accepted: BTreeMap<String, u64>,
+    pub accepted_total: u64,
+    /// Graph errors answered, per code.
+    pub rejected: BTreeMap<i64, u64>,
+    pub http_errors: u64,
+    pub timeouts: u64,
+    pub resets: u64,
+    pub async_failures: u64,
+    /// (number, recipient) pairs accepted more than once, in all and per number.
+    pub duplicate_recipients: u64,
+    /// `biz_opaque_callback_data` values accepted more than once, in all and per number.
+    pub duplicate_callbacks: u64,
+    pub duplicates: BTreeMap<String, Duplicates>,
+    /// The most messages accepted in any one-second window, per number.
+    pub max_per_second: BTreeMap<String, u64>,
+    /// Webhook POSTs answered 2xx, given up on, and retried.
+    pub webhooks_delivered: u64,
+    pub webhooks_failed: u64,
+    pub webhooks_retried: u64,
+    /// Statuses and inbound messages POSTed (each POST may carry several).
+    pub statuses_posted: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Duplicates {
+    pub recipients: u64,
+    pub callbacks: u64,
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            active: RwLock::new(Arc::new(Active::new(config))),
+            numbers: RwLock::default(),
+            portfolios: Mutex::default(),
+            seq: AtomicU64::new(0),
+            rejected: Mutex::default(),
+            http_errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            async_failures: AtomicU64::new(0),
+            webhooks_delivered: AtomicU64::new(0),
+            webhooks_failed: AtomicU64::new(0),
+            webhooks_retried: AtomicU64::new(0),
+            statuses_posted: AtomicU64::new(0),
+        }
+    }
+
+    pub fn active(&self) -> Arc<Active> {
+        self.active.read().expect("config lock").clone()
+    }
+
+    /// Puts a new configuration in force (fault schedules restart from now).
+    pub fn configure(&self, config: SimConfig) {
+        *self.active.write().expect("config lock") = Arc::new(Active::new(config));
+    }
+
+    /// A generator for the next request.
+    pub fn next_rand(&self) -> (u64, Rand) {
+        let seq = self.seq.fetch_add(1, Relaxed);
+        (seq, Rand::new(self.active().config.seed, seq))
+    }
+
+    pub fn rejected(&self, code: i64) {
+        *self
+            .rejected
+            .lock()
+            .expect("stats lock")
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    fn number(&self, phone_number_id: &str) -> Arc<Mutex<NumberState>> {
+        if let Some(n) = self
+            .numbers
+            .read()
+            .expect("numbers lock")
+            .get(phone_number_id)
+        {
+            return n.clone();
+        }
+        self.numbers
+            .write()
+            .expect("numbers lock")
+            .entry(phone_number_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Decides the fate of one valid send: faults first, then the number's cap and the pair
+    /// rate, then acceptance (and the portfolio's daily cap).
+    pub fn decide(
+        &self,
+        active: &Active,
+        rand: &mut Rand,
+        seq: u64,
+        phone_number_id: &str,
+        recipient: &str,
+        callback: Option<&str>,
+    ) -> Verdict {
+        let now = Instant::now();
+        let elapsed = now.duration_since(active.since).as_secs_f64();
+        let fault = active.config.faults.iter().find(|f| {
+            elapsed >= f.after_s
+                && f.for_s.is_none_or(|d| elapsed < f.after_s + d)
+                && (f.numbers.is_empty() || f.numbers.iter().any(|n| n == phone_number_id))
+                && rand.chance(f.probability)
+        });
+        let mut fails_with = None;
+        let mut outcome: fn(Option<Acceptance>) -> Verdict =
+            |a| Verdict::Accept(a.expect("accepted"));
+        match fault.map(|f| &f.kind) {
+            Some(FaultKind::Error { code, http_status }) => {
+                return Verdict::Reject {
+                    code: *code,
+                    http_status: http_status.unwrap_or_else(|| http_status_of(*code)),
+                };
+            }
+            Some(FaultKind::Http { status }) => return Verdict::Http { status: *status },
+            Some(FaultKind::Timeout { accepted: false }) => return Verdict::Timeout(None),
+            Some(FaultKind::Reset { accepted: false }) => return Verdict::Reset(None),
+            Some(FaultKind::Timeout { accepted: true }) => outcome = Verdict::Timeout,
+            Some(FaultKind::Reset { accepted: true }) => outcome = Verdict::Reset,
+            Some(FaultKind::AsyncFailure { code }) => fails_with = Some(*code),
+            None => {}
+        }
+
+        let cap = active.cap_for(phone_number_id);
+        let number = self.number(phone_number_id);
+        let mut n = number.lock().expect("number lock");
+        while n
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ONE_SECOND)
+        {
+            n.window.pop_front();
+        }
+        if cap > 0 {
+            let admitted = match active.config.cap_mode {
+                CapMode::Window => n.window.len() < cap as usize,
+                CapMode::Gcra => {
+                    let interval = ONE_SECOND / cap;
+                    match n.tat {
+                        Some(tat) if now < tat => false,
+                        _ => {
+                            n.tat = Some(now + interval);
+                            true
+                        }
+                    }
+                }
+            };
+            if !admitted {
+                return Verdict::Reject {
+                    code: 130429,
+                    http_status: 400,
+                };
+            }
+        }
+        let pair = n.recipients.entry(recipient.to_owned()).or_default();
+        if active.config.pair_limit {
+            let tolerance = PAIR_INTERVAL * (PAIR_BURST - 1);
+            let tat = pair.tat.unwrap_or(now).max(now);
+            if tat.duration_since(now) > tolerance {
+                return Verdict::Reject {
+                    code: 131056,
+                    http_status: 400,
+                };
+            }
+            pair.tat = Some(tat + PAIR_INTERVAL);
+        }
+        pair.sends += 1;
+        if pair.sends == 2 {
+            n.duplicate_recipients += 1;
+        }
+        if let Some(callback) = callback {
+            let seen = n.callbacks.entry(callback.to_owned()).or_default();
+            *seen += 1;
+            if *seen == 2 {
+                n.duplicate_callbacks += 1;
+            }
+        }
+        n.accepted += 1;
+        n.window.push_back(now);
+        n.max_window = n.max_window.max(n.window.len());
+        drop(n);
+
+        if fails_with.is_none()
+            && active.config.daily_cap > 0
+            && let Some(portfolio) = active.portfolio_of(phone_number_id)
+            && !self.within_daily_cap(portfolio, recipient, active.config.daily_cap, now)
+        {
+            fails_with = Some(active.config.daily_cap_error);
+        }
+        if fails_with.is_some() {
+            self.async_failures.fetch_add(1, Relaxed);
+        }
+        let wamid = format!("wamid.HBgL{seq:012X}{:08X}", rand.next_u64() as u32);
+        outcome(Some(Acceptance { wamid, fails_with }))
+    }
+
+    /// Counts `recipient` against the portfolio's unique recipients in the last 24 h.
+    fn within_daily_cap(&self, portfolio: &str, recipient: &str, cap: u32, now: Instant) -> bool {
+        let mut portfolios = self.portfolios.lock().expect("portfolio lock");
+        let p = portfolios.entry(portfolio.to_owned()).or_default();
+        while let Some((t, _)) = p.first_seen.front()
+            && now.duration_since(*t) >= DAY
+        {
+            let (_, old) = p.first_seen.pop_front().expect("peeked");
+            p.recipients.remove(&old);
+        }
+        if p.recipients.contains_key(recipient) {
+            return true;
+        }
+        if p.recipients.len() >= cap as usize {
+            return false;
+        }
+        p.recipients.insert(recipient.to_owned(), now);
+        p.first_seen.push_back((now, recipient.to_owned()));
+        true
+    }
+
+    pub fn report(&self) -> StatsReport {
+        let mut r = StatsReport {
+            rejected: self.rejected.lock().expect("stats lock").clone(),
+            http_errors: self.http_errors.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+            async_failures: self.async_failures.load(Relaxed),
+            webhooks_delivered: self.webhooks_delivered.load(Relaxed),
+            webhooks_failed: self.webhooks_failed.load(Relaxed),
+            webhooks_retried: self.webhooks_retried.load(Relaxed),
+            statuses_posted: self.statuses_posted.load(Relaxed),
+            ..StatsReport::default()
+        };
+        for (id, number) in self.numbers.read().expect("numbers lock").iter() {
+            let n = number.lock().expect("number lock");
+            if n.accepted == 0 {
+                continue;
+            }
+            r.accepted.insert(id.clone(), n.accepted);
+            r.accepted_total += n.accepted;
+            r.max_per_second.insert(id.clone(), n.max_window as u64);
+            r.duplicate_recipients += n.duplicate_recipients;
+            r.duplicate_callbacks += n.duplicate_callbacks;
+            if n.duplicate_recipients + n.duplicate_callbacks > 0 {
+                r.duplicates.insert(
+                    id.clone(),
+                    Duplicates {
+                        recipients: n.duplicate_recipients,
+                        callbacks: n.duplicate_callbacks,
+                    },
+                );
+            }
+        }
+        r
+    }
+
+    /// Forgets every counter (not the configuration).
+    pub fn reset_stats(&self) {
+        self.numbers.write().expect("numbers lock").clear();
+        self.portfolios.lock().expect("portfolio lock").clear();
+        self.rejected.lock().expect("stats lock").clear();
+        for counter in [
+            &self.http_errors,
+            &self.timeouts,
+            &self.resets,
+            &self.async_failures,
+            &self.webhooks_delivered,
+            &self.webhooks_failed,
+            &self.webhooks_retried,
+            &self.statuses_posted,
+        ] {
+            counter.store(0, Relaxed);
+        }
+    }
+}
+
+/// The HTTP status Meta's error table gives a code (reference §2.4).
+pub fn http_status_of(code: i64) -> u16 {
+    match code {
+        0 | 190 => 401,
+        10 | 200..=299 | 368 | 131005 | 131031 => 403,
+        132001 => 404,
+        2 => 503,
+        3 | 131000 | 131016 | 131045 | 131057 => 500,
+        _ => 400,
+    }
+}
