@@ -59,8 +59,8 @@ pub async fn put_number(
     Json(number).into_response()
 }
 
+// No `deny_unknown_fields`: serde does not support it together with `flatten`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InboundRequest {
     phone_number_id: String,
     /// The user's number (digits, as Meta's `wa_id`).

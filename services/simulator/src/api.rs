@@ -78,13 +78,12 @@ fn rand_id(state: &AppState) -> u64 {
 }
 
 /// Checks the bearer token against the number's (any non-empty one for an unconfigured
-/// number in an open sandbox). `Err` is the answer to give.
+/// number in an open sandbox). `Err` holds the error code and details to answer with.
 fn authorize(
-    state: &AppState,
     active: &Active,
     headers: &HeaderMap,
     phone_number_id: &str,
-) -> Result<(), Response> {
+) -> Result<(), (i64, String)> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -92,19 +91,16 @@ fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return Err(graph_error(state, 190, "An access token is required"));
+        return Err((190, "An access token is required".into()));
     };
     match active.number(phone_number_id) {
         Some(number) => match &number.token {
-            Some(expected) if expected != token => {
-                Err(graph_error(state, 190, "Invalid OAuth access token"))
-            }
+            Some(expected) if expected != token => Err((190, "Invalid OAuth access token".into())),
             _ => Ok(()),
         },
-        None if active.config.strict => Err(graph_error(
-            state,
+        None if active.config.strict => Err((
             100,
-            &format!("Unsupported request: object with ID '{phone_number_id}' does not exist"),
+            format!("Unsupported request: object with ID '{phone_number_id}' does not exist"),
         )),
         None => Ok(()),
     }
@@ -117,8 +113,8 @@ pub async fn send_message(
     body: Bytes,
 ) -> Response {
     let active = state.sim.active();
-    if let Err(answer) = authorize(&state, &active, &headers, &phone_number_id) {
-        return answer;
+    if let Err((code, details)) = authorize(&active, &headers, &phone_number_id) {
+        return graph_error(&state, code, &details);
     }
     let message: SendBody = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -309,8 +305,8 @@ pub async fn phone_number(
     headers: HeaderMap,
 ) -> Response {
     let active = state.sim.active();
-    if let Err(answer) = authorize(&state, &active, &headers, &phone_number_id) {
-        return answer;
+    if let Err((code, details)) = authorize(&active, &headers, &phone_number_id) {
+        return graph_error(&state, code, &details);
     }
     let number = active.number(&phone_number_id);
     let cap = number

@@ -153,6 +153,8 @@ impl Default for WebhookBehaviour {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberDef {
+    /// Taken from the path in `PUT /sim/numbers/{phone_number_id}`.
+    #[serde(default)]
     pub phone_number_id: String,
     /// The access token sends must carry; any non-empty one when absent.
     #[serde(default)]

@@ -29,7 +29,7 @@ use crate::state::Sim;
 const CONCURRENT_POSTS: usize = 16;
 const POST_ATTEMPTS: u32 = 12;
 /// Separates the webhook plan's random stream from the request's.
-const PLAN_STREAM: u64 = 0x5EED_0F_A7E;
+const PLAN_STREAM: u64 = 0x5EED_0FA7_E000_0000;
 
 /// A message the simulator accepted, whose receipts are still to come.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub struct Receipt {
 
 /// A message a user sends to a business number.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Inbound {
     Text {
         body: String,
