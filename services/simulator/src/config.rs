@@ -222,17 +222,22 @@ impl SimConfig {
             let path = Path::new(&settings.scenario);
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the scenario {}", path.display()))?;
-            let patch: Value = if path.extension().is_some_and(|e| e == "json") {
-                serde_json::from_str(&text)?
-            } else {
-                let table: toml::Value = toml::from_str(&text)?;
-                serde_json::to_value(table)?
-            };
+            let json = path.extension().is_some_and(|e| e == "json");
             config = config
-                .patched(&patch)
+                .with_scenario(&text, json)
                 .with_context(|| format!("the scenario {}", path.display()))?;
         }
         Ok(config)
+    }
+
+    /// This configuration with a scenario (TOML, or JSON when `json`) applied as a patch.
+    pub fn with_scenario(&self, text: &str, json: bool) -> anyhow::Result<Self> {
+        let patch: Value = if json {
+            serde_json::from_str(text)?
+        } else {
+            serde_json::to_value(toml::from_str::<toml::Value>(text)?)?
+        };
+        self.patched(&patch)
     }
 
     /// This configuration with a JSON merge patch (RFC 7386) applied: objects merge, anything
@@ -297,6 +302,17 @@ mod tests {
         assert_eq!(c.faults.len(), 2);
         assert_eq!(c.faults[1].kind, FaultKind::Timeout { accepted: true });
         assert!(matches!(c.latency, Delay::LogNormal { .. }));
+    }
+
+    #[test]
+    fn the_example_scenario_loads() {
+        let text = include_str!("../../../config/simulator-scenario.example.toml");
+        let c = SimConfig::default().with_scenario(text, false).unwrap();
+        assert!(c.strict);
+        assert_eq!((c.seed, c.cap_per_number), (7, 80));
+        assert_eq!(c.numbers[0].token.as_deref(), Some("EAAG-sandbox-token"));
+        assert_eq!(c.faults[0].kind, FaultKind::Error { code: 131000, http_status: None });
+        assert_eq!(c.webhooks.read, 0.6);
     }
 
     #[test]

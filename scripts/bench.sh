@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Benchmark programs. Each prints a small table and appends its figures, with the date, the
+# commit and the core count, to BENCHMARKS.md. Loopback only; every load is bounded in time.
+#
+#   scripts/bench.sh sim    the simulator's send endpoint under wrk (S1), and a cap of 80 msg/s
+#                           pushed as hard as wrk can (S2); 3 runs each, medians quoted
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${BENCH_RUNS:-3}
+seconds=${BENCH_SECONDS:-10}
+work=target/bench
+mkdir -p "$work"
+
+need_wrk() {
+  command -v wrk >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+  else
+    echo "bench: wrk is needed: sudo apt-get install -y wrk" >&2
+    exit 1
+  fi
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+free_port() {
+  local port=$((20000 + RANDOM % 20000))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
+# start_simulator <scenario.json>: runs `herald simulator` in the background on a free port.
+start_simulator() {
+  sim_port=$(free_port)
+  HERALD__SIMULATOR__PORT=$sim_port HERALD__SIMULATOR__WEBHOOK_URL= \
+    HERALD__SIMULATOR__SCENARIO="$1" HERALD__TELEMETRY__FILTER=warn \
+    target/release/herald simulator &
+  sim_pid=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$sim_port") 2>/dev/null && return
+    sleep 0.05
+  done
+  echo "bench: the simulator did not start" >&2
+  exit 1
+}
+
+stop_simulator() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null || true; }
+
+write_lua() {
+  cat >"$work/send.lua" <<'LUA'
+-- One template send per request, each to a new recipient.
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-token"
+request = function()
+  counter = counter + 1
+  local body = '{"messaging_product":"whatsapp","recipient_type":"individual","to":"+4474'
+    .. string.format("%08d", counter % 100000000)
+    .. '","type":"template","biz_opaque_callback_data":"' .. counter
+    .. '","template":{"name":"spring_sale_2026","language":{"code":"en_GB"},'
+    .. '"components":[{"type":"body","parameters":[{"type":"text","text":"Customer"},{"type":"text","text":"25%"}]}]}}'
+  return wrk.format(nil, "/v24.0/100000000001/messages", nil, body)
+end
+LUA
+}
+
+bench_sim() {
+  need_wrk
+  cargo build --release --quiet -p herald
+  write_lua
+  local commit cores wrk_cmd
+  commit=$(git rev-parse --short HEAD)
+  cores=$(nproc)
+  wrk_cmd="wrk -t2 -c64 -d${seconds}s --latency -s $work/send.lua"
+
+  echo '{"pair_limit": false}' >"$work/open.json"
+  local rates=() p99s=() table=""
+  for run in $(seq 1 "$runs"); do
+    start_simulator "$PWD/$work/open.json"
+    out=$($wrk_cmd "http://127.0.0.1:$sim_port")
+    stop_simulator
+    rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    errors=$(awk '/Non-2xx/ { print $5 }' <<<"$out")
+    rates+=("$rate"); p99s+=("$p99")
+    table+="| $run | $rate | $p99 | ${errors:-0} |"$'\n'
+  done
+  local median_rate
+  median_rate=$(printf '%s\n' "${rates[@]}" | median)
+
+  echo '{"cap_per_number": 80, "pair_limit": false}' >"$work/cap80.json"
+  local maxes=() cap_table=""
+  for run in $(seq 1 "$runs"); do
+    start_simulator "$PWD/$work/cap80.json"
+    out=$($wrk_cmd "http://127.0.0.1:$sim_port")
+    stats=$(curl -s "http://127.0.0.1:$sim_port/sim/stats")
+    stop_simulator
+    read -r accepted max throttled < <(python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["accepted_total"], max(s["max_per_second"].values()), s["rejected"].get("130429", 0))' <<<"$stats")
+    rate=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    maxes+=("$max")
+    cap_table+="| $run | $rate | $accepted | $max | $throttled |"$'\n'
+  done
+  local worst
+  worst=$(printf '%s\n' "${maxes[@]}" | sort -g | tail -n 1)
+
+  local report
+  report=$(cat <<MD
+
+## Simulator send endpoint — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+S1: \`$wrk_cmd\` against \`herald simulator\` (release build, no cap, no pair limit, no
+webhooks, a new recipient per request), $runs runs. wrk and the simulator share the machine.
+
+| run | requests/s | p99 | non-2xx |
+| --- | --- | --- | --- |
+$table
+**Median: $median_rate requests/s** (target ≥ 40,000).
+
+S2: the same load against a cap of 80 msg/s on the one number, $seconds s per run: the most
+messages the simulator accepted in any one-second window.
+
+| run | requests/s | accepted | max in any 1 s window | answered 130429 |
+| --- | --- | --- | --- | --- |
+$cap_table
+**Highest one-second window over all runs: $worst** (cap 80).
+MD
+)
+  echo "$report"
+  [ -f BENCHMARKS.md ] || printf '# Herald benchmarks\n\nFigures appended by `scripts/bench.sh`; each section names its workload and command.\n' >BENCHMARKS.md
+  echo "$report" >>BENCHMARKS.md
+}
+
+case "${1:-}" in
+  sim) bench_sim ;;
+  *) echo "usage: scripts/bench.sh sim" >&2; exit 2 ;;
+esac
