@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod hash;
 pub mod settings;
 pub mod signature;
 pub mod stream;

@@ -311,7 +311,13 @@ mod tests {
         assert!(c.strict);
         assert_eq!((c.seed, c.cap_per_number), (7, 80));
         assert_eq!(c.numbers[0].token.as_deref(), Some("EAAG-sandbox-token"));
-        assert_eq!(c.faults[0].kind, FaultKind::Error { code: 131000, http_status: None });
+        assert_eq!(
+            c.faults[0].kind,
+            FaultKind::Error {
+                code: 131000,
+                http_status: None
+            }
+        );
         assert_eq!(c.webhooks.read, 0.6);
     }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use herald_shared::hash::fnv1a;
+
 use crate::config::{CapMode, FaultKind, NumberDef, SimConfig, TemplateDef};
 use crate::random::Rand;
 
@@ -80,9 +82,11 @@ struct NumberState {
     /// GCRA theoretical arrival time, for `CapMode::Gcra`.
     tat: Option<Instant>,
     accepted: u64,
-    recipients: HashMap<String, Pair>,
+    /// Keyed by a 64-bit hash of the recipient (and below, of the callback data): a million
+    /// recipients cost a few tens of megabytes, and a collision is vanishingly unlikely.
+    recipients: HashMap<u64, Pair>,
     duplicate_recipients: u64,
-    callbacks: HashMap<String, u32>,
+    callbacks: HashMap<u64, u32>,
     duplicate_callbacks: u64,
 }
 
@@ -306,7 +310,7 @@ impl Sim {
                 };
             }
         }
-        let pair = n.recipients.entry(recipient.to_owned()).or_default();
+        let pair = n.recipients.entry(fnv1a(recipient)).or_default();
         if active.config.pair_limit {
             let tolerance = PAIR_INTERVAL * (PAIR_BURST - 1);
             let tat = pair.tat.unwrap_or(now).max(now);
@@ -323,7 +327,7 @@ impl Sim {
             n.duplicate_recipients += 1;
         }
         if let Some(callback) = callback {
-            let seen = n.callbacks.entry(callback.to_owned()).or_default();
+            let seen = n.callbacks.entry(fnv1a(callback)).or_default();
             *seen += 1;
             if *seen == 2 {
                 n.duplicate_callbacks += 1;

@@ -9,6 +9,7 @@ use herald_shared::db::campaigns::{self, CampaignRow, NewCampaign};
 use herald_shared::db::messages::{self, NewMessage};
 use herald_shared::db::numbers;
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber};
+use herald_shared::hash::fnv1a;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiJson, ApiPath, Tenant};
@@ -295,7 +296,7 @@ fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec
             repeats += 1;
             continue;
         }
-        let number = numbers[stable_hash(phone.as_str()) as usize % numbers.len()];
+        let number = numbers[fnv1a(phone.as_str()) as usize % numbers.len()];
         valid.push(NewMessage {
             number,
             recipient: phone.as_str().to_owned(),
@@ -309,13 +310,6 @@ fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec
 /// consecutive spaces (reference §1.3).
 fn valid_parameter(v: &str) -> bool {
     !v.is_empty() && !v.contains(['\n', '\t', '\r']) && !v.contains("     ")
-}
-
-/// FNV-1a: stable across processes and releases, unlike `DefaultHasher`.
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 pub async fn start(
