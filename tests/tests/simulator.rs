@@ -151,6 +151,12 @@ async fn an_open_sandbox_answers_like_the_cloud_api_and_counts_repeats() {
     assert_eq!(first["contacts"][0]["wa_id"], "447400000001");
     let (_, second) = sim.send(&template("+447400000001", &["Ann"])).await;
     assert_ne!(second["messages"][0]["id"], first["messages"][0]["id"]);
+    let text = json!({"messaging_product": "whatsapp", "to": "+447400000002", "type": "text",
+                      "text": {"body": "Your order has shipped"}});
+    assert_eq!(sim.send(&text).await.0, 200);
+    let empty = json!({"messaging_product": "whatsapp", "to": "+447400000002", "type": "text",
+                       "text": {"body": ""}});
+    assert_eq!(code(&sim.send(&empty).await.1), Some(100));
     let s = sim.stats().await;
     assert_eq!(
         (
