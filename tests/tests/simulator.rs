@@ -164,7 +164,7 @@ async fn an_open_sandbox_answers_like_the_cloud_api_and_counts_repeats() {
             s.duplicate_recipients,
             s.duplicate_callbacks
         ),
-        (2, 1, 1)
+        (3, 1, 1)
     );
     assert_eq!(s.duplicates[NUMBER].recipients, 1);
     sim.stop().await;
