@@ -107,6 +107,12 @@ pub struct SenderSettings {
     pub throttle_delay_ms: u64,
     pub retry_poll_ms: u64,
     pub discovery_interval_ms: u64,
+    /// How long a number's lease lasts without renewal: a crashed sender's numbers are taken
+    /// over after at most this long. Renewed every third of it.
+    pub lease_ttl_ms: u64,
+    /// How long a new owner waits for a receipt of a send the old owner may have made before
+    /// sending it again.
+    pub reconciliation_window_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -54,6 +54,21 @@ impl Keys {
         format!("{}:{{n:{number}}}:fanout", self.prefix)
     }
 
+    /// Which sender owns a number: `<consumer>:<fencing token>`, with an expiry.
+    pub fn lease(&self, number: NumberId) -> String {
+        format!("{}:{{n:{number}}}:lease", self.prefix)
+    }
+
+    /// The number's fencing-token counter.
+    pub fn fence(&self, number: NumberId) -> String {
+        format!("{}:{{n:{number}}}:fence", self.prefix)
+    }
+
+    /// Live senders, scored by their last heartbeat (Unix ms).
+    pub fn senders(&self) -> String {
+        format!("{}:senders", self.prefix)
+    }
+
     /// The set of active number ids.
     pub fn numbers(&self) -> String {
         format!("{}:numbers", self.prefix)
@@ -169,7 +184,13 @@ mod tests {
         let keys = Keys::new("hx");
         let n = NumberId::new();
         let tag = format!("{{n:{n}}}");
-        for key in [keys.stream(n), keys.retry(n), keys.fanout(n)] {
+        for key in [
+            keys.stream(n),
+            keys.retry(n),
+            keys.fanout(n),
+            keys.lease(n),
+            keys.fence(n),
+        ] {
             assert!(key.starts_with("hx:"));
             assert!(key.contains(&tag), "{key}");
         }

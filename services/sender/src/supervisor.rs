@@ -1,6 +1,13 @@
-//! Finds the numbers to send for and runs one worker per number.
+//! Finds the numbers to send for, takes leases on this sender's share of them, and runs one
+//! worker per leased number.
+//!
+//! Balancing: every sender heartbeats into a registry; each takes at most
+//! ⌈numbers ÷ live senders⌉ numbers, so a sender that joins makes the others give numbers up
+//! (they drain, then release), and the numbers of one that leaves or dies are taken by the
+//! rest once its leases are released or expire.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_shared::crypto::TokenCipher;
@@ -16,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::Lease;
 use crate::recorder::Outcome;
 use crate::worker::{NumberWorker, WorkerConfig};
 
@@ -28,6 +36,13 @@ pub struct Supervisor {
     cipher: TokenCipher,
     outcomes: mpsc::Sender<Outcome>,
     consumer: String,
+    ttl: Duration,
+}
+
+/// A number this sender holds.
+struct Owned {
+    lease: Arc<Lease>,
+    stop: CancellationToken,
 }
 
 impl Supervisor {
@@ -40,6 +55,7 @@ impl Supervisor {
         outcomes: mpsc::Sender<Outcome>,
     ) -> anyhow::Result<Self> {
         let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
+        let ttl = Duration::from_millis(settings.sender.lease_ttl_ms.max(300));
         Ok(Self {
             settings,
             pool,
@@ -49,39 +65,28 @@ impl Supervisor {
             cipher,
             outcomes,
             consumer: format!("sender-{}", uuid::Uuid::new_v4().simple()),
+            ttl,
         })
     }
 
-    /// Starts a worker for every number in the active set, checking again every
-    /// `discovery_interval`, until `shutdown`; then waits for the workers to drain.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let interval = Duration::from_millis(self.settings.sender.discovery_interval_ms);
-        // The task running each number, so a worker that ends is started again.
-        let mut running: HashMap<tokio::task::Id, NumberId> = HashMap::new();
+    /// Holds and works this sender's share of the numbers until `shutdown`; then stops every
+    /// worker, waits for their sends in flight and releases the leases.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let tick = (self.ttl / 3).min(Duration::from_millis(
+            self.settings.sender.discovery_interval_ms.max(50),
+        ));
+        let mut owned: HashMap<NumberId, Owned> = HashMap::new();
+        let mut tasks: HashMap<tokio::task::Id, NumberId> = HashMap::new();
         let mut workers = JoinSet::new();
         loop {
-            match self.discover().await {
-                Ok(ids) => {
-                    for id in ids {
-                        if running.values().any(|n| *n == id) {
-                            continue;
-                        }
-                        match self.worker(id).await {
-                            Ok(Some(worker)) => {
-                                let task = workers.spawn(worker.run(shutdown.child_token()));
-                                running.insert(task.id(), id);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::error!(number = %id, error = %format!("{e:#}"), "cannot start the number")
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot list numbers"),
+            if let Err(e) = self
+                .balance(&mut owned, &mut tasks, &mut workers, &shutdown)
+                .await
+            {
+                tracing::error!(error = %format!("{e:#}"), "cannot balance numbers");
             }
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(tick) => {}
                 Some(done) = workers.join_next_with_id() => {
                     let task = match done {
                         Ok((task, ())) => task,
@@ -90,23 +95,123 @@ impl Supervisor {
                             e.id()
                         }
                     };
-                    // Its number is started again at the next discovery.
-                    running.remove(&task);
+                    if let Some(number) = tasks.remove(&task)
+                        && let Some(gone) = owned.remove(&number)
+                    {
+                        // Drained: let another sender (or this one, later) take it at once.
+                        if let Err(e) = gone.lease.release(&mut self.redis).await {
+                            tracing::warn!(number = %number, error = %e, "cannot release the lease; it will expire");
+                        }
+                    }
                 }
                 _ = shutdown.cancelled() => break,
             }
         }
+        for o in owned.values() {
+            o.stop.cancel();
+        }
         while workers.join_next().await.is_some() {}
+        for o in owned.values() {
+            let _ = o.lease.release(&mut self.redis).await;
+        }
+        let _: redis::RedisResult<()> = self.redis.zrem(self.keys.senders(), &self.consumer).await;
     }
 
-    async fn discover(&self) -> anyhow::Result<Vec<NumberId>> {
-        let mut redis = self.redis.clone();
-        let members: Vec<String> = redis.smembers(self.keys.numbers()).await?;
-        Ok(members.iter().filter_map(|m| m.parse().ok()).collect())
+    /// One round: heartbeat, renew held leases, then give up or take numbers to reach this
+    /// sender's share.
+    async fn balance(
+        &mut self,
+        owned: &mut HashMap<NumberId, Owned>,
+        tasks: &mut HashMap<tokio::task::Id, NumberId>,
+        workers: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let senders = self.keys.senders();
+        let _: () = self.redis.zadd(&senders, &self.consumer, now_ms).await?;
+        let _: () = self
+            .redis
+            .zrembyscore(&senders, "-inf", now_ms - 3 * self.ttl.as_millis() as i64)
+            .await?;
+        let live: usize = self
+            .redis
+            .zcount(&senders, now_ms - self.ttl.as_millis() as i64, "+inf")
+            .await?;
+
+        for (number, o) in owned.iter() {
+            if o.stop.is_cancelled() {
+                continue;
+            }
+            if !o.lease.renew(&mut self.redis).await? {
+                tracing::warn!(number = %number, "lease lost; stopping the number");
+                o.stop.cancel();
+            }
+        }
+
+        let mut all: Vec<NumberId> = {
+            let members: Vec<String> = self.redis.smembers(self.keys.numbers()).await?;
+            members.iter().filter_map(|m| m.parse().ok()).collect()
+        };
+        let share = all.len().div_ceil(live.max(1));
+        let mut working: Vec<NumberId> = owned
+            .iter()
+            .filter(|(_, o)| !o.stop.is_cancelled())
+            .map(|(n, _)| *n)
+            .collect();
+        while working.len() > share {
+            let number = working.pop().expect("more than the share");
+            tracing::info!(number = %number, "handing the number over to another sender");
+            owned[&number].stop.cancel();
+        }
+        // Start with a different number each round, so senders do not all race for the same.
+        let offset = if all.is_empty() {
+            0
+        } else {
+            rand::random_range(0..all.len())
+        };
+        all.rotate_left(offset);
+        for number in all {
+            if working.len() >= share {
+                break;
+            }
+            if owned.contains_key(&number) {
+                continue;
+            }
+            let Some(lease) = Lease::acquire(
+                &mut self.redis,
+                &self.keys,
+                number,
+                &self.consumer,
+                self.ttl,
+            )
+            .await?
+            else {
+                continue;
+            };
+            match self.worker(number, lease.clone()).await {
+                Ok(Some(worker)) => {
+                    let stop = shutdown.child_token();
+                    let task = workers.spawn(worker.run(stop.clone()));
+                    tasks.insert(task.id(), number);
+                    owned.insert(number, Owned { lease, stop });
+                    working.push(number);
+                }
+                Ok(None) => lease.release(&mut self.redis).await?,
+                Err(e) => {
+                    lease.release(&mut self.redis).await?;
+                    tracing::error!(number = %number, error = %format!("{e:#}"), "cannot start the number");
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// A worker for `id`, or `None` when the number is unknown here or may not send.
-    async fn worker(&self, id: NumberId) -> anyhow::Result<Option<NumberWorker>> {
+    /// A worker for `number`, or `None` when the number is unknown here or may not send.
+    async fn worker(
+        &self,
+        id: NumberId,
+        lease: Arc<Lease>,
+    ) -> anyhow::Result<Option<NumberWorker>> {
         let Some(row) = numbers::get_number(&self.pool, id).await? else {
             tracing::warn!(number = %id, "number in the active set is not in the database");
             return Ok(None);
@@ -116,6 +221,7 @@ impl Supervisor {
         }
         let token = self.cipher.decrypt(&row.access_token, id.0.as_bytes())?;
         let s = &self.settings.sender;
+        let fence = lease.fence;
         let worker = NumberWorker::new(
             WorkerConfig {
                 number: id,
@@ -126,18 +232,21 @@ impl Supervisor {
                     .max(1),
                 in_flight: s.in_flight,
                 read_count: s.read_count,
-                block_ms: s.block_ms,
+                block_ms: s.block_ms.min(self.ttl.as_millis() as u64 / 3),
                 retry_poll: Duration::from_millis(s.retry_poll_ms),
+                reconciliation_window: Duration::from_millis(s.reconciliation_window_ms),
                 consumer: self.consumer.clone(),
             },
+            lease,
             &self.settings.redis,
             self.redis.clone(),
+            self.pool.clone(),
             &self.keys,
             self.client.clone(),
             self.outcomes.clone(),
         )
         .await?;
-        tracing::info!(number = %id, rate = row.current_rate, "sending for number");
+        tracing::info!(number = %id, fence, rate = row.current_rate, "sending for number");
         Ok(Some(worker))
     }
 }

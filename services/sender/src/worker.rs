@@ -1,17 +1,25 @@
-//! One number's send loop: read its stream in order, pace, send, hand outcomes to the recorder.
+//! One number's send loop: take over what the last owner left, then read the stream in order,
+//! pace, send, and hand outcomes to the recorder.
 //!
-//! Invariants: at most `in_flight` sends are under way (a permit is held from before the
-//! limiter wait until the outcome is handed over), and sends start no faster than the
-//! number's rate (GCRA, no burst). An entry stays in the group's pending list until the
-//! recorder has made its outcome durable. Entries another consumer left pending for longer
-//! than `ABANDONED_AFTER` are claimed and sent again.
+//! Invariants: sends start only while this sender holds the number's lease; at most
+//! `in_flight` are under way (a permit is held from before the limiter wait until the outcome
+//! is handed over); they start no faster than the number's rate (GCRA, no burst). An entry
+//! stays in the group's pending list until the recorder has made its outcome durable.
+//!
+//! Takeover: the new owner claims every pending entry of the number. One whose message is no
+//! longer `queued` was recorded: it is acknowledged. One still `queued` is ambiguous — the old
+//! owner may have sent it just before dying — so it waits `reconciliation_window` for a `sent`
+//! receipt (matched by its `biz_opaque_callback_data`) and is sent again only if none came;
+//! each such resend is counted in `herald_sender_ambiguous_resends_total`.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use herald_shared::domain::NumberId;
+use herald_shared::db::messages;
+use herald_shared::domain::{MessageId, MessageStatus, NumberId};
 use herald_shared::settings::RedisSettings;
 use herald_shared::stream::{ENTRY_FIELD, Entry, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, conn};
 use herald_shared::whatsapp::CloudApiClient;
@@ -21,13 +29,13 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 use secrecy::SecretString;
+use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::Lease;
 use crate::recorder::Outcome;
 
-/// An entry pending this long with another consumer belongs to a sender that died.
-const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
 
@@ -40,7 +48,15 @@ pub struct WorkerConfig {
     pub read_count: usize,
     pub block_ms: u64,
     pub retry_poll: Duration,
+    pub reconciliation_window: Duration,
     pub consumer: String,
+}
+
+/// A claimed entry whose send may already have happened, waiting for its receipt.
+struct Ambiguous {
+    due: tokio::time::Instant,
+    raw: StreamId,
+    entry: Entry,
 }
 
 pub struct NumberWorker {
@@ -53,13 +69,23 @@ pub struct NumberWorker {
     limiter: DefaultDirectRateLimiter,
     permits: Arc<Semaphore>,
     outcomes: mpsc::Sender<Outcome>,
+    lease: Arc<Lease>,
+    pool: PgPool,
+    ambiguous: Vec<Ambiguous>,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the lease on the number is no longer held")]
+struct LeaseLost;
+
 impl NumberWorker {
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         config: WorkerConfig,
+        lease: Arc<Lease>,
         redis_settings: &RedisSettings,
         mut commands: ConnectionManager,
+        pool: PgPool,
         keys: &Keys,
         client: CloudApiClient,
         outcomes: mpsc::Sender<Outcome>,
@@ -80,25 +106,29 @@ impl NumberWorker {
             client,
             limiter,
             outcomes,
+            lease,
+            pool,
+            ambiguous: Vec::new(),
         })
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
         let number = self.config.number;
         let mut last_retry_poll = tokio::time::Instant::now() - self.config.retry_poll;
-        let mut last_claim = tokio::time::Instant::now() - ABANDONED_AFTER;
         let mut backoff = Duration::from_millis(100);
+        let mut taken_over = false;
         while !stop.is_cancelled() {
             let step = async {
+                if !taken_over {
+                    self.take_over().await?;
+                    taken_over = true;
+                }
                 if last_retry_poll.elapsed() >= self.config.retry_poll {
                     last_retry_poll = tokio::time::Instant::now();
                     self.promote_due_retries().await?;
                 }
-                let claim = last_claim.elapsed() >= ABANDONED_AFTER / 4;
-                if claim {
-                    last_claim = tokio::time::Instant::now();
-                }
-                self.process_next(claim).await
+                self.resolve_ambiguous().await?;
+                self.process_next().await
             };
             let result = tokio::select! {
                 r = step => r,
@@ -106,6 +136,7 @@ impl NumberWorker {
             };
             match result {
                 Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) if e.is::<LeaseLost>() => break,
                 Err(e) => {
                     tracing::error!(number = %number, error = %format!("{e:#}"), "number loop failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -119,6 +150,98 @@ impl NumberWorker {
             .acquire_many(self.config.in_flight.max(1) as u32)
             .await;
         tracing::info!(number = %number, "number stopped");
+    }
+
+    /// Claims every entry pending on the number (the last owner's in-flight sends, or sends
+    /// it read but never started): recorded ones are acknowledged, the rest wait for their
+    /// receipts.
+    async fn take_over(&mut self) -> anyhow::Result<()> {
+        let mut start = "0-0".to_owned();
+        let mut claimed = Vec::new();
+        loop {
+            let reply: StreamAutoClaimReply = self
+                .commands
+                .xautoclaim_options(
+                    &*self.stream,
+                    SENDER_GROUP,
+                    &self.config.consumer,
+                    0,
+                    &start,
+                    StreamAutoClaimOptions::default().count(500),
+                )
+                .await?;
+            claimed.extend(reply.claimed);
+            if reply.next_stream_id == "0-0" {
+                break;
+            }
+            start = reply.next_stream_id;
+        }
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let due = tokio::time::Instant::now() + self.config.reconciliation_window;
+        let mut waiting = Vec::with_capacity(claimed.len());
+        for raw in claimed {
+            match conn::entry_field(&raw, ENTRY_FIELD).map(Entry::decode) {
+                Some(Ok(entry)) => waiting.push(Ambiguous { due, raw, entry }),
+                _ => self.ack(&[raw.id.as_str()]).await?,
+            }
+        }
+        let still = self.settle(waiting).await?;
+        tracing::info!(
+            number = %self.config.number,
+            ambiguous = still.len(),
+            "took over the number"
+        );
+        self.ambiguous.extend(still);
+        Ok(())
+    }
+
+    /// Acknowledges the entries whose messages were recorded; returns the rest.
+    async fn settle(&mut self, waiting: Vec<Ambiguous>) -> anyhow::Result<Vec<Ambiguous>> {
+        let ids: Vec<MessageId> = waiting.iter().map(|a| a.entry.message).collect();
+        let statuses: HashMap<MessageId, MessageStatus> = messages::statuses(&self.pool, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        let (unsent, done): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|a| {
+            matches!(
+                statuses.get(&a.entry.message),
+                Some(MessageStatus::Pending | MessageStatus::Queued)
+            )
+        });
+        let done_ids: Vec<&str> = done.iter().map(|a| a.raw.id.as_str()).collect();
+        if !done_ids.is_empty() {
+            self.ack(&done_ids).await?;
+        }
+        Ok(unsent)
+    }
+
+    /// Sends again the ambiguous entries whose window passed without a receipt.
+    async fn resolve_ambiguous(&mut self) -> anyhow::Result<()> {
+        let now = tokio::time::Instant::now();
+        if !self.ambiguous.iter().any(|a| a.due <= now) {
+            return Ok(());
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ambiguous)
+            .into_iter()
+            .partition(|a| a.due <= now);
+        self.ambiguous = later;
+        let unsent = self.settle(due).await?;
+        if !unsent.is_empty() {
+            metrics::counter!("herald_sender_ambiguous_resends_total")
+                .increment(unsent.len() as u64);
+            tracing::warn!(number = %self.config.number, resends = unsent.len(), "no receipt within the window: sending again");
+        }
+        for a in unsent {
+            self.dispatch_entry(a.raw.id, a.entry).await?;
+        }
+        Ok(())
+    }
+
+    async fn ack(&mut self, ids: &[&str]) -> anyhow::Result<()> {
+        let _: usize = self.commands.xack(&*self.stream, SENDER_GROUP, ids).await?;
+        Ok(())
     }
 
     /// Moves retries that are due back into the stream.
@@ -135,37 +258,19 @@ impl NumberWorker {
     }
 
     /// Reads the next entries (waiting up to `block_ms`) and starts sending them, in order.
-    /// With `claim`, first takes over entries a dead sender left pending. Returns how many
-    /// sends were started.
-    pub async fn process_next(&mut self, claim: bool) -> anyhow::Result<usize> {
-        let mut entries = Vec::new();
-        if claim {
-            let claimed: StreamAutoClaimReply = self
-                .commands
-                .xautoclaim_options(
-                    &*self.stream,
-                    SENDER_GROUP,
-                    &self.config.consumer,
-                    ABANDONED_AFTER.as_millis() as u64,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(self.config.read_count),
-                )
-                .await?;
-            entries = claimed.claimed;
-        }
-        if entries.is_empty() {
-            let options = StreamReadOptions::default()
-                .group(SENDER_GROUP, &self.config.consumer)
-                .count(self.config.read_count)
-                .block(self.config.block_ms as usize);
-            let reply: Option<StreamReadReply> = self
-                .reads
-                .xread_options(&[&*self.stream], &[">"], &options)
-                .await?;
-            entries = reply
-                .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-                .unwrap_or_default();
-        }
+    /// Returns how many were read.
+    pub async fn process_next(&mut self) -> anyhow::Result<usize> {
+        let options = StreamReadOptions::default()
+            .group(SENDER_GROUP, &self.config.consumer)
+            .count(self.config.read_count)
+            .block(self.config.block_ms as usize);
+        let reply: Option<StreamReadReply> = self
+            .reads
+            .xread_options(&[&*self.stream], &[">"], &options)
+            .await?;
+        let entries: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
         let count = entries.len();
         for entry in entries {
             self.dispatch(entry).await?;
@@ -186,8 +291,17 @@ impl NumberWorker {
                 return Ok(());
             }
         };
+        self.dispatch_entry(raw.id, entry).await
+    }
+
+    /// Starts one send, paced and within the window, if the lease still allows it.
+    async fn dispatch_entry(&mut self, stream_id: String, entry: Entry) -> anyhow::Result<()> {
         let permit = self.permits.clone().acquire_owned().await?;
         self.limiter.until_ready().await;
+        if !self.lease.is_valid() {
+            // Left pending: the next owner takes it over.
+            return Err(LeaseLost.into());
+        }
         let client = self.client.clone();
         let config = self.config.clone();
         let outcomes = self.outcomes.clone();
@@ -204,7 +318,7 @@ impl NumberWorker {
                 number: config.number,
                 stream,
                 retry_set,
-                stream_id: raw.id,
+                stream_id,
                 entry,
                 result,
             };

@@ -223,3 +223,15 @@ pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
     }
     out
 }
+
+/// The current status of each of `ids` that exists.
+pub async fn statuses(
+    db: impl PgExecutor<'_>,
+    ids: &[MessageId],
+) -> sqlx::Result<Vec<(MessageId, MessageStatus)>> {
+    let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
+    sqlx::query_as("SELECT id, status FROM messages WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
