@@ -1,0 +1,114 @@
+//! Several senders: each number is leased by one of them, and the numbers move when a
+//! sender leaves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use herald::stack::{Roles, Stack};
+use herald_shared::domain::NumberId;
+use herald_shared::stream::Keys;
+use herald_simulator::StatsReport;
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use redis::AsyncCommands;
+
+const SENDER_ONLY: Roles = Roles {
+    ingest: false,
+    sender: true,
+    webhook: false,
+    simulator: false,
+};
+
+/// Each number's lease holder (the consumer name before the fencing token).
+async fn holders(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    numbers: &[NumberId],
+) -> BTreeMap<NumberId, Option<String>> {
+    let mut out = BTreeMap::new();
+    for n in numbers {
+        let value: Option<String> = redis.get(keys.lease(*n)).await.unwrap();
+        out.insert(
+            *n,
+            value.and_then(|v| v.rsplit_once(':').map(|(o, _)| o.to_owned())),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_senders_split_the_numbers_and_one_takes_all_when_the_other_stops() {
+    let ctx = TestContext::new().await;
+    let first = ctx.start_stack().await;
+    let mut settings = first.settings.clone();
+    settings.whatsapp.base_url = first.simulator_url.clone();
+    let second = Stack::start(settings, SENDER_ONLY).await.unwrap();
+
+    let api = ctx.tenant(&first.ingest_url).await;
+    let mut numbers = Vec::new();
+    for i in 0..4 {
+        numbers.push(
+            api.create_number(&format!("40000000000{i}"), "t", 200)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let redis = ctx.redis().await;
+
+    // Both senders heartbeat, so each holds a share of two.
+    let split = eventually(
+        "the numbers split two and two",
+        Duration::from_secs(20),
+        || {
+            let (mut redis, keys, numbers) = (redis.clone(), &keys, &numbers);
+            async move {
+                let h = holders(&mut redis, keys, numbers).await;
+                let owners: BTreeSet<_> = h.values().flatten().cloned().collect();
+                let each = owners
+                    .iter()
+                    .map(|o| h.values().flatten().filter(|v| *v == o).count());
+                (h.values().all(Option::is_some)
+                    && owners.len() == 2
+                    && each.clone().all(|c| c == 2))
+                .then_some(owners)
+            }
+        },
+    )
+    .await;
+    assert_eq!(split.len(), 2);
+
+    let campaign = api
+        .create_campaign("split", "spring_sale_2026", "en_GB", &numbers)
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(400)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually("every message read", Duration::from_secs(60), || async {
+        (api.campaign(campaign.id).await.unwrap().counters.read == 400).then_some(())
+    })
+    .await;
+    let stats: StatsReport = reqwest::get(format!("{}/sim/stats", first.simulator_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((stats.accepted_total, stats.duplicate_recipients), (400, 0));
+
+    // The second sender leaves: it releases its leases and the first takes every number.
+    second.stop().await.unwrap();
+    let remaining = eventually("one sender holds all four", Duration::from_secs(20), || {
+        let (mut redis, keys, numbers) = (redis.clone(), &keys, &numbers);
+        async move {
+            let h = holders(&mut redis, keys, numbers).await;
+            let owners: BTreeSet<_> = h.values().flatten().cloned().collect();
+            (h.values().all(Option::is_some) && owners.len() == 1).then_some(owners)
+        }
+    })
+    .await;
+    assert!(split.is_superset(&remaining));
+    assert_counters_match(&ctx.pool, campaign.id).await;
+    first.stop().await.unwrap();
+    ctx.cleanup().await;
+}
