@@ -110,25 +110,28 @@ impl MessageStatus {
     pub fn advances_to(self, new: MessageStatus) -> bool {
         use MessageStatus::*;
         match (self, new) {
-            (Read | Failed | Cancelled | Suppressed, _) => false,
+            (Read | Failed | Suppressed, _) => false,
+            // A send already under way when the campaign was cancelled went out after all.
+            (Cancelled, new) => matches!(new, Sent | Delivered | Read),
             (old, Failed) => matches!(old, Pending | Queued | Sent),
             (old, Cancelled | Suppressed) => matches!(old, Pending | Queued),
             (old, new) => new.rank() > old.rank(),
         }
     }
 
-    /// Receipt order; used to pick the furthest status when one batch holds several for the
-    /// same message. `failed` sits between `sent` and `delivered`: it can end a sent message
-    /// but not one already delivered.
+    /// Every allowed move goes up this order; it also picks the furthest status when one
+    /// batch holds several for the same message. `failed` sits between `sent` and
+    /// `delivered`: it can end a sent message but not one already delivered; `cancelled`
+    /// sits below `sent`, which a send already under way can still reach.
     pub fn rank(self) -> u8 {
         match self {
             Self::Pending => 0,
             Self::Queued => 1,
-            Self::Sent => 2,
-            Self::Failed => 3,
-            Self::Delivered => 4,
-            Self::Read => 5,
-            Self::Cancelled | Self::Suppressed => 6,
+            Self::Cancelled | Self::Suppressed => 2,
+            Self::Sent => 3,
+            Self::Failed => 4,
+            Self::Delivered => 5,
+            Self::Read => 6,
         }
     }
 
@@ -298,6 +301,9 @@ mod tests {
         assert!(!Failed.advances_to(Read));
         assert!(!Delivered.advances_to(Failed));
         assert!(!Sent.advances_to(Cancelled));
+        assert!(Cancelled.advances_to(Sent));
+        assert!(!Cancelled.advances_to(Failed));
+        assert!(!Suppressed.advances_to(Sent));
     }
 
     proptest! {

@@ -54,6 +54,11 @@ impl Keys {
         format!("{}:{{n:{number}}}:fanout", self.prefix)
     }
 
+    /// Entries of paused campaigns, set aside by the number's owner; score = message id.
+    pub fn parked(&self, number: NumberId) -> String {
+        format!("{}:{{n:{number}}}:parked", self.prefix)
+    }
+
     /// Which sender owns a number: `<consumer>:<fencing token>`, with an expiry.
     pub fn lease(&self, number: NumberId) -> String {
         format!("{}:{{n:{number}}}:lease", self.prefix)
@@ -170,6 +175,27 @@ for i = 2, #ARGV, 2 do
 end
 if highest > cursor then redis.call('HSET', KEYS[2], ARGV[1], highest) end
 return added
+"#,
+    )
+});
+
+/// Moves parked entries back to the stream unless their campaign is still held.
+/// KEYS: parked set, stream. ARGV: the held campaign ids. Returns how many moved.
+pub static UNPARK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local held = {}
+for i = 1, #ARGV do held[ARGV[i]] = true end
+local moved = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local campaign = string.match(member, '^[^\t]*\t([^\t]*)\t')
+  if not held[campaign] then
+    redis.call('XADD', KEYS[2], '*', 'e', member)
+    redis.call('ZREM', KEYS[1], member)
+    moved = moved + 1
+  end
+end
+return moved
 "#,
     )
 });

@@ -65,6 +65,7 @@ async fn a_500_recipient_campaign_over_two_numbers_is_read_by_everyone_exactly_o
     })
     .await;
     assert_eq!(done.counters.total, 500);
+    assert_eq!(done.state, herald_shared::domain::CampaignState::Completed);
 
     let statuses = herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign.id)
         .await

@@ -113,6 +113,21 @@ impl ApiClient {
             .await
     }
 
+    pub async fn pause(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
+        self.post(&format!("/v1/campaigns/{campaign}/pause"), &json!({}))
+            .await
+    }
+
+    pub async fn resume(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
+        self.post(&format!("/v1/campaigns/{campaign}/resume"), &json!({}))
+            .await
+    }
+
+    pub async fn cancel(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
+        self.post(&format!("/v1/campaigns/{campaign}/cancel"), &json!({}))
+            .await
+    }
+
     pub async fn campaign(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
         self.get(&format!("/v1/campaigns/{campaign}")).await
     }

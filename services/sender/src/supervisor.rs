@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::Outcome;
 use crate::worker::{NumberWorker, WorkerConfig};
@@ -37,6 +38,7 @@ pub struct Supervisor {
     outcomes: mpsc::Sender<Outcome>,
     consumer: String,
     ttl: Duration,
+    held: Arc<HeldCampaigns>,
 }
 
 /// A number this sender holds.
@@ -66,6 +68,7 @@ impl Supervisor {
             outcomes,
             consumer: format!("sender-{}", uuid::Uuid::new_v4().simple()),
             ttl,
+            held: Arc::default(),
         })
     }
 
@@ -78,6 +81,18 @@ impl Supervisor {
         let mut owned: HashMap<NumberId, Owned> = HashMap::new();
         let mut tasks: HashMap<tokio::task::Id, NumberId> = HashMap::new();
         let mut workers = JoinSet::new();
+        // Know the paused campaigns before the first send, then keep up with them.
+        while let Err(e) = self.held.refresh(&self.pool).await {
+            tracing::error!(error = %e, "cannot read paused campaigns; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        let refresher = {
+            let (held, pool, stop) = (self.held.clone(), self.pool.clone(), shutdown.clone());
+            tokio::spawn(async move { held.keep_fresh(pool, stop).await })
+        };
         loop {
             if let Err(e) = self
                 .balance(&mut owned, &mut tasks, &mut workers, &shutdown)
@@ -115,6 +130,7 @@ impl Supervisor {
             let _ = o.lease.release(&mut self.redis).await;
         }
         let _: redis::RedisResult<()> = self.redis.zrem(self.keys.senders(), &self.consumer).await;
+        let _ = refresher.await;
     }
 
     /// One round: heartbeat, renew held leases, then give up or take numbers to reach this
@@ -238,6 +254,7 @@ impl Supervisor {
                 consumer: self.consumer.clone(),
             },
             lease,
+            self.held.clone(),
             &self.settings.redis,
             self.redis.clone(),
             self.pool.clone(),

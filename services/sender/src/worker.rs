@@ -11,6 +11,11 @@
 //! owner may have sent it just before dying — so it waits `reconciliation_window` for a `sent`
 //! receipt (matched by its `biz_opaque_callback_data`) and is sent again only if none came;
 //! each such resend is counted in `herald_sender_ambiguous_resends_total`.
+//!
+//! Held campaigns: an entry of a paused campaign is moved, atomically with its
+//! acknowledgement, to the number's parked set and back into the stream once the campaign
+//! runs again; an entry of a cancelled campaign is acknowledged unsent (cancel has already
+//! marked its message).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -19,9 +24,11 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_shared::db::messages;
-use herald_shared::domain::{MessageId, MessageStatus, NumberId};
+use herald_shared::domain::{CampaignState, MessageId, MessageStatus, NumberId};
 use herald_shared::settings::RedisSettings;
-use herald_shared::stream::{ENTRY_FIELD, Entry, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, conn};
+use herald_shared::stream::{
+    ENTRY_FIELD, Entry, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, UNPARK, conn,
+};
 use herald_shared::whatsapp::CloudApiClient;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -33,6 +40,7 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::Outcome;
 
@@ -70,6 +78,8 @@ pub struct NumberWorker {
     permits: Arc<Semaphore>,
     outcomes: mpsc::Sender<Outcome>,
     lease: Arc<Lease>,
+    held: Arc<HeldCampaigns>,
+    parked: String,
     pool: PgPool,
     ambiguous: Vec<Ambiguous>,
 }
@@ -83,6 +93,7 @@ impl NumberWorker {
     pub async fn new(
         config: WorkerConfig,
         lease: Arc<Lease>,
+        held: Arc<HeldCampaigns>,
         redis_settings: &RedisSettings,
         mut commands: ConnectionManager,
         pool: PgPool,
@@ -100,6 +111,7 @@ impl NumberWorker {
             permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
             stream: stream.into(),
             retry_set: keys.retry(config.number).into(),
+            parked: keys.parked(config.number),
             config: Arc::new(config),
             reads,
             commands,
@@ -107,6 +119,7 @@ impl NumberWorker {
             limiter,
             outcomes,
             lease,
+            held,
             pool,
             ambiguous: Vec::new(),
         })
@@ -126,6 +139,7 @@ impl NumberWorker {
                 if last_retry_poll.elapsed() >= self.config.retry_poll {
                     last_retry_poll = tokio::time::Instant::now();
                     self.promote_due_retries().await?;
+                    self.unpark().await?;
                 }
                 self.resolve_ambiguous().await?;
                 self.process_next().await
@@ -244,6 +258,24 @@ impl NumberWorker {
         Ok(())
     }
 
+    /// Moves the parked entries of campaigns no longer paused back into the stream.
+    async fn unpark(&mut self) -> anyhow::Result<()> {
+        let parked: usize = self.commands.zcard(&self.parked).await?;
+        if parked == 0 {
+            return Ok(());
+        }
+        let mut script = UNPARK.key(&self.parked);
+        script.key(&*self.stream);
+        for campaign in self.held.paused() {
+            script.arg(campaign.to_string());
+        }
+        let moved: usize = script.invoke_async(&mut self.commands).await?;
+        if moved > 0 {
+            tracing::info!(number = %self.config.number, moved, "resumed parked messages");
+        }
+        Ok(())
+    }
+
     /// Moves retries that are due back into the stream.
     async fn promote_due_retries(&mut self) -> anyhow::Result<usize> {
         let now = chrono::Utc::now().timestamp_millis();
@@ -294,8 +326,24 @@ impl NumberWorker {
         self.dispatch_entry(raw.id, entry).await
     }
 
-    /// Starts one send, paced and within the window, if the lease still allows it.
+    /// Starts one send, paced and within the window, if the lease still allows it. An entry of
+    /// a paused campaign is parked instead, and one of a cancelled campaign acknowledged.
     async fn dispatch_entry(&mut self, stream_id: String, entry: Entry) -> anyhow::Result<()> {
+        match self.held.state(entry.campaign) {
+            None => {}
+            Some(CampaignState::Paused) => {
+                let _: () = redis::pipe()
+                    .atomic()
+                    .zadd(&self.parked, entry.encode(), entry.message.0)
+                    .ignore()
+                    .xack(&*self.stream, SENDER_GROUP, &[&stream_id])
+                    .ignore()
+                    .query_async(&mut self.commands)
+                    .await?;
+                return Ok(());
+            }
+            Some(_) => return self.ack(&[&stream_id]).await,
+        }
         let permit = self.permits.clone().acquire_owned().await?;
         self.limiter.until_ready().await;
         if !self.lease.is_valid() {

@@ -117,7 +117,8 @@ pub async fn transition_campaign(
         "UPDATE campaigns
          SET state = $4,
              started_at = CASE WHEN $4 = $5
-                               THEN coalesce(started_at, now()) ELSE started_at END
+                               THEN coalesce(started_at, now()) ELSE started_at END,
+             completed_at = CASE WHEN $4 = $6 THEN now() ELSE completed_at END
          WHERE id = $1 AND tenant_id = $2 AND state = ANY($3)",
     )
     .bind(id)
@@ -125,6 +126,7 @@ pub async fn transition_campaign(
     .bind(from)
     .bind(to)
     .bind(CampaignState::Running)
+    .bind(CampaignState::Cancelled)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -198,6 +200,14 @@ pub async fn count_by_status(
 ) -> sqlx::Result<Vec<(MessageStatus, i64)>> {
     sqlx::query_as("SELECT status, count(*) FROM messages WHERE campaign_id = $1 GROUP BY status")
         .bind(campaign)
+        .fetch_all(pool)
+        .await
+}
+
+/// Campaigns whose messages must not be sent now (paused or cancelled), with their state.
+pub async fn held_campaigns(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, CampaignState)>> {
+    sqlx::query_as("SELECT id, state FROM campaigns WHERE state = ANY($1)")
+        .bind([CampaignState::Paused, CampaignState::Cancelled])
         .fetch_all(pool)
         .await
 }

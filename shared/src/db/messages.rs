@@ -81,8 +81,9 @@ pub struct Applied {
 
 /// Applies a batch of transitions in one statement: statuses move only forward (the Postgres
 /// function `message_status_advances`), timestamps and Meta's id are recorded even when the
-/// status does not move (a late `sent` after a `delivered`), and every affected campaign's
-/// counters change by exactly the transitions that happened.
+/// status does not move (a late `sent` after a `delivered`), every affected campaign's
+/// counters change by exactly the transitions that happened, and a running campaign left with
+/// nothing pending or queued becomes `completed`.
 ///
 /// Rows are locked in id order and campaigns in id order, so concurrent batches (the sender's
 /// recorder and the webhook processor) cannot deadlock. A batch should name each message once;
@@ -174,7 +175,15 @@ pub async fn apply_transitions(
                 pending = c.pending + d.pending, queued = c.queued + d.queued,
                 sent = c.sent + d.sent, delivered = c.delivered + d.delivered,
                 read = c.read + d.read, failed = c.failed + d.failed,
-                cancelled = c.cancelled + d.cancelled, suppressed = c.suppressed + d.suppressed
+                cancelled = c.cancelled + d.cancelled, suppressed = c.suppressed + d.suppressed,
+                -- A running campaign with nothing left to send is complete; receipts keep
+                -- moving its counters afterwards.
+                state = CASE WHEN c.state = 'running' AND c.pending + d.pending = 0
+                                  AND c.queued + d.queued = 0
+                             THEN 'completed' ELSE c.state END,
+                completed_at = CASE WHEN c.state = 'running' AND c.pending + d.pending = 0
+                                         AND c.queued + d.queued = 0
+                                    THEN now() ELSE c.completed_at END
             FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
             WHERE c.id = d.campaign_id
             RETURNING 1
@@ -234,4 +243,15 @@ pub async fn statuses(
         .bind(ids)
         .fetch_all(db)
         .await
+}
+
+/// The messages of a campaign not yet sent (pending or queued), by id.
+pub async fn unsent(db: impl PgExecutor<'_>, campaign: CampaignId) -> sqlx::Result<Vec<MessageId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE campaign_id = $1 AND status = ANY($2) ORDER BY id",
+    )
+    .bind(campaign)
+    .bind([MessageStatus::Pending, MessageStatus::Queued])
+    .fetch_all(db)
+    .await
 }

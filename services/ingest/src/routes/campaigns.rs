@@ -6,9 +6,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use herald_shared::db::campaigns::{self, CampaignRow, NewCampaign};
-use herald_shared::db::messages::{self, NewMessage};
+use herald_shared::db::messages::{self, MessageRef, NewMessage, Transition};
 use herald_shared::db::numbers;
-use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber};
+use herald_shared::domain::{
+    CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber, TenantId,
+};
 use herald_shared::hash::fnv1a;
 use serde::{Deserialize, Serialize};
 
@@ -341,6 +343,81 @@ pub async fn start(
         StatusCode::ACCEPTED,
         Json(load(&state, tenant, id).await?.into()),
     ))
+}
+
+/// Stops sending within a second on every sender; unsent messages are kept.
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<CampaignId>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let (from, to) = ([CampaignState::Running], CampaignState::Paused);
+    change_state(&state, tenant, id, &from, to).await?;
+    Ok(Json(load(&state, tenant, id).await?.into()))
+}
+
+/// Sends the kept messages again.
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<CampaignId>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let (from, to) = ([CampaignState::Paused], CampaignState::Running);
+    change_state(&state, tenant, id, &from, to).await?;
+    state.fanout_wake.notify_one();
+    Ok(Json(load(&state, tenant, id).await?.into()))
+}
+
+/// Stops the campaign for good: every message not yet sent becomes `cancelled`.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<CampaignId>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let from = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Running,
+        CampaignState::Paused,
+    ];
+    change_state(&state, tenant, id, &from, CampaignState::Cancelled).await?;
+    let unsent = messages::unsent(&state.pool, id).await?;
+    let now = chrono::Utc::now();
+    for chunk in unsent.chunks(5_000) {
+        let batch: Vec<Transition> = chunk
+            .iter()
+            .map(|m| Transition {
+                message: MessageRef::Id(*m),
+                status: MessageStatus::Cancelled,
+                wa_message_id: None,
+                at: now,
+                error_code: None,
+                error_title: None,
+                attempts: 0,
+            })
+            .collect();
+        messages::apply_transitions(&state.pool, &batch).await?;
+    }
+    tracing::info!(campaign = %id, cancelled = unsent.len(), "campaign cancelled");
+    Ok(Json(load(&state, tenant, id).await?.into()))
+}
+
+async fn change_state(
+    state: &AppState,
+    tenant: TenantId,
+    id: CampaignId,
+    from: &[CampaignState],
+    to: CampaignState,
+) -> Result<(), ApiError> {
+    let campaign = load(state, tenant, id).await?;
+    if !campaigns::transition_campaign(&state.pool, tenant, id, from, to).await? {
+        return Err(ApiError::Conflict(format!(
+            "a campaign that is {:?} cannot become {to:?}",
+            campaign.state
+        )));
+    }
+    tracing::info!(campaign = %id, state = ?to, "campaign state changed");
+    Ok(())
 }
 
 async fn load(

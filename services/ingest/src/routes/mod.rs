@@ -27,6 +27,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(campaigns::add_recipients),
         )
         .route("/v1/campaigns/{id}/start", post(campaigns::start))
+        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
