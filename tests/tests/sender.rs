@@ -24,10 +24,20 @@ fn graph_error(status: u16, code: i64) -> ResponseTemplate {
         "fbtrace_id": "T"}}))
 }
 
-fn accepted() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp",
-        "contacts": [{"input": "+447400000000", "wa_id": "447400000000"}],
-        "messages": [{"id": "wamid.OK", "message_status": "accepted"}]}))
+/// Accepts every send with a new wamid (`wamid.OK1`, `wamid.OK2`…), as Meta does.
+fn accepted() -> Accepting {
+    Accepting(std::sync::atomic::AtomicU64::new(0))
+}
+
+struct Accepting(std::sync::atomic::AtomicU64);
+
+impl wiremock::Respond for Accepting {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp",
+            "contacts": [{"input": "+447400000000", "wa_id": "447400000000"}],
+            "messages": [{"id": format!("wamid.OK{n}"), "message_status": "accepted"}]}))
+    }
 }
 
 /// Runs a one-recipient campaign against `api` and returns the message's final row once it is
@@ -77,7 +87,7 @@ async fn a_send_carries_the_token_and_the_message_id_and_records_the_wamid() {
         .await;
     let (status, attempts, code, wamid) = send_one(&cloud_api).await;
     assert_eq!((status, attempts, code), (MessageStatus::Sent, 1, None));
-    assert_eq!(wamid.as_deref(), Some("wamid.OK"));
+    assert_eq!(wamid.as_deref(), Some("wamid.OK1"));
     let request = &cloud_api.received_requests().await.unwrap()[0];
     let body: serde_json::Value = request.body_json().unwrap();
     assert_eq!(body["to"], "+447400000000");
@@ -152,4 +162,101 @@ async fn a_permanent_recipient_error_fails_at_once_with_its_code() {
         (status, attempts, code),
         (MessageStatus::Failed, 1, Some(131026))
     );
+}
+
+/// A campaign of `n` on one number with `token`, started; returns the API, the campaign and
+/// the number.
+async fn started(
+    ctx: &TestContext,
+    stack: &Stack,
+    token: &str,
+    n: usize,
+) -> (
+    herald::client::ApiClient,
+    herald_shared::domain::CampaignId,
+    herald_shared::domain::NumberId,
+) {
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("300000000001", token, 50).await.unwrap();
+    let campaign = api
+        .create_campaign("c", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(n)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    (api, campaign.id, number.id)
+}
+
+#[tokio::test]
+async fn an_expired_token_pauses_the_number_keeps_its_messages_and_a_new_token_sends_them() {
+    let cloud_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer expired"))
+        .respond_with(graph_error(401, 190))
+        .mount(&cloud_api)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer fresh"))
+        .respond_with(accepted())
+        .mount(&cloud_api)
+        .await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (api, campaign, number) = started(&ctx, &stack, "expired", 3).await;
+
+    let state = || async {
+        sqlx::query_scalar::<_, herald_shared::domain::NumberState>(
+            "SELECT state FROM sender_numbers WHERE id = $1",
+        )
+        .bind(number)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap()
+    };
+    eventually("the number paused", Duration::from_secs(20), || async {
+        (state().await == herald_shared::domain::NumberState::PausedAuth).then_some(())
+    })
+    .await;
+    let c = api.campaign(campaign).await.unwrap().counters;
+    assert_eq!((c.queued, c.failed), (3, 0), "nothing failed, nothing lost");
+
+    api.put(
+        &format!("/v1/numbers/{number}/token"),
+        &json!({"access_token": "fresh"}),
+    )
+    .await
+    .unwrap();
+    eventually("all three sent", Duration::from_secs(20), || async {
+        (api.campaign(campaign).await.unwrap().counters.sent == 3).then_some(())
+    })
+    .await;
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing() {
+    let cloud_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(graph_error(404, 132001))
+        .mount(&cloud_api)
+        .await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (api, campaign, _) = started(&ctx, &stack, "t", 3).await;
+    let view = eventually("the campaign paused", Duration::from_secs(20), || async {
+        let view = api.campaign(campaign).await.unwrap();
+        (view.state == herald_shared::domain::CampaignState::Paused).then_some(view)
+    })
+    .await;
+    assert!(view.state_reason.unwrap().contains("132001"));
+    assert_eq!((view.counters.queued, view.counters.failed), (3, 0));
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
 }

@@ -102,3 +102,29 @@ async fn a_late_sent_after_delivered_keeps_delivered_but_records_the_send() {
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_wamid_claimed_twice_is_recorded_once_and_the_batch_still_lands() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 3).await;
+    herald_tests::set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.SAME")).await;
+    let batch: Vec<Transition> = ids[1..]
+        .iter()
+        .map(|id| Transition {
+            wa_message_id: Some("wamid.SAME".into()),
+            ..transition(*id, MessageStatus::Sent)
+        })
+        .collect();
+    let applied = messages::apply_transitions(&ctx.pool, &batch)
+        .await
+        .unwrap();
+    assert_eq!(applied.changed, 2);
+    let holders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE wa_message_id = 'wamid.SAME'")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(holders, 1);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}

@@ -43,6 +43,24 @@ impl ApiClient {
         read(response).await
     }
 
+    /// PUTs `body` to `path`; a non-2xx answer is an `ApiRefusal`.
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .json(body)
+            .send()
+            .await?;
+        read::<Value>(response).await.map(|_| ()).or_else(|e| {
+            // 204 has no body to read.
+            match e.downcast_ref::<serde_json::Error>() {
+                Some(_) => Ok(()),
+                None => Err(e),
+            }
+        })
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self
             .http

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use herald_shared::domain::NumberState;
 use herald_shared::settings::SenderSettings;
 use herald_shared::whatsapp::{ErrorClass, SendResult, TransportFailure, classify};
 
@@ -36,6 +37,15 @@ pub enum Action {
     Retry { delay: Duration, counts: bool },
     /// Record `failed` with the code and title.
     Fail { code: i32, title: String },
+    /// The number cannot send (token, permission, policy, quality): pause it; the message
+    /// waits, unspent, for the number to resume.
+    PauseNumber {
+        state: NumberState,
+        code: i32,
+        title: String,
+    },
+    /// The template is unusable: pause the campaign with the reason; the message waits.
+    PauseCampaign { code: i32, title: String },
 }
 
 /// Decides what to do after attempt number `attempt` (0-based) ended in `result`.
@@ -79,8 +89,24 @@ pub fn decide(result: &SendResult, attempt: u32, policy: &RetryPolicy, jitter: f
                 counts: true,
             }
         }
+        ErrorClass::PauseNumber => Action::PauseNumber {
+            state: if is_auth_error(code) {
+                NumberState::PausedAuth
+            } else {
+                NumberState::PausedQuality
+            },
+            code,
+            title,
+        },
+        ErrorClass::Template => Action::PauseCampaign { code, title },
         _ => Action::Fail { code, title },
     }
+}
+
+/// Token and permission problems, fixed by a new token; the other pausing codes are policy,
+/// billing or quality problems, fixed by an operator.
+fn is_auth_error(code: i32) -> bool {
+    matches!(code, 0 | 3 | 10 | 190 | 200..=299 | 131005)
 }
 
 #[cfg(test)]
@@ -164,6 +190,34 @@ mod tests {
         assert!(matches!(
             decide(&rejected(131026), 0, &policy(), 0.0),
             Action::Fail { code: 131026, .. }
+        ));
+    }
+
+    #[test]
+    fn an_expired_token_pauses_the_number_and_a_policy_block_pauses_it_for_quality() {
+        assert!(matches!(
+            decide(&rejected(190), 0, &policy(), 0.0),
+            Action::PauseNumber {
+                state: NumberState::PausedAuth,
+                code: 190,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(&rejected(368), 0, &policy(), 0.0),
+            Action::PauseNumber {
+                state: NumberState::PausedQuality,
+                code: 368,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_template_error_pauses_the_campaign() {
+        assert!(matches!(
+            decide(&rejected(132001), 0, &policy(), 0.0),
+            Action::PauseCampaign { code: 132001, .. }
         ));
     }
 

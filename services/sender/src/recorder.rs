@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_shared::db::messages::{self, MessageRef, Transition};
-use herald_shared::domain::{MessageStatus, NumberId};
+use herald_shared::db::{campaigns, numbers};
+use herald_shared::domain::{CampaignId, MessageStatus, NumberId, NumberState};
 use herald_shared::settings::SenderSettings;
 use herald_shared::stream::{Entry, SENDER_GROUP};
 use herald_shared::whatsapp::SendResult;
@@ -26,6 +27,8 @@ use crate::outcome::{Action, RetryPolicy, decide};
 #[derive(Debug)]
 pub struct Outcome {
     pub number: NumberId,
+    /// The number's row version the send was made with (see `numbers::pause_number`).
+    pub number_version: chrono::DateTime<Utc>,
     pub stream: Arc<str>,
     pub retry_set: Arc<str>,
     pub stream_id: String,
@@ -98,6 +101,7 @@ impl Recorder {
         let now = Utc::now();
         let mut transitions = Vec::new();
         let mut per_number: BTreeMap<NumberId, NumberWrites> = BTreeMap::new();
+        let mut pauses = Pauses::default();
         for outcome in batch {
             let writes = per_number
                 .entry(outcome.number)
@@ -143,18 +147,52 @@ impl Recorder {
                         transitions.push(transition(MessageStatus::Queued, None, None, None));
                     }
                 }
+                Action::PauseNumber { state, code, title } => {
+                    // Back to the number's queue, unspent; it goes when the number resumes.
+                    writes
+                        .retries
+                        .push((now.timestamp_millis(), outcome.entry.encode()));
+                    pauses
+                        .numbers
+                        .insert(outcome.number, (state, outcome.number_version, code, title));
+                }
+                Action::PauseCampaign { code, title } => {
+                    // Back to the queue; the campaign's pause parks it until it resumes.
+                    writes
+                        .retries
+                        .push((now.timestamp_millis(), outcome.entry.encode()));
+                    pauses
+                        .campaigns
+                        .insert(outcome.entry.campaign, (code, title));
+                }
             }
             writes.acks.push(outcome.stream_id);
         }
         Plan {
             transitions: messages::reduce(transitions),
             per_number: per_number.into_values().collect(),
+            pauses,
         }
     }
 
+    /// Makes the outcomes durable: statuses and counters, then any pauses they call for
+    /// (before the entries are acknowledged, so a crash cannot lose a pause).
     async fn record(&self, plan: &Plan) -> anyhow::Result<()> {
         if !plan.transitions.is_empty() {
             messages::apply_transitions(&self.pool, &plan.transitions).await?;
+        }
+        for (number, (state, version, code, title)) in &plan.pauses.numbers {
+            if numbers::pause_number(&self.pool, *number, *state, *version).await? {
+                metrics::counter!("herald_sender_numbers_paused_total", "state" => format!("{state:?}"))
+                    .increment(1);
+                tracing::error!(number = %number, code, %title, state = ?state, "number paused: it needs an operator");
+            }
+        }
+        for (campaign, (code, title)) in &plan.pauses.campaigns {
+            let reason = format!("template error {code}: {title}");
+            if campaigns::pause_campaign(&self.pool, *campaign, &reason).await? {
+                tracing::error!(campaign = %campaign, code, %title, "campaign paused: its template cannot be sent");
+            }
         }
         Ok(())
     }
@@ -178,6 +216,14 @@ impl Recorder {
 struct Plan {
     transitions: Vec<Transition>,
     per_number: Vec<NumberWrites>,
+    pauses: Pauses,
+}
+
+/// Numbers and campaigns an outcome of the batch says to pause, with the code and title.
+#[derive(Default)]
+struct Pauses {
+    numbers: BTreeMap<NumberId, (NumberState, chrono::DateTime<Utc>, i32, String)>,
+    campaigns: BTreeMap<CampaignId, (i32, String)>,
 }
 
 struct NumberWrites {

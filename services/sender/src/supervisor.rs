@@ -45,6 +45,8 @@ pub struct Supervisor {
 struct Owned {
     lease: Arc<Lease>,
     stop: CancellationToken,
+    /// The number's row as the worker read it; a newer one (a new token) restarts the worker.
+    version: chrono::DateTime<chrono::Utc>,
 }
 
 impl Supervisor {
@@ -164,10 +166,24 @@ impl Supervisor {
             }
         }
 
-        let mut all: Vec<NumberId> = {
+        let listed: Vec<NumberId> = {
             let members: Vec<String> = self.redis.smembers(self.keys.numbers()).await?;
             members.iter().filter_map(|m| m.parse().ok()).collect()
         };
+        // Only active numbers send: a paused one keeps its queue until it resumes.
+        let mut all = Vec::with_capacity(listed.len());
+        for (number, state, version) in numbers::number_states(&self.pool, &listed).await? {
+            if state == NumberState::Active {
+                all.push(number);
+            }
+            if let Some(o) = owned.get(&number)
+                && !o.stop.is_cancelled()
+                && (state != NumberState::Active || version != o.version)
+            {
+                tracing::warn!(number = %number, state = ?state, "number changed; restarting or stopping it");
+                o.stop.cancel();
+            }
+        }
         let share = all.len().div_ceil(live.max(1));
         let mut working: Vec<NumberId> = owned
             .iter()
@@ -205,11 +221,18 @@ impl Supervisor {
                 continue;
             };
             match self.worker(number, lease.clone()).await {
-                Ok(Some(worker)) => {
+                Ok(Some((worker, version))) => {
                     let stop = shutdown.child_token();
                     let task = workers.spawn(worker.run(stop.clone()));
                     tasks.insert(task.id(), number);
-                    owned.insert(number, Owned { lease, stop });
+                    owned.insert(
+                        number,
+                        Owned {
+                            lease,
+                            stop,
+                            version,
+                        },
+                    );
                     working.push(number);
                 }
                 Ok(None) => lease.release(&mut self.redis).await?,
@@ -222,12 +245,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// A worker for `number`, or `None` when the number is unknown here or may not send.
+    /// A worker for `number` and the version of the row it read, or `None` when the number is
+    /// unknown here or may not send.
     async fn worker(
         &self,
         id: NumberId,
         lease: Arc<Lease>,
-    ) -> anyhow::Result<Option<NumberWorker>> {
+    ) -> anyhow::Result<Option<(NumberWorker, chrono::DateTime<chrono::Utc>)>> {
         let Some(row) = numbers::get_number(&self.pool, id).await? else {
             tracing::warn!(number = %id, "number in the active set is not in the database");
             return Ok(None);
@@ -241,6 +265,7 @@ impl Supervisor {
         let worker = NumberWorker::new(
             WorkerConfig {
                 number: id,
+                version: row.updated_at,
                 phone_number_id: row.phone_number_id,
                 token,
                 rate: u32::try_from(row.current_rate)
@@ -264,6 +289,6 @@ impl Supervisor {
         )
         .await?;
         tracing::info!(number = %id, fence, rate = row.current_rate, "sending for number");
-        Ok(Some(worker))
+        Ok(Some((worker, row.updated_at)))
     }
 }

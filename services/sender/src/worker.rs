@@ -49,6 +49,8 @@ const RETRY_BATCH: usize = 500;
 
 pub struct WorkerConfig {
     pub number: NumberId,
+    /// The number row's `updated_at` when it was read.
+    pub version: chrono::DateTime<chrono::Utc>,
     pub phone_number_id: String,
     pub token: SecretString,
     pub rate: u32,
@@ -364,6 +366,7 @@ impl NumberWorker {
                 .await;
             let outcome = Outcome {
                 number: config.number,
+                number_version: config.version,
                 stream,
                 retry_set,
                 stream_id,

@@ -118,7 +118,8 @@ pub async fn transition_campaign(
          SET state = $4,
              started_at = CASE WHEN $4 = $5
                                THEN coalesce(started_at, now()) ELSE started_at END,
-             completed_at = CASE WHEN $4 = $6 THEN now() ELSE completed_at END
+             completed_at = CASE WHEN $4 = $6 THEN now() ELSE completed_at END,
+             state_reason = CASE WHEN $4 = $5 THEN NULL ELSE state_reason END
          WHERE id = $1 AND tenant_id = $2 AND state = ANY($3)",
     )
     .bind(id)
@@ -210,4 +211,18 @@ pub async fn held_campaigns(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, Camp
         .bind([CampaignState::Paused, CampaignState::Cancelled])
         .fetch_all(pool)
         .await
+}
+
+/// Pauses a running campaign with a reason; `false` when it was not running.
+pub async fn pause_campaign(pool: &PgPool, id: CampaignId, reason: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE campaigns SET state = $2, state_reason = $3 WHERE id = $1 AND state = $4",
+    )
+    .bind(id)
+    .bind(CampaignState::Paused)
+    .bind(reason)
+    .bind(CampaignState::Running)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

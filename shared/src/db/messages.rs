@@ -99,9 +99,17 @@ pub async fn apply_transitions(
     let mut codes = Vec::with_capacity(batch.len());
     let mut titles = Vec::with_capacity(batch.len());
     let mut attempts = Vec::with_capacity(batch.len());
+    // A wamid names one message: should two of the batch claim the same one (a broken
+    // upstream), only the first records it, so the batch still lands.
+    let mut seen_wamids = std::collections::HashSet::new();
     for t in batch {
         let (id, wa) = match &t.message {
-            MessageRef::Id(id) => (Some(id.0), t.wa_message_id.clone()),
+            MessageRef::Id(id) => (
+                Some(id.0),
+                t.wa_message_id
+                    .clone()
+                    .filter(|wa| seen_wamids.insert(wa.clone())),
+            ),
             MessageRef::WaId(wa) => (None, Some(wa.clone())),
         };
         ids.push(id);
@@ -132,7 +140,8 @@ pub async fn apply_transitions(
             UPDATE messages m SET
                 status = CASE WHEN p.moves THEN p.status ELSE m.status END,
                 attempts = m.attempts + p.attempts,
-                wa_message_id = coalesce(m.wa_message_id, p.wa_id),
+                wa_message_id = coalesce(m.wa_message_id, CASE WHEN NOT EXISTS (
+                    SELECT 1 FROM messages o WHERE o.wa_message_id = p.wa_id) THEN p.wa_id END),
                 queued_at = coalesce(m.queued_at,
                     CASE WHEN p.moves AND p.status = 'queued' THEN p.at END),
                 sent_at = coalesce(m.sent_at,

@@ -17,6 +17,7 @@ pub struct NumberRow {
     pub throughput_ceiling: i32,
     pub current_rate: i32,
     pub portfolio_id: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct NewNumber<'a> {
@@ -79,6 +80,62 @@ pub async fn owned_numbers(
 pub async fn active_numbers(pool: &PgPool) -> sqlx::Result<Vec<NumberId>> {
     sqlx::query_scalar("SELECT id FROM sender_numbers WHERE state = $1")
         .bind(NumberState::Active)
+        .fetch_all(pool)
+        .await
+}
+
+/// Pauses a number that is active and unchanged since `version` (its `updated_at` when the
+/// failing send was made); `false` otherwise, so that a send made with a token since replaced
+/// cannot pause the number again.
+pub async fn pause_number(
+    pool: &PgPool,
+    id: NumberId,
+    state: NumberState,
+    version: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sender_numbers SET state = $2, updated_at = now()
+         WHERE id = $1 AND state = $3 AND updated_at = $4",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(NumberState::Active)
+    .bind(version)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Makes a number of `tenant` active again, with a new encrypted token if given; `false` when
+/// the tenant has no such number.
+pub async fn resume_number(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: NumberId,
+    access_token: Option<&[u8]>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sender_numbers
+         SET state = $3, access_token = coalesce($4, access_token), updated_at = now()
+         WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(NumberState::Active)
+    .bind(access_token)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The state of each of `ids`, and when its row last changed (a new token, a pause).
+pub async fn number_states(
+    pool: &PgPool,
+    ids: &[NumberId],
+) -> sqlx::Result<Vec<(NumberId, NumberState, chrono::DateTime<chrono::Utc>)>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|n| n.0).collect();
+    sqlx::query_as("SELECT id, state, updated_at FROM sender_numbers WHERE id = ANY($1)")
+        .bind(ids)
         .fetch_all(pool)
         .await
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use herald_shared::crypto::hash_api_key;
 use herald_shared::db::tenants;
@@ -20,6 +20,8 @@ use crate::{ApiError, AppState};
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/numbers", post(numbers::create))
+        .route("/v1/numbers/{id}/token", put(numbers::update_token))
+        .route("/v1/numbers/{id}/resume", post(numbers::resume))
         .route("/v1/campaigns", post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route(

@@ -11,7 +11,7 @@ use redis::AsyncCommands;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, Tenant};
+use super::{ApiJson, ApiPath, Tenant};
 use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
@@ -115,4 +115,47 @@ pub async fn create(
             rate,
         }),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    access_token: SecretString,
+}
+
+/// Replaces a number's access token (after a 190, say) and lets it send again.
+pub async fn update_token(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+    ApiJson(req): ApiJson<NewToken>,
+) -> Result<StatusCode, ApiError> {
+    if req.access_token.expose_secret().trim().is_empty() {
+        return Err(ApiError::Invalid {
+            message: "the token is empty".into(),
+            details: vec![FieldError {
+                row: None,
+                field: "access_token".into(),
+                reason: "is required".into(),
+            }],
+        });
+    }
+    let token = state.cipher.encrypt(&req.access_token, id.0.as_bytes());
+    if !numbers::resume_number(&state.pool, tenant, id, Some(&token)).await? {
+        return Err(ApiError::NotFound("number"));
+    }
+    tracing::info!(number = %id, "access token replaced; number active");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lets a paused number send again (after an operator fixed what paused it).
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+) -> Result<StatusCode, ApiError> {
+    if !numbers::resume_number(&state.pool, tenant, id, None).await? {
+        return Err(ApiError::NotFound("number"));
+    }
+    tracing::info!(number = %id, "number resumed");
+    Ok(StatusCode::NO_CONTENT)
 }
