@@ -113,6 +113,23 @@ pub struct SenderSettings {
     /// How long a new owner waits for a receipt of a send the old owner may have made before
     /// sending it again.
     pub reconciliation_window_ms: u64,
+    pub pacing: PacingSettings,
+}
+
+/// Adaptive pacing of each number (design §6.3).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PacingSettings {
+    /// After a window this long with few enough errors, the rate goes up.
+    pub window_s: u64,
+    /// The share of sends that may have failed for the rate to go up (0.01 = 1%).
+    pub max_error_share: f64,
+    /// How much the rate goes up (0.10 = +10%)...
+    pub increase: f64,
+    /// ...and down (0.20 = −20%) after `throttles_to_slow` rate-limit errors in a row.
+    pub decrease: f64,
+    pub throttles_to_slow: u32,
+    /// The rate never goes below this; nor above the number's throughput ceiling.
+    pub floor: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

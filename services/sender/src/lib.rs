@@ -5,6 +5,7 @@
 mod held;
 mod lease;
 mod outcome;
+mod pacing;
 mod recorder;
 mod supervisor;
 mod worker;
@@ -16,6 +17,7 @@ use herald_shared::whatsapp::CloudApiClient;
 use tokio_util::sync::CancellationToken;
 
 pub use outcome::{Action, RetryPolicy, decide};
+pub use pacing::{Pacer, Signal};
 
 /// A built, not yet running sender.
 pub struct App {

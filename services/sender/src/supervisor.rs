@@ -271,6 +271,8 @@ impl Supervisor {
                 rate: u32::try_from(row.current_rate)
                     .unwrap_or(s.default_rate)
                     .max(1),
+                ceiling: u32::try_from(row.throughput_ceiling).unwrap_or(80).max(1),
+                pacing: s.pacing.clone(),
                 in_flight: s.in_flight,
                 read_count: s.read_count,
                 block_ms: s.block_ms.min(self.ttl.as_millis() as u64 / 3),

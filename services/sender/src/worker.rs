@@ -19,17 +19,19 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use herald_shared::db::messages;
+use herald_shared::db::{messages, numbers};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus, NumberId};
-use herald_shared::settings::RedisSettings;
+use herald_shared::settings::{PacingSettings, RedisSettings};
 use herald_shared::stream::{
     ENTRY_FIELD, Entry, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, UNPARK, conn,
 };
-use herald_shared::whatsapp::CloudApiClient;
+use herald_shared::whatsapp::{CloudApiClient, ErrorClass, SendResult, classify};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{
@@ -42,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
+use crate::pacing::{Pacer, Signal};
 use crate::recorder::Outcome;
 
 /// Due retries moved back to the stream per script call.
@@ -54,6 +57,9 @@ pub struct WorkerConfig {
     pub phone_number_id: String,
     pub token: SecretString,
     pub rate: u32,
+    /// The most the number may send (its throughput tier).
+    pub ceiling: u32,
+    pub pacing: PacingSettings,
     pub in_flight: usize,
     pub read_count: usize,
     pub block_ms: u64,
@@ -77,6 +83,10 @@ pub struct NumberWorker {
     commands: ConnectionManager,
     client: CloudApiClient,
     limiter: DefaultDirectRateLimiter,
+    /// The rate `limiter` runs at, and the one the pacer wants.
+    rate: u32,
+    pacer: Arc<Mutex<Pacer>>,
+    target_rate: Arc<AtomicU32>,
     permits: Arc<Semaphore>,
     outcomes: mpsc::Sender<Outcome>,
     lease: Arc<Lease>,
@@ -107,9 +117,13 @@ impl NumberWorker {
         conn::ensure_group(&mut commands, &stream, SENDER_GROUP).await?;
         // A blocking read holds its connection: one per number.
         let reads = conn::connect(redis_settings, None).await?;
-        let rate = NonZeroU32::new(config.rate).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
+        let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, Instant::now());
+        let rate = pacer.rate();
         Ok(Self {
+            limiter: limiter(rate),
+            rate,
+            target_rate: Arc::new(AtomicU32::new(rate)),
+            pacer: Arc::new(Mutex::new(pacer)),
             permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
             stream: stream.into(),
             retry_set: keys.retry(config.number).into(),
@@ -118,7 +132,6 @@ impl NumberWorker {
             reads,
             commands,
             client,
-            limiter,
             outcomes,
             lease,
             held,
@@ -347,6 +360,12 @@ impl NumberWorker {
             Some(_) => return self.ack(&[&stream_id]).await,
         }
         let permit = self.permits.clone().acquire_owned().await?;
+        let target = self.target_rate.load(Ordering::Relaxed);
+        if target != self.rate {
+            // A quota cannot change in place: a new limiter at the new rate.
+            self.limiter = limiter(target);
+            self.rate = target;
+        }
         self.limiter.until_ready().await;
         if !self.lease.is_valid() {
             // Left pending: the next owner takes it over.
@@ -356,6 +375,11 @@ impl NumberWorker {
         let config = self.config.clone();
         let outcomes = self.outcomes.clone();
         let (stream, retry_set) = (self.stream.clone(), self.retry_set.clone());
+        let (pacer, target, pool) = (
+            self.pacer.clone(),
+            self.target_rate.clone(),
+            self.pool.clone(),
+        );
         tokio::spawn(async move {
             let result = client
                 .send_message(
@@ -364,6 +388,19 @@ impl NumberWorker {
                     entry.payload.clone(),
                 )
                 .await;
+            let changed = pacer
+                .lock()
+                .expect("pacer lock")
+                .record(signal(&result), Instant::now());
+            if let Some(rate) = changed {
+                target.store(rate, Ordering::Relaxed);
+                tracing::info!(number = %config.number, rate, "number's rate changed");
+                metrics::gauge!("herald_sender_rate", "number" => config.number.to_string())
+                    .set(rate);
+                if let Err(e) = numbers::set_rate(&pool, config.number, rate as i32).await {
+                    tracing::warn!(number = %config.number, error = %e, "cannot store the rate");
+                }
+            }
             let outcome = Outcome {
                 number: config.number,
                 number_version: config.version,
@@ -378,5 +415,24 @@ impl NumberWorker {
             drop(permit);
         });
         Ok(())
+    }
+}
+
+/// A GCRA limiter admitting `rate` sends a second, evenly spaced (no burst over the rate).
+fn limiter(rate: u32) -> DefaultDirectRateLimiter {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+}
+
+/// What a send's result says about the number's rate.
+fn signal(result: &SendResult) -> Signal {
+    match result {
+        SendResult::Accepted { .. } => Signal::Fine,
+        SendResult::Rejected { error, .. } => match classify(error.code) {
+            ErrorClass::ThrottleNumber | ErrorClass::ThrottleScope => Signal::Throttled,
+            ErrorClass::Transient => Signal::Failed,
+            _ => Signal::Fine,
+        },
+        SendResult::Transport(_) => Signal::Failed,
     }
 }

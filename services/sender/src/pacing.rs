@@ -1,0 +1,196 @@
+//! Adaptive pacing: each number's rate follows what the Cloud API tells it. A pure state
+//! machine fed with each send's class and the time, so it is tested without clocks.
+
+use std::time::{Duration, Instant};
+
+use herald_shared::settings::PacingSettings;
+
+/// After a cut, the throttles of sends already under way say nothing new: no further cut for
+/// this long, or a burst of in-flight refusals would drive the rate to the floor at once.
+const COOLDOWN: Duration = Duration::from_secs(1);
+
+/// What a send says about the number's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Accepted, or refused for a reason that is not the number's rate.
+    Fine,
+    /// A rate-limit error (130429, 4, 80007).
+    Throttled,
+    /// A platform error (5xx, timeout): counts against raising the rate.
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    rate: u32,
+    ceiling: u32,
+    floor: u32,
+    window: Duration,
+    max_error_share: f64,
+    increase: f64,
+    decrease: f64,
+    throttles_to_slow: u32,
+    consecutive_throttles: u32,
+    last_cut: Option<Instant>,
+    window_start: Instant,
+    sends: u64,
+    errors: u64,
+}
+
+impl Pacer {
+    pub fn new(settings: &PacingSettings, rate: u32, ceiling: u32, now: Instant) -> Self {
+        let ceiling = ceiling.max(1);
+        let floor = settings.floor.clamp(1, ceiling);
+        Self {
+            rate: rate.clamp(floor, ceiling),
+            ceiling,
+            floor,
+            window: Duration::from_secs(settings.window_s.max(1)),
+            max_error_share: settings.max_error_share,
+            increase: settings.increase,
+            decrease: settings.decrease,
+            throttles_to_slow: settings.throttles_to_slow.max(1),
+            consecutive_throttles: 0,
+            last_cut: None,
+            window_start: now,
+            sends: 0,
+            errors: 0,
+        }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Takes one send's signal; returns the new rate when it changed.
+    pub fn record(&mut self, signal: Signal, now: Instant) -> Option<u32> {
+        self.sends += 1;
+        match signal {
+            Signal::Fine => self.consecutive_throttles = 0,
+            Signal::Failed => {
+                self.consecutive_throttles = 0;
+                self.errors += 1;
+            }
+            Signal::Throttled => {
+                self.errors += 1;
+                self.consecutive_throttles += 1;
+                let cooling = self
+                    .last_cut
+                    .is_some_and(|t| now.duration_since(t) < COOLDOWN);
+                if self.consecutive_throttles >= self.throttles_to_slow && !cooling {
+                    self.consecutive_throttles = 0;
+                    self.last_cut = Some(now);
+                    self.start_window(now);
+                    let slower = ((self.rate as f64) * (1.0 - self.decrease)).floor() as u32;
+                    return self.set(slower.max(self.floor));
+                }
+            }
+        }
+        if now.duration_since(self.window_start) >= self.window {
+            let quiet = (self.errors as f64) <= self.max_error_share * self.sends as f64;
+            self.start_window(now);
+            if quiet {
+                let faster = ((self.rate as f64) * (1.0 + self.increase)).ceil() as u32;
+                return self.set(faster.min(self.ceiling));
+            }
+        }
+        None
+    }
+
+    fn start_window(&mut self, now: Instant) {
+        self.window_start = now;
+        self.sends = 0;
+        self.errors = 0;
+    }
+
+    fn set(&mut self, rate: u32) -> Option<u32> {
+        (rate != self.rate).then(|| {
+            self.rate = rate;
+            rate
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PacingSettings {
+        PacingSettings {
+            window_s: 300,
+            max_error_share: 0.01,
+            increase: 0.10,
+            decrease: 0.20,
+            throttles_to_slow: 3,
+            floor: 10,
+        }
+    }
+
+    #[test]
+    fn three_throttles_in_a_row_cut_the_rate_by_a_fifth_down_to_the_floor() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 80, 1000, t0);
+        assert_eq!(p.record(Signal::Throttled, t0), None);
+        assert_eq!(p.record(Signal::Throttled, t0), None);
+        assert_eq!(p.record(Signal::Throttled, t0), Some(64));
+        let mut rate = 64;
+        for second in 1..30 {
+            let t = t0 + Duration::from_secs(second);
+            for _ in 0..3 {
+                if let Some(r) = p.record(Signal::Throttled, t) {
+                    rate = r;
+                }
+            }
+        }
+        assert_eq!(rate, 10);
+        assert_eq!(p.rate(), 10);
+    }
+
+    #[test]
+    fn a_burst_of_refusals_from_sends_already_under_way_cuts_the_rate_once() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 200, 1000, t0);
+        let cuts = (0..300)
+            .filter_map(|i| p.record(Signal::Throttled, t0 + Duration::from_millis(i)))
+            .count();
+        assert_eq!((cuts, p.rate()), (1, 160));
+    }
+
+    #[test]
+    fn throttles_broken_by_a_success_do_not_slow_the_number() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 80, 1000, t0);
+        for _ in 0..10 {
+            assert_eq!(p.record(Signal::Throttled, t0), None);
+            assert_eq!(p.record(Signal::Throttled, t0), None);
+            assert_eq!(p.record(Signal::Fine, t0), None);
+        }
+    }
+
+    #[test]
+    fn a_quiet_window_raises_the_rate_by_a_tenth_up_to_the_ceiling() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 80, 100, t0);
+        let minute = Duration::from_secs(60);
+        for i in 1..5 {
+            assert_eq!(p.record(Signal::Fine, t0 + minute * i), None);
+        }
+        assert_eq!(p.record(Signal::Fine, t0 + minute * 5), Some(88));
+        assert_eq!(p.record(Signal::Fine, t0 + minute * 10), Some(97));
+        assert_eq!(p.record(Signal::Fine, t0 + minute * 15), Some(100));
+        assert_eq!(p.record(Signal::Fine, t0 + minute * 20), None);
+    }
+
+    #[test]
+    fn a_window_with_more_than_one_percent_errors_keeps_the_rate() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 80, 1000, t0);
+        for _ in 0..97 {
+            p.record(Signal::Fine, t0);
+        }
+        p.record(Signal::Failed, t0);
+        p.record(Signal::Failed, t0);
+        assert_eq!(p.record(Signal::Fine, t0 + Duration::from_secs(300)), None);
+        assert_eq!(p.rate(), 80);
+    }
+}
