@@ -114,6 +114,9 @@ pub struct SenderSettings {
     /// sending it again.
     pub reconciliation_window_ms: u64,
     pub pacing: PacingSettings,
+    /// This sender's name in consumer groups and leases (a pod name, say); empty picks a
+    /// random one. Two live senders must never share a name.
+    pub consumer: String,
 }
 
 /// Adaptive pacing of each number (design §6.3).

@@ -60,6 +60,11 @@ impl Supervisor {
     ) -> anyhow::Result<Self> {
         let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
         let ttl = Duration::from_millis(settings.sender.lease_ttl_ms.max(300));
+        let consumer = if settings.sender.consumer.is_empty() {
+            format!("sender-{}", uuid::Uuid::new_v4().simple())
+        } else {
+            settings.sender.consumer.clone()
+        };
         Ok(Self {
             settings,
             pool,
@@ -68,7 +73,7 @@ impl Supervisor {
             client,
             cipher,
             outcomes,
-            consumer: format!("sender-{}", uuid::Uuid::new_v4().simple()),
+            consumer,
             ttl,
             held: Arc::default(),
         })
