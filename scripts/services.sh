@@ -81,7 +81,7 @@ herald_install() {
 herald_start_redis() {
   command -v redis-server >/dev/null || herald_install redis-server || return 1
   local port dir
-  port=$(herald_free_port $((46379 + RANDOM % 1000)))
+  port=$(herald_free_port $((26379 + RANDOM % 1000))) # below the ephemeral range
   dir="$herald_services_dir/redis-$port"
   rm -rf "$dir" && mkdir -p "$dir"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
@@ -100,7 +100,7 @@ herald_start_postgres() {
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   fi
   local port dir as_user=()
-  port=$(herald_free_port $((45432 + RANDOM % 1000)))
+  port=$(herald_free_port $((25432 + RANDOM % 1000))) # below the ephemeral range
   dir="$herald_services_dir/postgres-$port"
   rm -rf "$dir" && mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then

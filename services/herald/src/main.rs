@@ -32,6 +32,16 @@ enum Command {
     Migrate,
     /// Runs a campaign through the whole pipeline against the simulator, with live progress.
     Demo,
+    /// Runs a benchmark workload (b1, b1-lat, b2) against the simulator at --simulator and
+    /// prints its figures as JSON.
+    Bench {
+        workload: String,
+        #[arg(long)]
+        simulator: String,
+        /// Overrides the workload's recipient count.
+        #[arg(long)]
+        recipients: Option<usize>,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
@@ -58,7 +68,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo) {
+    if matches!(cli.command, Command::Demo | Command::Bench { .. }) {
         // The demo shows progress; the roles' logs would drown it (RUST_LOG still wins).
         settings.telemetry.filter = "warn".into();
     }
@@ -102,6 +112,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             } else {
                 std::process::ExitCode::FAILURE
             });
+        }
+        Command::Bench {
+            workload,
+            simulator,
+            recipients,
+        } => {
+            let mut w = herald::bench::workload(&workload)?;
+            if let Some(n) = recipients {
+                w.recipients = n;
+            }
+            let figures = herald::bench::run(settings, &simulator, &w).await?;
+            println!("{}", serde_json::to_string(&figures)?);
+            return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Tenant {
             command: TenantCommand::Create { name },

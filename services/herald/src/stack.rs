@@ -119,7 +119,10 @@ impl Stack {
                 .map(|(name, handle)| Box::pin(async move { (*name, handle.await) }));
             futures::future::select_all(handles).await.0
         };
+        // Biased: a role's exit, once polled, must be taken, or its handle would be polled
+        // again after completion in `stop`.
         let early = tokio::select! {
+            biased;
             (name, result) = first_exit => Some((name, result)),
             _ = shutdown.cancelled() => None,
         };
