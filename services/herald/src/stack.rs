@@ -113,28 +113,26 @@ impl Stack {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         let first_exit = async {
-            let handles = self
-                .tasks
-                .iter_mut()
-                .map(|(name, handle)| Box::pin(async move { (*name, handle.await) }));
-            futures::future::select_all(handles).await.0
+            let handles = self.tasks.iter_mut().map(|(_, handle)| handle);
+            let (result, index, _) = futures::future::select_all(handles).await;
+            (index, result)
         };
-        // Biased: a role's exit, once polled, must be taken, or its handle would be polled
-        // again after completion in `stop`.
         let early = tokio::select! {
-            biased;
-            (name, result) = first_exit => Some((name, result)),
+            (index, result) = first_exit => Some((index, result)),
             _ = shutdown.cancelled() => None,
         };
-        if let Some((name, result)) = early {
-            self.shutdown.cancel();
+        if let Some((index, result)) = early {
+            // That role's handle is spent: take it out before waiting for the others.
+            let (name, _) = self.tasks.remove(index);
+            let stopping = self.shutdown.is_cancelled();
             let outcome = match result {
-                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Ok(Err(e)) => e.context(format!("{name} failed")),
-                Err(e) => anyhow::anyhow!("{name} panicked: {e}"),
+                Ok(Ok(())) if stopping => None,
+                Ok(Ok(())) => Some(anyhow::anyhow!("{name} stopped unexpectedly")),
+                Ok(Err(e)) => Some(e.context(format!("{name} failed"))),
+                Err(e) => Some(anyhow::anyhow!("{name} panicked: {e}")),
             };
             self.stop().await?;
-            return Err(outcome);
+            return outcome.map_or(Ok(()), Err);
         }
         self.stop().await
     }

@@ -185,6 +185,8 @@ impl NumberWorker {
     /// it read but never started): recorded ones are acknowledged, the rest wait for their
     /// receipts.
     async fn take_over(&mut self) -> anyhow::Result<()> {
+        // Derived afresh from the pending list: a failed earlier try leaves nothing behind.
+        self.ambiguous.clear();
         let mut start = "0-0".to_owned();
         let mut claimed = Vec::new();
         loop {
@@ -226,13 +228,18 @@ impl NumberWorker {
         Ok(())
     }
 
-    /// Acknowledges the entries whose messages were recorded; returns the rest.
+    /// Acknowledges the entries whose messages were recorded; returns the rest. On an error
+    /// the entries go back to the waiting list, to be settled on a later round.
     async fn settle(&mut self, waiting: Vec<Ambiguous>) -> anyhow::Result<Vec<Ambiguous>> {
         let ids: Vec<MessageId> = waiting.iter().map(|a| a.entry.message).collect();
-        let statuses: HashMap<MessageId, MessageStatus> = messages::statuses(&self.pool, &ids)
-            .await?
-            .into_iter()
-            .collect();
+        let statuses: HashMap<MessageId, MessageStatus> =
+            match messages::statuses(&self.pool, &ids).await {
+                Ok(rows) => rows.into_iter().collect(),
+                Err(e) => {
+                    self.ambiguous.extend(waiting);
+                    return Err(e.into());
+                }
+            };
         let (unsent, done): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|a| {
             matches!(
                 statuses.get(&a.entry.message),
@@ -240,8 +247,12 @@ impl NumberWorker {
             )
         });
         let done_ids: Vec<&str> = done.iter().map(|a| a.raw.id.as_str()).collect();
-        if !done_ids.is_empty() {
-            self.ack(&done_ids).await?;
+        if !done_ids.is_empty()
+            && let Err(e) = self.ack(&done_ids).await
+        {
+            self.ambiguous.extend(unsent);
+            self.ambiguous.extend(done);
+            return Err(e);
         }
         Ok(unsent)
     }
