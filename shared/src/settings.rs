@@ -102,6 +102,8 @@ pub struct SenderSettings {
     pub block_ms: u64,
     pub flush_max: usize,
     pub flush_interval_ms: u64,
+    /// Batches written to Postgres at once.
+    pub flush_concurrency: usize,
     pub max_attempts: i32,
     pub retry_delays_ms: Vec<u64>,
     pub throttle_delay_ms: u64,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use herald_shared::db::campaigns::{self, FanoutRow};
 use herald_shared::db::messages::{self, MessageRef, Transition};
-use herald_shared::domain::{CampaignId, MessageStatus, NumberId};
+use herald_shared::domain::{CampaignId, MessageId, MessageStatus, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Entry, FAN_OUT, Keys};
 use herald_shared::whatsapp::TemplateMessage;
@@ -24,6 +24,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub struct FanOut {
@@ -77,31 +78,31 @@ impl FanOut {
         Ok(queued)
     }
 
+    /// Appends the campaign's pending messages page by page. Marking a page `queued` runs
+    /// beside the next page's append (up to `MARKING` pages at once): it only records what is
+    /// already true, a message the sender records first simply skips `queued`, and one left
+    /// `pending` by a crash is still sent from its stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<u64> {
+        const MARKING: usize = 2;
         let mut cursor = campaigns::fanout_cursor(&self.pool, campaign).await?;
+        let mut marking = JoinSet::new();
         let mut queued = 0;
         loop {
             let page = campaigns::fanout_page(&self.pool, campaign, cursor, self.batch).await?;
             let Some(last) = page.last() else { break };
             let last = last.id.0;
             self.append(campaign, &page).await?;
-            let now = Utc::now();
-            let transitions: Vec<Transition> = page
-                .iter()
-                .map(|m| Transition {
-                    message: MessageRef::Id(m.id),
-                    status: MessageStatus::Queued,
-                    wa_message_id: None,
-                    at: now,
-                    error_code: None,
-                    error_title: None,
-                    attempts: 0,
-                })
-                .collect();
-            let applied = messages::apply_transitions(&self.pool, &transitions).await?;
-            queued += applied.changed as u64;
             campaigns::advance_fanout_cursor(&self.pool, campaign, last).await?;
             cursor = last;
+            while marking.len() >= MARKING {
+                queued += marked(marking.join_next().await);
+            }
+            let pool = self.pool.clone();
+            let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
+            marking.spawn(async move { mark_queued(&pool, &ids).await });
+        }
+        while let Some(done) = marking.join_next().await {
+            queued += marked(Some(done));
         }
         if queued > 0 {
             tracing::info!(campaign = %campaign, queued, "fanned out");
@@ -147,5 +148,42 @@ impl FanOut {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Marks appended messages `queued` (those still `pending`).
+async fn mark_queued(pool: &PgPool, ids: &[MessageId]) -> sqlx::Result<u64> {
+    let now = Utc::now();
+    let transitions: Vec<Transition> = ids
+        .iter()
+        .map(|id| Transition {
+            message: MessageRef::Id(*id),
+            status: MessageStatus::Queued,
+            wa_message_id: None,
+            at: now,
+            error_code: None,
+            error_title: None,
+            attempts: 0,
+        })
+        .collect();
+    Ok(messages::apply_transitions(pool, &transitions)
+        .await?
+        .changed as u64)
+}
+
+/// How many a finished marking task marked; a failure is logged, not fatal (see
+/// `fan_out_campaign`).
+fn marked(done: Option<Result<sqlx::Result<u64>, tokio::task::JoinError>>) -> u64 {
+    match done {
+        Some(Ok(Ok(n))) => n,
+        Some(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "could not mark a page queued; its messages stay pending until sent");
+            0
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "marking a page queued panicked");
+            0
+        }
+        None => 0,
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Invariant (design §4): an entry is XACKed only after its outcome is in Postgres. A batch of
 //! outcomes (at most `flush_max`, or whatever arrived within `flush_interval`) becomes one
-//! `apply_transitions` statement, which also moves the campaign counters. Then, per number and
+//! `apply_transitions` statement, which also moves the campaign counters; then, per number and
 //! atomically, retries are added to the number's retry set and the batch's entries are
-//! acknowledged. A crash between the two leaves the entries pending, to be handled again.
+//! acknowledged. A crash between the two leaves the entries pending, for the number's next
+//! owner to settle. Up to `flush_concurrency` batches are written at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use herald_shared::whatsapp::SendResult;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::outcome::{Action, RetryPolicy, decide};
 
@@ -37,12 +39,21 @@ pub struct Outcome {
 }
 
 pub struct Recorder {
-    pool: PgPool,
-    redis: ConnectionManager,
+    writer: Writer,
     rx: mpsc::Receiver<Outcome>,
     flush_max: usize,
     flush_interval: Duration,
+    /// Batches written at once. Their messages never overlap (a message has one send under
+    /// way at a time), and every statement locks rows in id order, so they cannot deadlock.
+    concurrency: usize,
     policy: RetryPolicy,
+}
+
+/// Writes planned batches; cloned into each concurrent flush.
+#[derive(Clone)]
+struct Writer {
+    pool: PgPool,
+    redis: ConnectionManager,
 }
 
 impl Recorder {
@@ -56,24 +67,22 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(flush_max * 4);
         (
             Self {
-                pool,
-                redis,
+                writer: Writer { pool, redis },
                 rx,
                 flush_max,
                 flush_interval: Duration::from_millis(settings.flush_interval_ms),
+                concurrency: settings.flush_concurrency.max(1),
                 policy,
             },
             tx,
         )
     }
 
-    /// Records batches until every sender of outcomes is gone.
+    /// Records batches until every sender of outcomes is gone, then waits for the last ones.
     pub async fn run(mut self) {
+        let mut flushing = JoinSet::new();
         let mut batch = Vec::with_capacity(self.flush_max);
-        loop {
-            let Some(first) = self.rx.recv().await else {
-                return;
-            };
+        while let Some(first) = self.rx.recv().await {
             batch.push(first);
             let deadline = tokio::time::Instant::now() + self.flush_interval;
             while batch.len() < self.flush_max {
@@ -83,17 +92,13 @@ impl Recorder {
                 }
             }
             let plan = self.plan(batch.drain(..));
-            // An outcome is never dropped: each step is retried until it lands, and the
-            // Postgres step is not repeated once done.
-            let mut backoff = Backoff::default();
-            while let Err(e) = self.record(&plan).await {
-                backoff.wait("recording send outcomes", &e).await;
+            while flushing.len() >= self.concurrency {
+                flushing.join_next().await;
             }
-            let mut backoff = Backoff::default();
-            while let Err(e) = self.acknowledge(&plan).await {
-                backoff.wait("acknowledging recorded sends", &e).await;
-            }
+            let writer = self.writer.clone();
+            flushing.spawn(async move { writer.flush(plan).await });
         }
+        while flushing.join_next().await.is_some() {}
     }
 
     /// Decides every outcome's action once.
@@ -172,6 +177,21 @@ impl Recorder {
             transitions: messages::reduce(transitions),
             per_number: per_number.into_values().collect(),
             pauses,
+        }
+    }
+}
+
+impl Writer {
+    /// Writes one batch. An outcome is never dropped: each step is retried until it lands,
+    /// and the Postgres step is not repeated once done.
+    async fn flush(mut self, plan: Plan) {
+        let mut backoff = Backoff::default();
+        while let Err(e) = self.record(&plan).await {
+            backoff.wait("recording send outcomes", &e).await;
+        }
+        let mut backoff = Backoff::default();
+        while let Err(e) = self.acknowledge(&plan).await {
+            backoff.wait("acknowledging recorded sends", &e).await;
         }
     }
 
