@@ -128,3 +128,25 @@ async fn a_wamid_claimed_twice_is_recorded_once_and_the_batch_still_lands() {
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn marking_queued_moves_only_pending_messages_and_their_counters() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 4).await;
+    // The sender got to one first.
+    herald_tests::set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.first")).await;
+    let moved = messages::mark_queued(&ctx.pool, &ids, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(moved, 3);
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Sent);
+    assert_eq!(status_of(&ctx.pool, ids[3]).await, MessageStatus::Queued);
+    assert_eq!(
+        messages::mark_queued(&ctx.pool, &ids, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}

@@ -5,7 +5,8 @@
 //! (number, campaign) the highest message id appended and skips anything at or below it, so
 //! a crash anywhere in a page is repaired by running fan-out again: appended-but-still-pending
 //! messages are skipped by the script and then marked `queued`. Status changes go through
-//! `apply_transitions`, so a message the sender already recorded as `sent` is not moved back.
+//! `messages::mark_queued`, which moves only messages still `pending`, so a message the sender
+//! already recorded as `sent` is not moved back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
 use herald_shared::db::campaigns::{self, FanoutRow};
-use herald_shared::db::messages::{self, MessageRef, Transition};
-use herald_shared::domain::{CampaignId, MessageId, MessageStatus, NumberId};
+use herald_shared::db::messages;
+use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Entry, FAN_OUT, Keys};
 use herald_shared::whatsapp::TemplateMessage;
@@ -99,7 +100,7 @@ impl FanOut {
             }
             let pool = self.pool.clone();
             let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
-            marking.spawn(async move { mark_queued(&pool, &ids).await });
+            marking.spawn(async move { messages::mark_queued(&pool, &ids, Utc::now()).await });
         }
         while let Some(done) = marking.join_next().await {
             queued += marked(Some(done));
@@ -151,31 +152,11 @@ impl FanOut {
     }
 }
 
-/// Marks appended messages `queued` (those still `pending`).
-async fn mark_queued(pool: &PgPool, ids: &[MessageId]) -> sqlx::Result<u64> {
-    let now = Utc::now();
-    let transitions: Vec<Transition> = ids
-        .iter()
-        .map(|id| Transition {
-            message: MessageRef::Id(*id),
-            status: MessageStatus::Queued,
-            wa_message_id: None,
-            at: now,
-            error_code: None,
-            error_title: None,
-            attempts: 0,
-        })
-        .collect();
-    Ok(messages::apply_transitions(pool, &transitions)
-        .await?
-        .changed as u64)
-}
-
 /// How many a finished marking task marked; a failure is logged, not fatal (see
 /// `fan_out_campaign`).
-fn marked(done: Option<Result<sqlx::Result<u64>, tokio::task::JoinError>>) -> u64 {
+fn marked(done: Option<Result<sqlx::Result<i64>, tokio::task::JoinError>>) -> u64 {
     match done {
-        Some(Ok(Ok(n))) => n,
+        Some(Ok(Ok(n))) => n as u64,
         Some(Ok(Err(e))) => {
             tracing::warn!(error = %e, "could not mark a page queued; its messages stay pending until sent");
             0

@@ -264,3 +264,34 @@ pub async fn unsent(db: impl PgExecutor<'_>, campaign: CampaignId) -> sqlx::Resu
     .fetch_all(db)
     .await
 }
+
+/// Marks appended messages `queued`, those still `pending`, and moves the counters: the cheap
+/// form of `apply_transitions` for the one transition whose old status is known, so it needs
+/// no row locks taken ahead. Returns how many moved.
+pub async fn mark_queued(
+    db: impl PgExecutor<'_>,
+    ids: &[MessageId],
+    at: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
+    sqlx::query_scalar(
+        "WITH changed AS (
+            UPDATE messages SET status = $3, queued_at = $2
+            WHERE id = ANY($1) AND status = $4
+            RETURNING campaign_id
+         ), deltas AS (
+            SELECT campaign_id, count(*) AS n FROM changed GROUP BY campaign_id
+         ), counters AS (
+            UPDATE campaigns c SET pending = c.pending - d.n, queued = c.queued + d.n
+            FROM deltas d WHERE c.id = d.campaign_id
+            RETURNING 1
+         )
+         SELECT coalesce(sum(n), 0)::bigint FROM deltas",
+    )
+    .bind(ids)
+    .bind(at)
+    .bind(MessageStatus::Queued)
+    .bind(MessageStatus::Pending)
+    .fetch_one(db)
+    .await
+}
