@@ -116,6 +116,8 @@ pub struct SenderSettings {
     /// sending it again.
     pub reconciliation_window_ms: u64,
     pub pacing: PacingSettings,
+    /// On shutdown, how long to wait for sends in flight before giving up on them.
+    pub drain_ms: u64,
     /// This sender's name in consumer groups and leases (a pod name, say); empty picks a
     /// random one. Two live senders must never share a name.
     pub consumer: String,

@@ -260,3 +260,52 @@ async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing(
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_shutdown_gives_up_on_stuck_sends_after_the_drain_time_and_keeps_them_pending() {
+    let cloud_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(accepted_after(Duration::from_secs(30)))
+        .mount(&cloud_api)
+        .await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    settings.whatsapp.request_timeout_ms = 60_000;
+    settings.sender.drain_ms = 300;
+    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (_api, campaign, _) = started(&ctx, &stack, "t", 2).await;
+    eventually("the sends under way", Duration::from_secs(10), || async {
+        (cloud_api.received_requests().await.unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let stopping = std::time::Instant::now();
+    stack.stop().await.unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    // Nothing was recorded or lost: both stay queued, for the next owner to settle.
+    assert_eq!(queued_and_sent(&ctx, campaign).await, (2, 0));
+    ctx.cleanup().await;
+}
+
+/// (queued, sent) of a campaign, from Postgres.
+async fn queued_and_sent(
+    ctx: &TestContext,
+    campaign: herald_shared::domain::CampaignId,
+) -> (i64, i64) {
+    sqlx::query_as("SELECT queued, sent FROM campaigns WHERE id = $1")
+        .bind(campaign)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap()
+}
+
+fn accepted_after(delay: Duration) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"messaging_product": "whatsapp",
+            "messages": [{"id": "wamid.late"}]}))
+        .set_delay(delay)
+}

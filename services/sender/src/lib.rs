@@ -23,6 +23,7 @@ pub use pacing::{Pacer, Signal};
 pub struct App {
     supervisor: supervisor::Supervisor,
     recorder: recorder::Recorder,
+    drain: std::time::Duration,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -44,18 +45,40 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     Ok(App {
         supervisor,
         recorder,
+        drain: std::time::Duration::from_millis(settings.sender.drain_ms),
     })
 }
 
 impl App {
     /// Sends until `shutdown`; then stops reading, waits for the sends in flight, records and
-    /// acknowledges them, and returns.
+    /// acknowledges them, releases the leases and returns, giving up after `drain` (what is
+    /// still in flight then stays pending for the numbers' next owners to settle).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let drain = self.drain;
         let recorder = tokio::spawn(self.recorder.run());
-        self.supervisor.run(shutdown).await;
-        // Every worker has finished and dropped its outcome sender: the recorder drains the
-        // rest and stops.
-        recorder.await.context("recorder panicked")?;
-        Ok(())
+        let mut supervisor = tokio::spawn(self.supervisor.run(shutdown.clone()));
+        let ended_early = tokio::select! {
+            ended = &mut supervisor => Some(ended),
+            _ = shutdown.cancelled() => None,
+        };
+        let finish = async move {
+            match ended_early {
+                Some(ended) => ended.context("supervisor panicked")?,
+                None => supervisor.await.context("supervisor panicked")?,
+            }
+            // Every worker has finished and dropped its outcome sender: the recorder drains
+            // the rest and stops.
+            recorder.await.context("recorder panicked")
+        };
+        match tokio::time::timeout(drain, finish).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!(
+                    ?drain,
+                    "sends still in flight after the drain time; leaving them to the next owner"
+                );
+                Ok(())
+            }
+        }
     }
 }
