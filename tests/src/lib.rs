@@ -173,6 +173,16 @@ pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domai
     );
 }
 
+/// What the simulator at `url` has seen.
+pub async fn simulator_stats(url: &str) -> herald_simulator::StatsReport {
+    reqwest::get(format!("{url}/sim/stats"))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("stats")
+}
+
 /// Signs `body` as Meta would with the test app secret.
 pub fn signed(settings: &Settings, body: &[u8]) -> String {
     herald_shared::signature::sign(&settings.webhook.app_secrets[0], body)

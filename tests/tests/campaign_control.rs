@@ -2,20 +2,11 @@
 
 use std::time::Duration;
 
+use herald_ingest::views::CampaignView;
 use herald_shared::domain::{CampaignState, MessageStatus};
 use herald_shared::stream::{Keys, SENDER_GROUP};
-use herald_simulator::StatsReport;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients, simulator_stats};
 use redis::AsyncCommands;
-
-async fn simulator_stats(url: &str) -> StatsReport {
-    reqwest::get(format!("{url}/sim/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 fn count(statuses: &[(MessageStatus, i64)], wanted: &[MessageStatus]) -> i64 {
     statuses
@@ -23,6 +14,32 @@ fn count(statuses: &[(MessageStatus, i64)], wanted: &[MessageStatus]) -> i64 {
         .filter(|(s, _)| wanted.contains(s))
         .map(|(_, n)| n)
         .sum()
+}
+
+/// A campaign of 150 on one number at 25 msg/s, started, with some already sent.
+async fn sending(
+    ctx: &TestContext,
+    stack: &herald::stack::Stack,
+    phone_number_id: &str,
+) -> (
+    herald::client::ApiClient,
+    CampaignView,
+    herald_ingest::views::NumberView,
+) {
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number(phone_number_id, "t", 25).await.unwrap();
+    let campaign = api
+        .create_campaign("control", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(150)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually("some sent", Duration::from_secs(20), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.total - c.pending - c.queued >= 10).then_some(())
+    })
+    .await;
+    (api, campaign, number)
 }
 
 const SENT_OR_LATER: [MessageStatus; 3] = [
@@ -35,19 +52,7 @@ const SENT_OR_LATER: [MessageStatus; 3] = [
 async fn a_paused_campaign_keeps_its_unsent_messages_until_resumed_and_loses_none() {
     let ctx = TestContext::new().await;
     let stack = ctx.start_stack().await;
-    let api = ctx.tenant(&stack.ingest_url).await;
-    let number = api.create_number("600000000001", "t", 25).await.unwrap();
-    let campaign = api
-        .create_campaign("pause", "spring_sale_2026", "en_GB", &[number.id])
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(150)).await.unwrap();
-    api.start(campaign.id).await.unwrap();
-    eventually("some sent", Duration::from_secs(20), || async {
-        let c = api.campaign(campaign.id).await.unwrap().counters;
-        (c.total - c.pending - c.queued >= 10).then_some(())
-    })
-    .await;
+    let (api, campaign, number) = sending(&ctx, &stack, "600000000001").await;
     assert_eq!(
         api.pause(campaign.id).await.unwrap().state,
         CampaignState::Paused
@@ -95,19 +100,7 @@ async fn a_paused_campaign_keeps_its_unsent_messages_until_resumed_and_loses_non
 async fn cancelling_marks_every_unsent_message_cancelled_and_sends_nothing_more() {
     let ctx = TestContext::new().await;
     let stack = ctx.start_stack().await;
-    let api = ctx.tenant(&stack.ingest_url).await;
-    let number = api.create_number("600000000002", "t", 25).await.unwrap();
-    let campaign = api
-        .create_campaign("cancel", "spring_sale_2026", "en_GB", &[number.id])
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(150)).await.unwrap();
-    api.start(campaign.id).await.unwrap();
-    eventually("some sent", Duration::from_secs(20), || async {
-        let c = api.campaign(campaign.id).await.unwrap().counters;
-        (c.total - c.pending - c.queued >= 10).then_some(())
-    })
-    .await;
+    let (api, campaign, number) = sending(&ctx, &stack, "600000000002").await;
     assert_eq!(
         api.cancel(campaign.id).await.unwrap().state,
         CampaignState::Cancelled

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use herald_shared::domain::MessageStatus;
-use herald_simulator::StatsReport;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients, signed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,12 +72,7 @@ async fn a_500_recipient_campaign_over_two_numbers_is_read_by_everyone_exactly_o
     assert_eq!(statuses, vec![(MessageStatus::Read, 500)]);
     assert_counters_match(&ctx.pool, campaign.id).await;
 
-    let stats: StatsReport = reqwest::get(format!("{}/sim/stats", stack.simulator_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
     assert_eq!(stats.accepted_total, 500);
     assert_eq!(stats.duplicate_recipients, 0);
     assert_eq!(

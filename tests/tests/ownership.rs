@@ -7,7 +7,6 @@ use std::time::Duration;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::NumberId;
 use herald_shared::stream::Keys;
-use herald_simulator::StatsReport;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
 use redis::AsyncCommands;
 
@@ -88,12 +87,7 @@ async fn two_senders_split_the_numbers_and_one_takes_all_when_the_other_stops() 
         (api.campaign(campaign.id).await.unwrap().counters.read == 400).then_some(())
     })
     .await;
-    let stats: StatsReport = reqwest::get(format!("{}/sim/stats", first.simulator_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = herald_tests::simulator_stats(&first.simulator_url).await;
     assert_eq!((stats.accepted_total, stats.duplicate_recipients), (400, 0));
 
     // The second sender leaves: it releases its leases and the first takes every number.

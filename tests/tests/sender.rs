@@ -40,13 +40,24 @@ impl wiremock::Respond for Accepting {
     }
 }
 
-/// Runs a one-recipient campaign against `api` and returns the message's final row once it is
-/// no longer queued.
-async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, Option<String>) {
+/// A test's world with ingest and a sender sending to `cloud_api`, its settings adjusted by
+/// `adjust`.
+async fn against(
+    cloud_api: &MockServer,
+    adjust: impl FnOnce(&mut herald_shared::settings::Settings),
+) -> (TestContext, Stack) {
     let ctx = TestContext::new().await;
     let mut settings = ctx.settings.clone();
     settings.whatsapp.base_url = cloud_api.uri();
+    adjust(&mut settings);
     let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    (ctx, stack)
+}
+
+/// Runs a one-recipient campaign against `api` and returns the message's final row once it is
+/// no longer queued.
+async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, Option<String>) {
+    let (ctx, stack) = against(cloud_api, |_| {}).await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api
         .create_number("300000000001", "the-token", 50)
@@ -200,10 +211,7 @@ async fn an_expired_token_pauses_the_number_keeps_its_messages_and_a_new_token_s
         .respond_with(accepted())
         .mount(&cloud_api)
         .await;
-    let ctx = TestContext::new().await;
-    let mut settings = ctx.settings.clone();
-    settings.whatsapp.base_url = cloud_api.uri();
-    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (ctx, stack) = against(&cloud_api, |_| {}).await;
     let (api, campaign, number) = started(&ctx, &stack, "expired", 3).await;
 
     let state = || async {
@@ -244,10 +252,7 @@ async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing(
         .respond_with(graph_error(404, 132001))
         .mount(&cloud_api)
         .await;
-    let ctx = TestContext::new().await;
-    let mut settings = ctx.settings.clone();
-    settings.whatsapp.base_url = cloud_api.uri();
-    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (ctx, stack) = against(&cloud_api, |_| {}).await;
     let (api, campaign, _) = started(&ctx, &stack, "t", 3).await;
     let view = eventually("the campaign paused", Duration::from_secs(20), || async {
         let view = api.campaign(campaign).await.unwrap();
@@ -268,12 +273,11 @@ async fn a_shutdown_gives_up_on_stuck_sends_after_the_drain_time_and_keeps_them_
         .respond_with(accepted_after(Duration::from_secs(30)))
         .mount(&cloud_api)
         .await;
-    let ctx = TestContext::new().await;
-    let mut settings = ctx.settings.clone();
-    settings.whatsapp.base_url = cloud_api.uri();
-    settings.whatsapp.request_timeout_ms = 60_000;
-    settings.sender.drain_ms = 300;
-    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
+    let (ctx, stack) = against(&cloud_api, |s| {
+        s.whatsapp.request_timeout_ms = 60_000;
+        s.sender.drain_ms = 300;
+    })
+    .await;
     let (_api, campaign, _) = started(&ctx, &stack, "t", 2).await;
     eventually("the sends under way", Duration::from_secs(10), || async {
         (cloud_api.received_requests().await.unwrap().len() == 2).then_some(())

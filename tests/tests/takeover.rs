@@ -6,7 +6,6 @@ use std::time::Duration;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
 use herald_shared::stream::{Keys, SENDER_GROUP};
-use herald_simulator::StatsReport;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients, set_status};
 use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
@@ -114,12 +113,7 @@ async fn pending_owners(ctx: &TestContext, campaign: CampaignId) -> Vec<String> 
 }
 
 async fn accepted(stack: &Stack) -> u64 {
-    let stats: StatsReport = reqwest::get(format!("{}/sim/stats", stack.simulator_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
     stats.accepted_total
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{MessageStatus, NumberId};
 use herald_shared::stream::Keys;
-use herald_simulator::StatsReport;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
 use redis::AsyncCommands;
 use secrecy::ExposeSecret;
@@ -156,12 +155,7 @@ async fn killing_senders_mid_campaign_loses_nothing_and_sends_nothing_twice() {
         .unwrap();
     assert_eq!(statuses, vec![(MessageStatus::Read, RECIPIENTS as i64)]);
     assert_counters_match(&ctx.pool, campaign.id).await;
-    let stats: StatsReport = reqwest::get(format!("{}/sim/stats", stack.simulator_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
     assert_eq!(stats.duplicate_recipients, 0, "sent twice: {stats:?}");
     assert_eq!(stats.accepted_total, RECIPIENTS as u64);
     eprintln!("takeovers after each kill: {takeovers:?}");
