@@ -40,6 +40,21 @@ impl wiremock::Respond for Accepting {
     }
 }
 
+/// A Cloud API that answers `refusal` `times` times, then accepts every send.
+async fn refusing_then_accepting(refusal: ResponseTemplate, times: u64) -> MockServer {
+    let cloud_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(refusal)
+        .up_to_n_times(times)
+        .mount(&cloud_api)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(accepted())
+        .mount(&cloud_api)
+        .await;
+    cloud_api
+}
+
 /// A test's world with ingest and a sender sending to `cloud_api`, its settings adjusted by
 /// `adjust`.
 async fn against(
@@ -118,16 +133,7 @@ async fn a_send_carries_the_token_and_the_message_id_and_records_the_wamid() {
 
 #[tokio::test]
 async fn a_transient_error_is_retried_and_then_sent() {
-    let cloud_api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(graph_error(500, 131000))
-        .up_to_n_times(2)
-        .mount(&cloud_api)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&cloud_api)
-        .await;
+    let cloud_api = refusing_then_accepting(graph_error(500, 131000), 2).await;
     let (status, attempts, _, _) = send_one(&cloud_api).await;
     assert_eq!((status, attempts), (MessageStatus::Sent, 3));
 }
@@ -146,16 +152,7 @@ async fn a_transient_error_that_persists_fails_after_the_last_attempt() {
 
 #[tokio::test]
 async fn throttling_is_retried_without_using_up_attempts() {
-    let cloud_api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(graph_error(400, 130429))
-        .up_to_n_times(4)
-        .mount(&cloud_api)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&cloud_api)
-        .await;
+    let cloud_api = refusing_then_accepting(graph_error(400, 130429), 4).await;
     let (status, attempts, _, _) = send_one(&cloud_api).await;
     assert_eq!((status, attempts), (MessageStatus::Sent, 1));
 }
