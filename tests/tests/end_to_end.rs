@@ -72,6 +72,22 @@ async fn a_500_recipient_campaign_over_two_numbers_is_read_by_everyone_exactly_o
     assert_eq!(statuses, vec![(MessageStatus::Read, 500)]);
     assert_counters_match(&ctx.pool, campaign.id).await;
 
+    // Sent entries are deleted from the streams: Redis does not keep the campaign.
+    let keys = herald_shared::stream::Keys::new(ctx.settings.redis.key_prefix.clone());
+    let redis = ctx.redis().await;
+    for number in [a.id, b.id] {
+        eventually("the stream emptied", Duration::from_secs(10), || {
+            let (mut redis, stream) = (redis.clone(), keys.stream(number));
+            async move {
+                let len: usize = redis::AsyncCommands::xlen(&mut redis, stream)
+                    .await
+                    .unwrap();
+                (len == 0).then_some(())
+            }
+        })
+        .await;
+    }
+
     let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
     assert_eq!(stats.accepted_total, 500);
     assert_eq!(stats.duplicate_recipients, 0);

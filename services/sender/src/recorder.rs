@@ -217,7 +217,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Per number, atomically: schedule the retries and acknowledge the entries.
+    /// Per number, atomically: schedule the retries, acknowledge and delete the entries.
     async fn acknowledge(&mut self, plan: &Plan) -> anyhow::Result<()> {
         for writes in &plan.per_number {
             let mut pipe = redis::pipe();
@@ -225,7 +225,11 @@ impl Writer {
             for (due, member) in &writes.retries {
                 pipe.zadd(&*writes.retry_set, member, *due).ignore();
             }
+            // Delete as well: an acknowledged entry is never read again, and the stream
+            // would otherwise keep every message ever sent.
             pipe.xack(&*writes.stream, SENDER_GROUP, &writes.acks)
+                .ignore()
+                .xdel(&*writes.stream, &writes.acks)
                 .ignore();
             let _: () = pipe.query_async(&mut self.redis).await?;
         }

@@ -279,8 +279,16 @@ impl NumberWorker {
         Ok(())
     }
 
+    /// Acknowledges and deletes entries that are done with.
     async fn ack(&mut self, ids: &[&str]) -> anyhow::Result<()> {
-        let _: usize = self.commands.xack(&*self.stream, SENDER_GROUP, ids).await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .xack(&*self.stream, SENDER_GROUP, ids)
+            .ignore()
+            .xdel(&*self.stream, ids)
+            .ignore()
+            .query_async(&mut self.commands)
+            .await?;
         Ok(())
     }
 
@@ -342,11 +350,7 @@ impl NumberWorker {
             other => {
                 // Nothing can ever send it: acknowledge it so it does not block the number.
                 tracing::error!(number = %self.config.number, entry = %raw.id, problem = ?other.map(|r| r.err()), "malformed stream entry dropped");
-                let _: usize = self
-                    .commands
-                    .xack(&*self.stream, SENDER_GROUP, &[&raw.id])
-                    .await?;
-                return Ok(());
+                return self.ack(&[&raw.id]).await;
             }
         };
         self.dispatch_entry(raw.id, entry).await
@@ -363,6 +367,8 @@ impl NumberWorker {
                     .zadd(&self.parked, entry.encode(), entry.message.0)
                     .ignore()
                     .xack(&*self.stream, SENDER_GROUP, &[&stream_id])
+                    .ignore()
+                    .xdel(&*self.stream, &[&stream_id])
                     .ignore()
                     .query_async(&mut self.commands)
                     .await?;
