@@ -164,10 +164,10 @@ pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domai
             .iter()
             .find(|(s, _)| *s == status)
             .map_or(0, |(_, n)| *n);
-        assert_eq!(row.counter(status), counted, "counter for {status}");
+        assert_eq!(row.counters.of(status), counted, "counter for {status}");
     }
     assert_eq!(
-        row.total,
+        row.counters.total,
         counts.iter().map(|(_, n)| n).sum::<i64>(),
         "total"
     );

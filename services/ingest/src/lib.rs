@@ -7,10 +7,9 @@ mod routes;
 
 /// The shapes the API answers with, for clients.
 pub mod views {
-    pub use crate::routes::campaigns::{
-        CampaignView, Counters, RowError, TemplateView, UploadReport,
-    };
+    pub use crate::routes::campaigns::{CampaignView, RowError, TemplateView, UploadReport};
     pub use crate::routes::numbers::NumberView;
+    pub use herald_shared::db::campaigns::Counters;
 }
 
 use std::sync::Arc;

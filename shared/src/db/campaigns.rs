@@ -14,6 +14,20 @@ pub struct CampaignRow {
     pub state_reason: Option<String>,
     pub template_name: String,
     pub template_language: String,
+    #[sqlx(flatten)]
+    pub counters: Counters,
+    pub fanout_cursor: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A campaign's counters: one per message status (always equal to a `GROUP BY status` over
+/// its messages), plus engagement counts that are not statuses.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize,
+)]
+pub struct Counters {
     pub total: i64,
     pub pending: i64,
     pub queued: i64,
@@ -25,15 +39,11 @@ pub struct CampaignRow {
     pub suppressed: i64,
     pub clicked: i64,
     pub replied: i64,
-    pub fanout_cursor: i64,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl CampaignRow {
+impl Counters {
     /// The counter kept for messages in `status`.
-    pub fn counter(&self, status: MessageStatus) -> i64 {
+    pub fn of(&self, status: MessageStatus) -> i64 {
         match status {
             MessageStatus::Pending => self.pending,
             MessageStatus::Queued => self.queued,

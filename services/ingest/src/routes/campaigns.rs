@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_shared::db::campaigns::{self, CampaignRow, NewCampaign};
+use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign};
 use herald_shared::db::messages::{self, MessageRef, NewMessage, Transition};
 use herald_shared::db::numbers;
 use herald_shared::domain::{
@@ -58,44 +58,14 @@ pub struct TemplateView {
     pub language: String,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    pub total: i64,
-    pub pending: i64,
-    pub queued: i64,
-    pub sent: i64,
-    pub delivered: i64,
-    pub read: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    pub suppressed: i64,
-    pub clicked: i64,
-    pub replied: i64,
-}
-
-impl Counters {
-    /// The counter kept for messages in `status`.
-    pub fn of(&self, status: MessageStatus) -> i64 {
-        match status {
-            MessageStatus::Pending => self.pending,
-            MessageStatus::Queued => self.queued,
-            MessageStatus::Sent => self.sent,
-            MessageStatus::Delivered => self.delivered,
-            MessageStatus::Read => self.read,
-            MessageStatus::Failed => self.failed,
-            MessageStatus::Cancelled => self.cancelled,
-            MessageStatus::Suppressed => self.suppressed,
-        }
-    }
-}
-
 impl From<CampaignRow> for CampaignView {
     fn from(c: CampaignRow) -> Self {
-        let left_queue = c.total - c.pending - c.queued;
-        let progress = if c.total == 0 {
+        let n = &c.counters;
+        let left_queue = n.total - n.pending - n.queued;
+        let progress = if n.total == 0 {
             0.0
         } else {
-            (left_queue as f64 * 1000.0 / c.total as f64).round() / 10.0
+            (left_queue as f64 * 1000.0 / n.total as f64).round() / 10.0
         };
         Self {
             id: c.id,
@@ -106,19 +76,7 @@ impl From<CampaignRow> for CampaignView {
                 name: c.template_name,
                 language: c.template_language,
             },
-            counters: Counters {
-                total: c.total,
-                pending: c.pending,
-                queued: c.queued,
-                sent: c.sent,
-                delivered: c.delivered,
-                read: c.read,
-                failed: c.failed,
-                cancelled: c.cancelled,
-                suppressed: c.suppressed,
-                clicked: c.clicked,
-                replied: c.replied,
-            },
+            counters: c.counters,
             progress,
             created_at: c.created_at,
             started_at: c.started_at,
@@ -320,7 +278,7 @@ pub async fn start(
     ApiPath(id): ApiPath<CampaignId>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let campaign = load(&state, tenant, id).await?;
-    if campaign.total == 0 {
+    if campaign.counters.total == 0 {
         return Err(ApiError::Conflict("the campaign has no recipients".into()));
     }
     let started = campaigns::transition_campaign(
@@ -338,7 +296,7 @@ pub async fn start(
         )));
     }
     state.fanout_wake.notify_one();
-    tracing::info!(campaign = %id, total = campaign.total, "campaign started");
+    tracing::info!(campaign = %id, total = campaign.counters.total, "campaign started");
     Ok((
         StatusCode::ACCEPTED,
         Json(load(&state, tenant, id).await?.into()),
