@@ -16,8 +16,7 @@ use herald_shared::stream::{Keys, conn};
 use herald_shared::whatsapp::CloudApiClient;
 use tokio_util::sync::CancellationToken;
 
-pub use outcome::{Action, RetryPolicy, decide};
-pub use pacing::{Pacer, Signal};
+use crate::outcome::RetryPolicy;
 
 /// A built, not yet running sender.
 pub struct App {

@@ -12,7 +12,7 @@ use herald_shared::stream::{Keys, conn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use processor::Processor;
+use crate::processor::Processor;
 
 /// A bound, not yet running webhook service.
 pub struct App {
