@@ -224,7 +224,12 @@ async fn an_expired_token_pauses_the_number_keeps_its_messages_and_a_new_token_s
         (state().await == herald_shared::domain::NumberState::PausedAuth).then_some(())
     })
     .await;
-    let c = api.campaign(campaign).await.unwrap().counters;
+    // Fan-out marks messages `queued` beside its appends, so wait for that too.
+    let c = eventually("all marked queued", Duration::from_secs(10), || async {
+        let c = api.campaign(campaign).await.unwrap().counters;
+        (c.pending == 0).then_some(c)
+    })
+    .await;
     assert_eq!((c.queued, c.failed), (3, 0), "nothing failed, nothing lost");
 
     api.put(
@@ -253,7 +258,9 @@ async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing(
     let (api, campaign, _) = started(&ctx, &stack, "t", 3).await;
     let view = eventually("the campaign paused", Duration::from_secs(20), || async {
         let view = api.campaign(campaign).await.unwrap();
-        (view.state == herald_shared::domain::CampaignState::Paused).then_some(view)
+        // Fan-out marks messages `queued` beside its appends, so wait for that too.
+        (view.state == herald_shared::domain::CampaignState::Paused && view.counters.pending == 0)
+            .then_some(view)
     })
     .await;
     assert!(view.state_reason.unwrap().contains("132001"));
