@@ -84,16 +84,22 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
         .unwrap();
     api.upload(campaign.id, &recipients(1)).await.unwrap();
     api.start(campaign.id).await.unwrap();
-    let row = eventually("the message leaves the queue", Duration::from_secs(20), || async {
-        let row: (MessageStatus, i32, Option<i32>, Option<String>) = sqlx::query_as(
-            "SELECT status, attempts, error_code, wa_message_id FROM messages WHERE campaign_id = $1",
-        )
-        .bind(campaign.id)
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap();
-        (row.0 != MessageStatus::Queued && row.0 != MessageStatus::Pending).then_some(row)
-    })
+    let row = eventually(
+        "the message leaves the queue",
+        Duration::from_secs(20),
+        || async {
+            let row: (MessageStatus, i32, Option<i32>, Option<String>) = sqlx::query_as(
+                "SELECT status, attempts, error_code,
+                    (SELECT min(wa_message_id) FROM message_wamids WHERE message_id = m.id)
+             FROM messages m WHERE campaign_id = $1",
+            )
+            .bind(campaign.id)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+            (row.0 != MessageStatus::Queued && row.0 != MessageStatus::Pending).then_some(row)
+        },
+    )
     .await;
     assert_counters_match(&ctx.pool, campaign.id).await;
     stack.stop().await.unwrap();

@@ -134,7 +134,7 @@ async fn recorded_sends_are_acknowledged_and_unrecorded_ones_sent_again_after_th
     // Only the three unrecorded ones went out again.
     assert_eq!(accepted(&sender).await, 3);
     let wamid: Option<String> =
-        sqlx::query_scalar("SELECT wa_message_id FROM messages WHERE id = $1")
+        sqlx::query_scalar("SELECT wa_message_id FROM message_wamids WHERE message_id = $1")
             .bind(ids[0])
             .fetch_one(&ctx.pool)
             .await

@@ -1,8 +1,8 @@
 //! The one statement that moves statuses: forward only, counters exact, under any order.
 
 use chrono::Utc;
-use herald_shared::db::messages::{self, MessageRef, Transition};
-use herald_shared::domain::{MessageId, MessageStatus};
+use herald_shared::db::messages::{self, MessageRef, Sent, Transition};
+use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
 use herald_tests::{TestContext, assert_counters_match, seed_campaign, status_of};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -91,12 +91,14 @@ async fn a_late_sent_after_delivered_keeps_delivered_but_records_the_send() {
     herald_tests::set_status(&ctx.pool, id, MessageStatus::Delivered, Some("wamid.A")).await;
     herald_tests::set_status(&ctx.pool, id, MessageStatus::Sent, Some("wamid.A")).await;
     assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Delivered);
-    let (wa, sent_at): (Option<String>, Option<chrono::DateTime<Utc>>) =
-        sqlx::query_as("SELECT wa_message_id, sent_at FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
+    let (wa, sent_at): (Option<String>, Option<chrono::DateTime<Utc>>) = sqlx::query_as(
+        "SELECT (SELECT wa_message_id FROM message_wamids WHERE message_id = m.id), sent_at
+             FROM messages m WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
     assert_eq!(wa.as_deref(), Some("wamid.A"));
     assert!(sent_at.is_some());
     assert_counters_match(&ctx.pool, campaign).await;
@@ -119,12 +121,13 @@ async fn a_wamid_claimed_twice_is_recorded_once_and_the_batch_still_lands() {
         .await
         .unwrap();
     assert_eq!(applied.changed, 2);
-    let holders: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM messages WHERE wa_message_id = 'wamid.SAME'")
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-    assert_eq!(holders, 1);
+    let holder: MessageId = sqlx::query_scalar(
+        "SELECT message_id FROM message_wamids WHERE wa_message_id = 'wamid.SAME'",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(holder, ids[0]);
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
@@ -148,5 +151,154 @@ async fn marking_queued_moves_only_pending_messages_and_their_counters() {
         0
     );
     assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+fn sent(id: MessageId) -> Sent {
+    Sent {
+        message: id,
+        wa_message_id: format!("wamid.{}", id.0),
+        at: Utc::now(),
+    }
+}
+
+async fn wamids_of(ctx: &TestContext, id: MessageId) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT wa_message_id FROM message_wamids WHERE message_id = $1 ORDER BY wa_message_id",
+    )
+    .bind(id)
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 5).await;
+    messages::mark_queued(&ctx.pool, &ids[..3], Utc::now())
+        .await
+        .unwrap();
+    // A receipt got to one first; another already failed.
+    herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
+    herald_tests::set_status(&ctx.pool, ids[2], MessageStatus::Failed, None).await;
+    let batch: Vec<Sent> = ids.iter().map(|id| sent(*id)).collect();
+    let unrecorded = messages::record_sent(&ctx.pool, &batch).await.unwrap();
+    let handed_back: Vec<MessageId> = unrecorded.iter().map(|s| s.message).collect();
+    assert_eq!(handed_back, vec![ids[1], ids[2]]);
+    for id in [ids[0], ids[3], ids[4]] {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Sent);
+        assert_eq!(wamids_of(&ctx, id).await, vec![format!("wamid.{}", id.0)]);
+    }
+    assert!(wamids_of(&ctx, ids[1]).await.is_empty());
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempts FROM messages WHERE campaign_id = $1 ORDER BY id")
+            .bind(campaign)
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, vec![1, 0, 0, 1, 1]);
+    assert_counters_match(&ctx.pool, campaign).await;
+
+    // What was handed back goes the general way: the delivered one keeps its status and
+    // gains its wamid, the failed one stays failed.
+    let rest: Vec<Transition> = unrecorded.into_iter().map(Transition::from).collect();
+    messages::apply_transitions(&ctx.pool, &rest).await.unwrap();
+    assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Delivered);
+    assert_eq!(status_of(&ctx.pool, ids[2]).await, MessageStatus::Failed);
+    assert_eq!(
+        wamids_of(&ctx, ids[1]).await,
+        vec![format!("wamid.{}", ids[1].0)]
+    );
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn recording_the_last_sends_completes_a_running_campaign() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 3).await;
+    sqlx::query("UPDATE campaigns SET state = 'running' WHERE id = $1")
+        .bind(campaign)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    messages::mark_queued(&ctx.pool, &ids, Utc::now())
+        .await
+        .unwrap();
+    let state = || async {
+        sqlx::query_scalar::<_, CampaignState>("SELECT state FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap()
+    };
+    messages::record_sent(&ctx.pool, &[sent(ids[0]), sent(ids[1])])
+        .await
+        .unwrap();
+    assert_eq!(state().await, CampaignState::Running);
+    messages::record_sent(&ctx.pool, &[sent(ids[2])])
+        .await
+        .unwrap();
+    assert_eq!(state().await, CampaignState::Completed);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    messages::record_sent(&ctx.pool, &[sent(ids[0])])
+        .await
+        .unwrap();
+    // The first send's outcome was lost; the resend got another wamid.
+    let resend = Sent {
+        wa_message_id: "wamid.resend".into(),
+        ..sent(ids[0])
+    };
+    let rest = messages::record_sent(&ctx.pool, &[resend]).await.unwrap();
+    messages::apply_transitions(
+        &ctx.pool,
+        &rest.into_iter().map(Transition::from).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let receipt = |wamid: &str, status| Transition {
+        message: MessageRef::WaId(wamid.into()),
+        ..transition(ids[0], status)
+    };
+    let first = format!("wamid.{}", ids[0].0);
+    let applied =
+        messages::apply_transitions(&ctx.pool, &[receipt(&first, MessageStatus::Delivered)])
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        messages::Applied {
+            changed: 1,
+            unmatched: 0
+        }
+    );
+    let applied =
+        messages::apply_transitions(&ctx.pool, &[receipt("wamid.resend", MessageStatus::Read)])
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        messages::Applied {
+            changed: 1,
+            unmatched: 0
+        }
+    );
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Read);
+    assert_counters_match(&ctx.pool, campaign).await;
+
+    sqlx::query("DELETE FROM campaigns WHERE id = $1")
+        .bind(campaign)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    assert!(wamids_of(&ctx, ids[0]).await.is_empty());
     ctx.cleanup().await;
 }

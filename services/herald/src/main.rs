@@ -8,6 +8,11 @@ use herald_shared::settings::Settings;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+/// glibc's allocator spent a fifth of the sender's CPU at full rate (B1); mimalloc's
+/// per-thread heaps suit the many small, short-lived allocations of HTTP and stream work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Herald: WhatsApp Cloud API campaigns at each number's highest allowed rate.
 #[derive(Parser)]
 #[command(version)]

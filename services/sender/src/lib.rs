@@ -31,8 +31,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .await
         .context("sender cannot reach Redis")?;
     let pool = herald_shared::db::pool(&settings.database)?;
-    let client = CloudApiClient::new(&settings.whatsapp, settings.sender.in_flight)
-        .context("building the Cloud API client")?;
+    let client =
+        CloudApiClient::new(&settings.whatsapp).context("building the Cloud API client")?;
     let (recorder, outcomes) = recorder::Recorder::new(
         pool.clone(),
         commands.clone(),

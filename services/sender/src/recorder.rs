@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_shared::db::messages::{self, MessageRef, Transition};
+use herald_shared::db::messages::{self, MessageRef, Sent, Transition};
 use herald_shared::db::{campaigns, numbers};
 use herald_shared::domain::{CampaignId, MessageStatus, NumberId, NumberState};
 use herald_shared::settings::SenderSettings;
@@ -104,6 +104,7 @@ impl Recorder {
     /// Decides every outcome's action once.
     fn plan(&self, batch: impl Iterator<Item = Outcome>) -> Plan {
         let now = Utc::now();
+        let mut sent = Vec::new();
         let mut transitions = Vec::new();
         let mut per_number: BTreeMap<NumberId, NumberWrites> = BTreeMap::new();
         let mut pauses = Pauses::default();
@@ -118,27 +119,24 @@ impl Recorder {
                 rand::random(),
             );
             let message = MessageRef::Id(outcome.entry.message);
-            let transition = |status, wa_message_id, error_code, error_title| Transition {
+            let transition = |status, error_code, error_title| Transition {
                 message: message.clone(),
                 status,
-                wa_message_id,
+                wa_message_id: None,
                 at: now,
                 error_code,
                 error_title,
                 attempts: 1,
             };
             match action {
-                Action::Sent { wamid } => {
-                    transitions.push(transition(MessageStatus::Sent, Some(wamid), None, None))
-                }
+                Action::Sent { wamid } => sent.push(Sent {
+                    message: outcome.entry.message,
+                    wa_message_id: wamid,
+                    at: now,
+                }),
                 Action::Fail { code, title } => {
                     tracing::warn!(message = %outcome.entry.message, code, %title, "message failed");
-                    transitions.push(transition(
-                        MessageStatus::Failed,
-                        None,
-                        Some(code),
-                        Some(title),
-                    ))
+                    transitions.push(transition(MessageStatus::Failed, Some(code), Some(title)))
                 }
                 Action::Retry { delay, counts } => {
                     let next = Entry {
@@ -149,7 +147,7 @@ impl Recorder {
                     writes.retries.push((due.timestamp_millis(), next.encode()));
                     if counts {
                         // Only `attempts` moves: the message stays `queued`.
-                        transitions.push(transition(MessageStatus::Queued, None, None, None));
+                        transitions.push(transition(MessageStatus::Queued, None, None));
                     }
                 }
                 Action::PauseNumber { state, code, title } => {
@@ -174,7 +172,8 @@ impl Recorder {
             writes.acks.push(outcome.stream_id);
         }
         Plan {
-            transitions: messages::reduce(transitions),
+            sent,
+            transitions,
             per_number: per_number.into_values().collect(),
             pauses,
         }
@@ -195,14 +194,22 @@ impl Writer {
         }
     }
 
-    /// Makes the outcomes durable: statuses and counters, then any pauses they call for
-    /// (before the entries are acknowledged, so a crash cannot lose a pause).
+    /// Makes the outcomes durable in one transaction (so a retry repeats nothing): statuses
+    /// and counters, the common `sent` by the lean statement and everything else by the
+    /// general one, then any pauses they call for (before the entries are acknowledged, so a
+    /// crash cannot lose a pause).
     async fn record(&self, plan: &Plan) -> anyhow::Result<()> {
-        if !plan.transitions.is_empty() {
-            messages::apply_transitions(&self.pool, &plan.transitions).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut transitions = plan.transitions.clone();
+        if !plan.sent.is_empty() {
+            let unrecorded = messages::record_sent(&mut *tx, &plan.sent).await?;
+            transitions.extend(unrecorded.into_iter().map(Transition::from));
+        }
+        if !transitions.is_empty() {
+            messages::apply_transitions(&mut *tx, &messages::reduce(transitions)).await?;
         }
         for (number, (state, version, code, title)) in &plan.pauses.numbers {
-            if numbers::pause_number(&self.pool, *number, *state, *version).await? {
+            if numbers::pause_number(&mut *tx, *number, *state, *version).await? {
                 metrics::counter!("herald_sender_numbers_paused_total", "state" => format!("{state:?}"))
                     .increment(1);
                 tracing::error!(number = %number, code, %title, state = ?state, "number paused: it needs an operator");
@@ -210,10 +217,11 @@ impl Writer {
         }
         for (campaign, (code, title)) in &plan.pauses.campaigns {
             let reason = format!("template error {code}: {title}");
-            if campaigns::pause_campaign(&self.pool, *campaign, &reason).await? {
+            if campaigns::pause_campaign(&mut *tx, *campaign, &reason).await? {
                 tracing::error!(campaign = %campaign, code, %title, "campaign paused: its template cannot be sent");
             }
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -238,6 +246,7 @@ impl Writer {
 }
 
 struct Plan {
+    sent: Vec<Sent>,
     transitions: Vec<Transition>,
     per_number: Vec<NumberWrites>,
     pauses: Pauses,

@@ -1,7 +1,7 @@
 //! Campaigns: creation, state, counters and the fan-out cursor.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 use crate::domain::{CampaignId, CampaignState, MessageId, MessageStatus, NumberId, TenantId};
 
@@ -224,7 +224,11 @@ pub async fn held_campaigns(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, Camp
 }
 
 /// Pauses a running campaign with a reason; `false` when it was not running.
-pub async fn pause_campaign(pool: &PgPool, id: CampaignId, reason: &str) -> sqlx::Result<bool> {
+pub async fn pause_campaign(
+    db: impl PgExecutor<'_>,
+    id: CampaignId,
+    reason: &str,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE campaigns SET state = $2, state_reason = $3 WHERE id = $1 AND state = $4",
     )
@@ -232,7 +236,7 @@ pub async fn pause_campaign(pool: &PgPool, id: CampaignId, reason: &str) -> sqlx
     .bind(CampaignState::Paused)
     .bind(reason)
     .bind(CampaignState::Running)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -61,7 +61,8 @@ pub enum MessageRef {
 pub struct Transition {
     pub message: MessageRef,
     pub status: MessageStatus,
-    /// Meta's id, recorded the first time it is seen.
+    /// Meta's id for a message named by `MessageRef::Id`, recorded in `message_wamids` (a
+    /// resent message may have more than one).
     pub wa_message_id: Option<String>,
     pub at: DateTime<Utc>,
     pub error_code: Option<i32>,
@@ -99,17 +100,9 @@ pub async fn apply_transitions(
     let mut codes = Vec::with_capacity(batch.len());
     let mut titles = Vec::with_capacity(batch.len());
     let mut attempts = Vec::with_capacity(batch.len());
-    // A wamid names one message: should two of the batch claim the same one (a broken
-    // upstream), only the first records it, so the batch still lands.
-    let mut seen_wamids = std::collections::HashSet::new();
     for t in batch {
         let (id, wa) = match &t.message {
-            MessageRef::Id(id) => (
-                Some(id.0),
-                t.wa_message_id
-                    .clone()
-                    .filter(|wa| seen_wamids.insert(wa.clone())),
-            ),
+            MessageRef::Id(id) => (Some(id.0), t.wa_message_id.clone()),
             MessageRef::WaId(wa) => (None, Some(wa.clone())),
         };
         ids.push(id);
@@ -126,9 +119,10 @@ pub async fn apply_transitions(
                                  $4::timestamptz[], $5::int[], $6::text[], $7::int[])
                 AS t(id, wa_id, status, at, error_code, error_title, attempts)
          ), resolved AS (
-            SELECT coalesce(i.id, w.id) AS id, i.wa_id, i.status, i.at, i.error_code,
-                   i.error_title, i.attempts
-            FROM input i LEFT JOIN messages w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+            SELECT coalesce(i.id, w.message_id) AS id, i.id IS NOT NULL AS by_id, i.wa_id,
+                   i.status, i.at, i.error_code, i.error_title, i.attempts
+            FROM input i
+            LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
          ), locked AS (
             SELECT m.id, m.status AS old_status FROM messages m
             WHERE m.id IN (SELECT id FROM resolved)
@@ -140,8 +134,6 @@ pub async fn apply_transitions(
             UPDATE messages m SET
                 status = CASE WHEN p.moves THEN p.status ELSE m.status END,
                 attempts = m.attempts + p.attempts,
-                wa_message_id = coalesce(m.wa_message_id, CASE WHEN NOT EXISTS (
-                    SELECT 1 FROM messages o WHERE o.wa_message_id = p.wa_id) THEN p.wa_id END),
                 queued_at = coalesce(m.queued_at,
                     CASE WHEN p.moves AND p.status = 'queued' THEN p.at END),
                 sent_at = coalesce(m.sent_at,
@@ -157,6 +149,10 @@ pub async fn apply_transitions(
                                    ELSE m.error_title END
             FROM plan p WHERE m.id = p.id
             RETURNING m.campaign_id, p.old_status, m.status AS new_status
+         ), wamids AS (
+            INSERT INTO message_wamids (wa_message_id, message_id)
+            SELECT wa_id, id FROM plan WHERE by_id AND wa_id IS NOT NULL
+            ON CONFLICT DO NOTHING
          ), deltas AS (
             SELECT campaign_id,
                 count(*) FILTER (WHERE new_status = 'pending')
@@ -211,6 +207,91 @@ pub async fn apply_transitions(
     .fetch_one(db)
     .await?;
     Ok(Applied { changed, unmatched })
+}
+
+/// A send Meta accepted.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: MessageId,
+    pub wa_message_id: String,
+    pub at: DateTime<Utc>,
+}
+
+impl From<Sent> for Transition {
+    fn from(sent: Sent) -> Self {
+        Transition {
+            message: MessageRef::Id(sent.message),
+            status: MessageStatus::Sent,
+            wa_message_id: Some(sent.wa_message_id),
+            at: sent.at,
+            error_code: None,
+            error_title: None,
+            attempts: 1,
+        }
+    }
+}
+
+/// The recorder's common case, lean: messages still `queued` (or still `pending`, when the
+/// fan-out's marking has not landed yet) become `sent` with one attempt more, their wamids are
+/// recorded and the counters move, completing a campaign left with nothing to send. Because
+/// the old status is known, no row is locked ahead and no wamid looked up: this is the one
+/// statement per batch a campaign's send rate rests on. Returns the sends it did not record
+/// (their message had moved on, say a receipt got there first), for `apply_transitions`.
+pub async fn record_sent(db: impl PgExecutor<'_>, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
+    let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
+    let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
+    let recorded: Vec<i64> = sqlx::query_scalar(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[]) AS t(id, wa_id, at)
+         ), from_queued AS (
+            UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+            FROM input i WHERE m.id = i.id AND m.status = 'queued'
+            RETURNING m.id, m.campaign_id
+         ), from_pending AS (
+            UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+            FROM input i WHERE m.id = i.id AND m.status = 'pending'
+            RETURNING m.id, m.campaign_id
+         ), moved AS (
+            SELECT id, campaign_id, 1 AS queued, 0 AS pending FROM from_queued
+            UNION ALL SELECT id, campaign_id, 0, 1 FROM from_pending
+         ), wamids AS (
+            INSERT INTO message_wamids (wa_message_id, message_id)
+            SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)
+            ON CONFLICT DO NOTHING
+         ), deltas AS (
+            SELECT campaign_id, sum(queued) AS queued, sum(pending) AS pending, count(*) AS sent
+            FROM moved GROUP BY campaign_id
+         ), campaign_locks AS (
+            SELECT c.id FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM deltas)
+            ORDER BY c.id FOR UPDATE
+         ), counters AS (
+            UPDATE campaigns c SET
+                queued = c.queued - d.queued, pending = c.pending - d.pending,
+                sent = c.sent + d.sent,
+                state = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
+                                  AND c.queued - d.queued = 0
+                             THEN 'completed' ELSE c.state END,
+                completed_at = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
+                                         AND c.queued - d.queued = 0
+                                    THEN now() ELSE c.completed_at END
+            FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
+            WHERE c.id = d.campaign_id
+            RETURNING 1
+         )
+         SELECT id FROM moved",
+    )
+    .bind(ids)
+    .bind(wa_ids)
+    .bind(ats)
+    .fetch_all(db)
+    .await?;
+    let recorded: std::collections::HashSet<i64> = recorded.into_iter().collect();
+    Ok(sent
+        .iter()
+        .filter(|s| !recorded.contains(&s.message.0))
+        .cloned()
+        .collect())
 }
 
 /// Reduces a batch so that each message appears once, keeping the furthest status (and the

@@ -1,6 +1,6 @@
 //! Sender numbers.
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::domain::{NumberId, NumberState, TenantId};
 
@@ -88,7 +88,7 @@ pub async fn active_numbers(pool: &PgPool) -> sqlx::Result<Vec<NumberId>> {
 /// failing send was made); `false` otherwise, so that a send made with a token since replaced
 /// cannot pause the number again.
 pub async fn pause_number(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     id: NumberId,
     state: NumberState,
     version: chrono::DateTime<chrono::Utc>,
@@ -101,7 +101,7 @@ pub async fn pause_number(
     .bind(state)
     .bind(NumberState::Active)
     .bind(version)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
