@@ -107,6 +107,9 @@ pub struct SenderSettings {
     pub max_attempts: i32,
     pub retry_delays_ms: Vec<u64>,
     pub throttle_delay_ms: u64,
+    /// How long every number of an app or WABA holds its sends after a Graph rate-limit error
+    /// for that scope (4, 80007), unless Meta's `Retry-After` asks for longer.
+    pub scope_throttle_ms: u64,
     pub retry_poll_ms: u64,
     pub discovery_interval_ms: u64,
     /// How long a number's lease lasts without renewal: a crashed sender's numbers are taken

@@ -79,6 +79,12 @@ impl Keys {
         format!("{}:numbers", self.prefix)
     }
 
+    /// Present while every number of `scope` (`app`, or `waba:<id>`) must hold its sends
+    /// after a Graph rate-limit error (codes 4, 80007); its value is the Unix ms it ends at.
+    pub fn scope_throttle(&self, scope: &str) -> String {
+        format!("{}:throttle:{scope}", self.prefix)
+    }
+
     /// Raw verified webhook bodies.
     pub fn webhooks(&self) -> String {
         format!("{}:webhooks", self.prefix)

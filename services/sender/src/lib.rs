@@ -7,6 +7,7 @@ mod lease;
 mod outcome;
 mod pacing;
 mod recorder;
+mod scope;
 mod supervisor;
 mod worker;
 

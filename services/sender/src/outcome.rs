@@ -51,23 +51,35 @@ pub enum Action {
 /// Decides what to do after attempt number `attempt` (0-based) ended in `result`.
 /// `jitter` in [0, 1) spreads retries (up to +20%) so they do not return together.
 pub fn decide(result: &SendResult, attempt: u32, policy: &RetryPolicy, jitter: f64) -> Action {
+    let mut retry_after = None;
     let (class, code, title) = match result {
         SendResult::Accepted { wamid } => {
             return Action::Sent {
                 wamid: wamid.clone(),
             };
         }
-        SendResult::Rejected { error, .. } => (
-            classify(error.code),
-            error.code as i32,
-            error.message.clone(),
-        ),
+        SendResult::Rejected {
+            error,
+            retry_after: after,
+            ..
+        } => {
+            retry_after = *after;
+            (
+                classify(error.code),
+                error.code as i32,
+                error.message.clone(),
+            )
+        }
         SendResult::Transport(TransportFailure::NotSent(reason))
         | SendResult::Transport(TransportFailure::Ambiguous(reason)) => {
             (ErrorClass::Transient, 0, reason.clone())
         }
     };
-    let with_jitter = |d: Duration| d.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
+    // Never sooner than Meta asked.
+    let with_jitter = |d: Duration| {
+        d.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0))
+            .max(retry_after.unwrap_or_default())
+    };
     match class {
         ErrorClass::ThrottleNumber | ErrorClass::ThrottleScope => Action::Retry {
             delay: with_jitter(policy.throttle_delay),
@@ -129,6 +141,7 @@ mod tests {
     fn rejected(code: i64) -> SendResult {
         SendResult::Rejected {
             http_status: 400,
+            retry_after: None,
             error: GraphError {
                 code,
                 message: format!("(#{code}) test"),
@@ -162,6 +175,47 @@ mod tests {
             decide(&r, 2, &p, 0.0),
             Action::Fail { code: 131000, .. }
         ));
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_schedule_is_honoured() {
+        let SendResult::Rejected {
+            http_status, error, ..
+        } = rejected(131000)
+        else {
+            unreachable!()
+        };
+        let r = SendResult::Rejected {
+            http_status,
+            error,
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            decide(&r, 0, &policy(), 0.0),
+            Action::Retry {
+                delay: Duration::from_secs(30),
+                counts: true
+            }
+        );
+        // A shorter one changes nothing.
+        let SendResult::Rejected {
+            http_status, error, ..
+        } = rejected(130429)
+        else {
+            unreachable!()
+        };
+        let r = SendResult::Rejected {
+            http_status,
+            error,
+            retry_after: Some(Duration::from_millis(10)),
+        };
+        assert_eq!(
+            decide(&r, 0, &policy(), 0.0),
+            Action::Retry {
+                delay: Duration::from_secs(1),
+                counts: false
+            }
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::Outcome;
+use crate::scope::ScopeThrottles;
 use crate::worker::{NumberWorker, WorkerConfig};
 
 pub struct Supervisor {
@@ -39,6 +40,7 @@ pub struct Supervisor {
     consumer: String,
     ttl: Duration,
     held: Arc<HeldCampaigns>,
+    scopes: Arc<ScopeThrottles>,
 }
 
 /// A number this sender holds.
@@ -59,6 +61,7 @@ impl Supervisor {
         outcomes: mpsc::Sender<Outcome>,
     ) -> anyhow::Result<Self> {
         let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
+        let keys_for_scopes = keys.clone();
         let ttl = Duration::from_millis(settings.sender.lease_ttl_ms.max(300));
         let consumer = if settings.sender.consumer.is_empty() {
             format!("sender-{}", uuid::Uuid::new_v4().simple())
@@ -76,6 +79,7 @@ impl Supervisor {
             consumer,
             ttl,
             held: Arc::default(),
+            scopes: Arc::new(ScopeThrottles::new(keys_for_scopes)),
         })
     }
 
@@ -99,6 +103,10 @@ impl Supervisor {
         let refresher = {
             let (held, pool, stop) = (self.held.clone(), self.pool.clone(), shutdown.clone());
             tokio::spawn(async move { held.keep_fresh(pool, stop).await })
+        };
+        let scope_refresher = {
+            let (scopes, redis, stop) = (self.scopes.clone(), self.redis.clone(), shutdown.clone());
+            tokio::spawn(async move { scopes.keep_fresh(redis, stop).await })
         };
         loop {
             if let Err(e) = self
@@ -138,6 +146,7 @@ impl Supervisor {
         }
         let _: redis::RedisResult<()> = self.redis.zrem(self.keys.senders(), &self.consumer).await;
         let _ = refresher.await;
+        let _ = scope_refresher.await;
     }
 
     /// One round: heartbeat, renew held leases, then give up or take numbers to reach this
@@ -272,6 +281,7 @@ impl Supervisor {
                 number: id,
                 version: row.updated_at,
                 phone_number_id: row.phone_number_id,
+                waba_id: row.waba_id,
                 token,
                 rate: u32::try_from(row.current_rate)
                     .unwrap_or(s.default_rate)
@@ -284,9 +294,11 @@ impl Supervisor {
                 retry_poll: Duration::from_millis(s.retry_poll_ms),
                 reconciliation_window: Duration::from_millis(s.reconciliation_window_ms),
                 consumer: self.consumer.clone(),
+                scope_throttle: Duration::from_millis(s.scope_throttle_ms),
             },
             lease,
             self.held.clone(),
+            self.scopes.clone(),
             &self.settings.redis,
             self.redis.clone(),
             self.pool.clone(),

@@ -46,6 +46,7 @@ use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::pacing::{Pacer, Signal};
 use crate::recorder::Outcome;
+use crate::scope::{ScopeThrottles, scope_of};
 
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
@@ -55,6 +56,7 @@ pub struct WorkerConfig {
     /// The number row's `updated_at` when it was read.
     pub version: chrono::DateTime<chrono::Utc>,
     pub phone_number_id: String,
+    pub waba_id: String,
     pub token: SecretString,
     pub rate: u32,
     /// The most the number may send (its throughput tier).
@@ -66,6 +68,8 @@ pub struct WorkerConfig {
     pub retry_poll: Duration,
     pub reconciliation_window: Duration,
     pub consumer: String,
+    /// How long an app or WABA hold lasts (see `scope`).
+    pub scope_throttle: Duration,
 }
 
 /// A claimed entry whose send may already have happened, waiting for its receipt.
@@ -91,6 +95,7 @@ pub struct NumberWorker {
     outcomes: mpsc::Sender<Outcome>,
     lease: Arc<Lease>,
     held: Arc<HeldCampaigns>,
+    scopes: Arc<ScopeThrottles>,
     parked: String,
     pool: PgPool,
     ambiguous: Vec<Ambiguous>,
@@ -106,6 +111,7 @@ impl NumberWorker {
         config: WorkerConfig,
         lease: Arc<Lease>,
         held: Arc<HeldCampaigns>,
+        scopes: Arc<ScopeThrottles>,
         redis_settings: &RedisSettings,
         mut commands: ConnectionManager,
         pool: PgPool,
@@ -117,6 +123,8 @@ impl NumberWorker {
         conn::ensure_group(&mut commands, &stream, SENDER_GROUP).await?;
         // A blocking read holds its connection: one per number.
         let reads = conn::connect(redis_settings, None).await?;
+        scopes.watch(&config.waba_id);
+        scopes.refresh(&mut commands).await?;
         let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, Instant::now());
         let rate = pacer.rate();
         Ok(Self {
@@ -135,6 +143,7 @@ impl NumberWorker {
             outcomes,
             lease,
             held,
+            scopes,
             pool,
             ambiguous: Vec::new(),
         })
@@ -384,6 +393,10 @@ impl NumberWorker {
             self.rate = target;
         }
         self.limiter.until_ready().await;
+        // The app or the number's WABA met a Graph rate limit: nothing goes until it ends.
+        while let Some(left) = self.scopes.hold(&self.config.waba_id) {
+            tokio::time::sleep(left.min(crate::scope::REFRESH)).await;
+        }
         if !self.lease.is_valid() {
             // Left pending: the next owner takes it over.
             return Err(LeaseLost.into());
@@ -397,6 +410,7 @@ impl NumberWorker {
             self.target_rate.clone(),
             self.pool.clone(),
         );
+        let (scopes, mut redis) = (self.scopes.clone(), self.commands.clone());
         tokio::spawn(async move {
             let result = client
                 .send_message(
@@ -416,6 +430,16 @@ impl NumberWorker {
                     .set(rate);
                 if let Err(e) = numbers::set_rate(&pool, config.number, rate as i32).await {
                     tracing::warn!(number = %config.number, error = %e, "cannot store the rate");
+                }
+            }
+            if let SendResult::Rejected {
+                error, retry_after, ..
+            } = &result
+                && let Some(scope) = scope_of(error.code, &config.waba_id)
+            {
+                let length = config.scope_throttle.max(retry_after.unwrap_or_default());
+                if let Err(e) = scopes.throttle(&mut redis, &scope, length).await {
+                    tracing::error!(scope, error = %e, "cannot share the hold with other senders");
                 }
             }
             let outcome = Outcome {

@@ -24,8 +24,12 @@ pub struct CloudApiClient {
 pub enum SendResult {
     /// HTTP 200: Meta accepted the message (accepted, not delivered).
     Accepted { wamid: String },
-    /// Meta answered with a Graph error.
-    Rejected { http_status: u16, error: GraphError },
+    /// Meta answered with a Graph error, perhaps saying when to try again (`Retry-After`).
+    Rejected {
+        http_status: u16,
+        error: GraphError,
+        retry_after: Option<Duration>,
+    },
     /// No usable answer.
     Transport(TransportFailure),
 }
@@ -86,6 +90,7 @@ impl CloudApiClient {
             Err(e) => return SendResult::Transport(transport_failure(&e)),
         };
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let bytes = match response.bytes().await {
             Ok(b) => b,
             Err(e) => return SendResult::Transport(transport_failure(&e)),
@@ -107,6 +112,7 @@ impl CloudApiClient {
             Ok(body) => SendResult::Rejected {
                 http_status: status.as_u16(),
                 error: body.error,
+                retry_after,
             },
             Err(_) => SendResult::Transport(TransportFailure::Ambiguous(format!(
                 "HTTP {} without a Graph error body",
@@ -116,11 +122,105 @@ impl CloudApiClient {
     }
 }
 
+/// `Retry-After` in seconds (Meta documents none, but honours it where a proxy or a future
+/// API version sends one); the HTTP-date form is not used by Graph and is ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 fn transport_failure(e: &reqwest::Error) -> TransportFailure {
     // reqwest's Display never includes headers, so the token cannot leak through it.
     if e.is_connect() {
         TransportFailure::NotSent(e.to_string())
     } else {
         TransportFailure::Ambiguous(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    async fn client(server: &MockServer) -> CloudApiClient {
+        CloudApiClient::new(&WhatsAppSettings {
+            base_url: server.uri(),
+            api_version: "v23.0".into(),
+            request_timeout_ms: 5000,
+            connect_timeout_ms: 1000,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_accepted_send_gives_the_wamid() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v23.0/123/messages"))
+            .and(header("authorization", "Bearer secret"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": "+447400000001", "wa_id": "447400000001"}],
+                "messages": [{"id": "wamid.OK"}]
+            })))
+            .mount(&server)
+            .await;
+        let result = client(&server)
+            .await
+            .send_message(
+                "123",
+                &SecretString::from("secret"),
+                Bytes::from_static(b"{}"),
+            )
+            .await;
+        assert_eq!(
+            result,
+            SendResult::Accepted {
+                wamid: "wamid.OK".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_graph_error_carries_its_retry_after() {
+        let server = MockServer::start().await;
+        let error = serde_json::json!({"error": {
+            "message": "(#131000) Something went wrong", "type": "OAuthException",
+            "code": 131000, "fbtrace_id": "A"
+        }});
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(500)
+                    .insert_header("retry-after", "17")
+                    .set_body_json(error),
+            )
+            .mount(&server)
+            .await;
+        let result = client(&server)
+            .await
+            .send_message(
+                "123",
+                &SecretString::from("secret"),
+                Bytes::from_static(b"{}"),
+            )
+            .await;
+        let SendResult::Rejected {
+            http_status,
+            error,
+            retry_after,
+        } = result
+        else {
+            panic!("a Graph error body is a rejection: {result:?}");
+        };
+        assert_eq!((http_status, error.code), (500, 131000));
+        assert_eq!(retry_after, Some(Duration::from_secs(17)));
     }
 }

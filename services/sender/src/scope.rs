@@ -1,0 +1,185 @@
+//! App- and WABA-wide holds (THROTTLE-SCOPE in the reference: codes 4 and 80007). When one
+//! number meets such a limit, every number of that scope holds its sends: in this process at
+//! once, and in every other sender within `REFRESH`, through a Redis key whose expiry is the
+//! end of the hold. The message that met the limit is retried without using an attempt.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_shared::stream::Keys;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+pub const REFRESH: Duration = Duration::from_millis(250);
+
+/// Sets a scope's hold to end at ARGV[1] (Unix ms; the key expires then, ARGV[2] ms from now)
+/// unless it already ends later.
+const EXTEND_HOLD: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+";
+
+/// The scope a Graph rate-limit error holds: the whole app (4) or the number's WABA (80007).
+pub fn scope_of(code: i64, waba: &str) -> Option<String> {
+    match code {
+        4 => Some(APP.to_owned()),
+        80007 => Some(waba_scope(waba)),
+        _ => None,
+    }
+}
+
+const APP: &str = "app";
+
+fn waba_scope(waba: &str) -> String {
+    format!("waba:{waba}")
+}
+
+pub struct ScopeThrottles {
+    keys: Keys,
+    /// Scope → the Unix ms its hold ends.
+    until: RwLock<HashMap<String, i64>>,
+    /// The scopes of the numbers this process sends for.
+    watched: Mutex<HashSet<String>>,
+}
+
+impl ScopeThrottles {
+    pub fn new(keys: Keys) -> Self {
+        Self {
+            keys,
+            until: RwLock::default(),
+            watched: Mutex::new(HashSet::from([APP.to_owned()])),
+        }
+    }
+
+    /// Follows the holds of a number of `waba`.
+    pub fn watch(&self, waba: &str) {
+        self.watched
+            .lock()
+            .expect("scope lock")
+            .insert(waba_scope(waba));
+    }
+
+    /// How long a number of `waba` must still hold its sends, if at all.
+    pub fn hold(&self, waba: &str) -> Option<Duration> {
+        let until = self.until.read().expect("scope lock");
+        let end = [APP.to_owned(), waba_scope(waba)]
+            .iter()
+            .filter_map(|scope| until.get(scope))
+            .max()
+            .copied()?;
+        let left = end - Utc::now().timestamp_millis();
+        (left > 0).then(|| Duration::from_millis(left as u64))
+    }
+
+    /// Holds every number of `scope` for `length`, here at once and in other senders through
+    /// Redis; a longer hold already under way is kept.
+    pub async fn throttle(
+        &self,
+        redis: &mut ConnectionManager,
+        scope: &str,
+        length: Duration,
+    ) -> redis::RedisResult<()> {
+        let end = Utc::now().timestamp_millis() + length.as_millis() as i64;
+        {
+            let mut until = self.until.write().expect("scope lock");
+            let kept = until.entry(scope.to_owned()).or_default();
+            if *kept >= end {
+                return Ok(());
+            }
+            *kept = end;
+        }
+        tracing::warn!(
+            scope,
+            hold_ms = length.as_millis() as u64,
+            "Graph rate limit: every number of the scope holds its sends"
+        );
+        metrics::counter!("herald_sender_scope_holds_total").increment(1);
+        redis::Script::new(EXTEND_HOLD)
+            .key(self.keys.scope_throttle(scope))
+            .arg(end)
+            .arg(length.as_millis() as u64)
+            .invoke_async(redis)
+            .await
+    }
+
+    /// Reads the holds of the watched scopes from Redis.
+    pub async fn refresh(&self, redis: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let scopes: Vec<String> = self
+            .watched
+            .lock()
+            .expect("scope lock")
+            .iter()
+            .cloned()
+            .collect();
+        let keys: Vec<String> = scopes.iter().map(|s| self.keys.scope_throttle(s)).collect();
+        let ends: Vec<Option<i64>> = redis.mget(&keys).await?;
+        let mut fresh: HashMap<String, i64> = scopes
+            .into_iter()
+            .zip(ends)
+            .filter_map(|(scope, end)| Some((scope, end?)))
+            .collect();
+        let mut until = self.until.write().expect("scope lock");
+        let now = Utc::now().timestamp_millis();
+        // Holds only ever grow: one set here but not yet in Redis is kept until it ends.
+        for (scope, end) in until.drain().filter(|(_, end)| *end > now) {
+            let kept = fresh.entry(scope).or_default();
+            *kept = (*kept).max(end);
+        }
+        *until = fresh;
+        Ok(())
+    }
+
+    /// Refreshes until `shutdown`.
+    pub async fn keep_fresh(&self, mut redis: ConnectionManager, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.refresh(&mut redis).await {
+                tracing::error!(error = %e, "cannot read app and WABA holds");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_4_holds_the_app_and_80007_the_waba() {
+        assert_eq!(scope_of(4, "w1").as_deref(), Some("app"));
+        assert_eq!(scope_of(80007, "w1").as_deref(), Some("waba:w1"));
+        assert_eq!(scope_of(130429, "w1"), None);
+    }
+
+    #[test]
+    fn a_hold_applies_to_its_scope_only_and_ends() {
+        let throttles = ScopeThrottles::new(Keys::new("t"));
+        let now = Utc::now().timestamp_millis();
+        throttles.until.write().unwrap().extend([
+            ("waba:w1".to_owned(), now + 60_000),
+            ("waba:w2".to_owned(), now - 1),
+        ]);
+        let left = throttles.hold("w1").expect("w1 is held");
+        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+        assert_eq!(throttles.hold("w2"), None, "an ended hold holds nothing");
+        assert_eq!(throttles.hold("w3"), None);
+        throttles
+            .until
+            .write()
+            .unwrap()
+            .insert("app".into(), now + 5_000);
+        assert!(
+            throttles.hold("w3").is_some(),
+            "an app hold holds every WABA"
+        );
+    }
+}
