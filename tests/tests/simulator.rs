@@ -172,6 +172,28 @@ async fn an_open_sandbox_answers_like_the_cloud_api_and_counts_repeats() {
 }
 
 #[tokio::test]
+async fn a_send_from_an_owner_older_than_one_seen_is_a_fence_violation() {
+    let ctx = TestContext::new().await;
+    let sim = Sim::start(&ctx, "", json!({})).await;
+    for (i, fence) in [3, 3, 5, 4, 5].into_iter().enumerate() {
+        let r = sim
+            .http
+            .post(sim.url(&format!("/v24.0/{NUMBER}/messages")))
+            .bearer_auth("token")
+            .header(herald_shared::whatsapp::FENCE_HEADER, fence.to_string())
+            .json(&template(&format!("+44740000001{i}"), &["Ann"]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let s = sim.stats().await;
+    assert_eq!((s.fences[NUMBER], s.fence_violations), (5, 1));
+    sim.stop().await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn malformed_requests_get_error_100_and_a_bad_token_gets_401_with_190() {
     let ctx = TestContext::new().await;
     let sim = Sim::start(

@@ -411,11 +411,13 @@ impl NumberWorker {
             self.pool.clone(),
         );
         let (scopes, mut redis) = (self.scopes.clone(), self.commands.clone());
+        let fence = self.lease.fence;
         tokio::spawn(async move {
             let result = client
                 .send_message(
                     &config.phone_number_id,
                     &config.token,
+                    fence,
                     entry.payload.clone(),
                 )
                 .await;

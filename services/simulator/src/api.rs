@@ -116,6 +116,12 @@ pub async fn send_message(
     if let Err((code, details)) = authorize(&active, &headers, &phone_number_id) {
         return graph_error(&state, code, &details);
     }
+    if let Some(fence) = headers
+        .get(herald_shared::whatsapp::FENCE_HEADER)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+    {
+        state.sim.observe_fence(&phone_number_id, fence);
+    }
     let message: SendBody = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => return graph_error(&state, 100, &format!("Invalid parameter: {e}")),

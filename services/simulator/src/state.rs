@@ -88,6 +88,9 @@ struct NumberState {
     duplicate_recipients: u64,
     callbacks: HashMap<u64, u32>,
     duplicate_callbacks: u64,
+    /// The highest sender fencing token seen, and sends that came with a lower one.
+    fence: i64,
+    fence_violations: u64,
 }
 
 #[derive(Default)]
@@ -167,6 +170,13 @@ pub struct StatsReport {
     pub duplicates: BTreeMap<String, Duplicates>,
     /// The most messages accepted in any one-second window, per number.
     pub max_per_second: BTreeMap<String, u64>,
+    /// Per number, the highest sender fencing token seen (`x-herald-fence`); and sends, over
+    /// all numbers, whose token was lower than one already seen for their number: each is a
+    /// send by an owner that had lost the number.
+    #[serde(default)]
+    pub fences: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub fence_violations: u64,
     /// Webhook POSTs answered 2xx, given up on, and retried.
     pub webhooks_delivered: u64,
     pub webhooks_failed: u64,
@@ -352,6 +362,17 @@ impl Sim {
         outcome(Some(Acceptance { wamid, fails_with }))
     }
 
+    /// Notes a send's fencing token (`x-herald-fence`): one lower than a token already seen
+    /// for the number came from an owner that had lost the number to another.
+    pub fn observe_fence(&self, phone_number_id: &str, fence: i64) {
+        let number = self.number(phone_number_id);
+        let mut n = number.lock().expect("number lock");
+        if fence < n.fence {
+            n.fence_violations += 1;
+        }
+        n.fence = n.fence.max(fence);
+    }
+
     /// Counts `recipient` against the portfolio's unique recipients in the last 24 h.
     fn within_daily_cap(&self, portfolio: &str, recipient: &str, cap: u32, now: Instant) -> bool {
         let mut portfolios = self.portfolios.lock().expect("portfolio lock");
@@ -396,6 +417,8 @@ impl Sim {
             r.max_per_second.insert(id.clone(), n.max_window as u64);
             r.duplicate_recipients += n.duplicate_recipients;
             r.duplicate_callbacks += n.duplicate_callbacks;
+            r.fence_violations += n.fence_violations;
+            r.fences.insert(id.clone(), n.fence);
             if n.duplicate_recipients + n.duplicate_callbacks > 0 {
                 r.duplicates.insert(
                     id.clone(),

@@ -12,6 +12,11 @@ use super::SendResponse;
 use super::errors::{GraphError, GraphErrorBody};
 use crate::settings::WhatsAppSettings;
 
+/// Carries the sending owner's lease fencing token (design §5). Meta ignores it; a fencing
+/// proxy, or the simulator's `fence_violations`, can check with it that a number's sends never
+/// come from an owner older than one already seen.
+pub const FENCE_HEADER: &str = "x-herald-fence";
+
 #[derive(Debug, Clone)]
 pub struct CloudApiClient {
     http: reqwest::Client,
@@ -57,11 +62,13 @@ impl CloudApiClient {
         })
     }
 
-    /// POSTs an already rendered message body for the business number `phone_number_id`.
+    /// POSTs an already rendered message body for the business number `phone_number_id`, on
+    /// behalf of the lease holder with fencing token `fence`.
     pub async fn send_message(
         &self,
         phone_number_id: &str,
         token: &SecretString,
+        fence: i64,
         body: Bytes,
     ) -> SendResult {
         let url = format!(
@@ -82,6 +89,7 @@ impl CloudApiClient {
             .post(url)
             .header(AUTHORIZATION, auth)
             .header(CONTENT_TYPE, "application/json")
+            .header(FENCE_HEADER, fence)
             .body(body)
             .send()
             .await;
@@ -166,6 +174,7 @@ mod tests {
         Mock::given(method("POST"))
             .and(path("/v23.0/123/messages"))
             .and(header("authorization", "Bearer secret"))
+            .and(header(FENCE_HEADER, "7"))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "messaging_product": "whatsapp",
                 "contacts": [{"input": "+447400000001", "wa_id": "447400000001"}],
@@ -178,6 +187,7 @@ mod tests {
             .send_message(
                 "123",
                 &SecretString::from("secret"),
+                7,
                 Bytes::from_static(b"{}"),
             )
             .await;
@@ -209,6 +219,7 @@ mod tests {
             .send_message(
                 "123",
                 &SecretString::from("secret"),
+                7,
                 Bytes::from_static(b"{}"),
             )
             .await;

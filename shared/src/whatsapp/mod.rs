@@ -5,7 +5,7 @@ mod client;
 mod errors;
 pub mod webhook;
 
-pub use client::{CloudApiClient, SendResult, TransportFailure};
+pub use client::{CloudApiClient, FENCE_HEADER, SendResult, TransportFailure};
 pub use errors::{ErrorClass, GraphError, GraphErrorBody, classify};
 
 use serde::{Deserialize, Serialize};
