@@ -110,6 +110,8 @@ pub struct SenderSettings {
     /// How long every number of an app or WABA holds its sends after a Graph rate-limit error
     /// for that scope (4, 80007), unless Meta's `Retry-After` asks for longer.
     pub scope_throttle_ms: u64,
+    /// The rolling window of a portfolio's daily recipient limit (24 h; shorter only to test).
+    pub daily_cap_window_ms: u64,
     pub retry_poll_ms: u64,
     pub discovery_interval_ms: u64,
     /// How long a number's lease lasts without renewal: a crashed sender's numbers are taken

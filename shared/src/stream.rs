@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use crate::domain::{CampaignId, MessageId, NumberId};
+use crate::domain::{CampaignId, MessageId, NumberId, TenantId};
 
 /// The consumer group every number stream is read through.
 pub const SENDER_GROUP: &str = "senders";
@@ -77,6 +77,12 @@ impl Keys {
     /// The set of active number ids.
     pub fn numbers(&self) -> String {
         format!("{}:numbers", self.prefix)
+    }
+
+    /// The recipients a tenant's business portfolio reached in the last 24 h, scored by when
+    /// (Unix ms): its daily messaging limit counts them.
+    pub fn portfolio_reached(&self, tenant: TenantId, portfolio: &str) -> String {
+        format!("{}:{{portfolio:{tenant}:{portfolio}}}:reached", self.prefix)
     }
 
     /// Present while every number of `scope` (`app`, or `waba:<id>`) must hold its sends

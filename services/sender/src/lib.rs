@@ -2,6 +2,7 @@
 //! number with its own limiter and in-flight window, calls the Cloud API, and records every
 //! outcome in Postgres before acknowledging it.
 
+mod daily_cap;
 mod held;
 mod lease;
 mod outcome;

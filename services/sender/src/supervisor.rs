@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::daily_cap::DailyCap;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::Outcome;
@@ -295,6 +296,14 @@ impl Supervisor {
                 reconciliation_window: Duration::from_millis(s.reconciliation_window_ms),
                 consumer: self.consumer.clone(),
                 scope_throttle: Duration::from_millis(s.scope_throttle_ms),
+                daily_cap: match (&row.portfolio_id, row.daily_recipient_limit) {
+                    (Some(portfolio), Some(limit)) => Some(DailyCap {
+                        key: self.keys.portfolio_reached(row.tenant_id, portfolio),
+                        limit: limit.max(1) as u32,
+                        window: Duration::from_millis(s.daily_cap_window_ms.max(1)),
+                    }),
+                    _ => None,
+                },
             },
             lease,
             self.held.clone(),

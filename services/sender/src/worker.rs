@@ -42,6 +42,7 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::daily_cap::DailyCap;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::pacing::{Pacer, Signal};
@@ -70,6 +71,8 @@ pub struct WorkerConfig {
     pub consumer: String,
     /// How long an app or WABA hold lasts (see `scope`).
     pub scope_throttle: Duration,
+    /// The number's portfolio's daily recipient limit, if it has one.
+    pub daily_cap: Option<DailyCap>,
 }
 
 /// A claimed entry whose send may already have happened, waiting for its receipt.
@@ -365,25 +368,49 @@ impl NumberWorker {
         self.dispatch_entry(raw.id, entry).await
     }
 
+    /// Moves an entry from the stream into the sorted set `set` with `score`, atomically.
+    async fn set_aside(
+        &mut self,
+        set: &str,
+        entry: &Entry,
+        score: i64,
+        stream_id: &str,
+    ) -> anyhow::Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .zadd(set, entry.encode(), score)
+            .ignore()
+            .xack(&*self.stream, SENDER_GROUP, &[stream_id])
+            .ignore()
+            .xdel(&*self.stream, &[stream_id])
+            .ignore()
+            .query_async(&mut self.commands)
+            .await?;
+        Ok(())
+    }
+
     /// Starts one send, paced and within the window, if the lease still allows it. An entry of
     /// a paused campaign is parked instead, and one of a cancelled campaign acknowledged.
     async fn dispatch_entry(&mut self, stream_id: String, entry: Entry) -> anyhow::Result<()> {
         match self.held.state(entry.campaign) {
             None => {}
             Some(CampaignState::Paused) => {
-                let _: () = redis::pipe()
-                    .atomic()
-                    .zadd(&self.parked, entry.encode(), entry.message.0)
-                    .ignore()
-                    .xack(&*self.stream, SENDER_GROUP, &[&stream_id])
-                    .ignore()
-                    .xdel(&*self.stream, &[&stream_id])
-                    .ignore()
-                    .query_async(&mut self.commands)
-                    .await?;
-                return Ok(());
+                let parked = self.parked.clone();
+                return self
+                    .set_aside(&parked, &entry, entry.message.0, &stream_id)
+                    .await;
             }
             Some(_) => return self.ack(&[&stream_id]).await,
+        }
+        if let Some(cap) = &self.config.daily_cap
+            && let Some(wait) = cap.admit(&mut self.commands, &entry.payload).await?
+        {
+            // The portfolio reached its limit: back to the retry set, unspent, until a place
+            // frees up.
+            metrics::counter!("herald_sender_daily_cap_waits_total").increment(1);
+            let due = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
+            let retry_set = self.retry_set.clone();
+            return self.set_aside(&retry_set, &entry, due, &stream_id).await;
         }
         let permit = self.permits.clone().acquire_owned().await?;
         let target = self.target_rate.load(Ordering::Relaxed);

@@ -18,6 +18,8 @@ pub struct NumberRow {
     pub current_rate: i32,
     pub portfolio_id: Option<String>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The portfolio's limit of unique recipients per rolling 24 h; `None` is unlimited.
+    pub daily_recipient_limit: Option<i32>,
 }
 
 pub struct NewNumber<'a> {
@@ -56,10 +58,14 @@ pub async fn insert_number(pool: &PgPool, n: &NewNumber<'_>) -> sqlx::Result<boo
 }
 
 pub async fn get_number(pool: &PgPool, id: NumberId) -> sqlx::Result<Option<NumberRow>> {
-    sqlx::query_as("SELECT * FROM sender_numbers WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(
+        "SELECT n.*, p.daily_recipient_limit FROM sender_numbers n
+         LEFT JOIN portfolios p ON p.tenant_id = n.tenant_id AND p.id = n.portfolio_id
+         WHERE n.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The numbers among `ids` that belong to `tenant`.
@@ -149,4 +155,33 @@ pub async fn set_rate(pool: &PgPool, id: NumberId, rate: i32) -> sqlx::Result<()
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Sets the daily recipient limit of one of `tenant`'s portfolios (`None`: unlimited), and
+/// touches its numbers so that their senders restart with it.
+pub async fn set_portfolio_limit(
+    pool: &PgPool,
+    tenant: TenantId,
+    portfolio: &str,
+    limit: Option<i32>,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO portfolios (tenant_id, id, daily_recipient_limit) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, id)
+         DO UPDATE SET daily_recipient_limit = $3, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(portfolio)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE sender_numbers SET updated_at = now() WHERE tenant_id = $1 AND portfolio_id = $2",
+    )
+    .bind(tenant)
+    .bind(portfolio)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }

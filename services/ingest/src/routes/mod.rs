@@ -22,6 +22,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/numbers", post(numbers::create))
         .route("/v1/numbers/{id}/token", put(numbers::update_token))
         .route("/v1/numbers/{id}/resume", post(numbers::resume))
+        .route("/v1/portfolios/{id}", put(numbers::set_portfolio_limit))
         .route("/v1/campaigns", post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route(

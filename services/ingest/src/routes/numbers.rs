@@ -41,6 +41,9 @@ pub struct NumberView {
     pub state: NumberState,
     pub throughput_ceiling: u32,
     pub rate: u32,
+    /// The business portfolio whose daily recipient limit the number shares.
+    #[serde(default)]
+    pub portfolio_id: Option<String>,
 }
 
 pub async fn create(
@@ -77,6 +80,12 @@ pub async fn create(
             details: problems,
         });
     }
+    let portfolio = req
+        .portfolio_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
     let id = NumberId::new();
     let token = state.cipher.encrypt(&req.access_token, id.0.as_bytes());
     let inserted = numbers::insert_number(
@@ -90,7 +99,7 @@ pub async fn create(
             access_token: &token,
             throughput_ceiling: ceiling as i32,
             current_rate: rate as i32,
-            portfolio_id: req.portfolio_id.as_deref(),
+            portfolio_id: portfolio.as_deref(),
         },
     )
     .await?;
@@ -113,6 +122,7 @@ pub async fn create(
             state: NumberState::Active,
             throughput_ceiling: ceiling,
             rate,
+            portfolio_id: portfolio,
         }),
     ))
 }
@@ -157,5 +167,39 @@ pub async fn resume(
         return Err(ApiError::NotFound("number"));
     }
     tracing::info!(number = %id, "number resumed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct PortfolioLimit {
+    /// Unique recipients per rolling 24 h (Meta's messaging limit: 250, 2,000, 10,000,
+    /// 100,000); `null` for unlimited.
+    daily_recipient_limit: Option<u32>,
+}
+
+/// Sets the messaging limit of a business portfolio, shared by the tenant's numbers that name
+/// it as their `portfolio_id`. Messages to new recipients beyond it wait for capacity.
+pub async fn set_portfolio_limit(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    axum::extract::Path(portfolio): axum::extract::Path<String>,
+    ApiJson(req): ApiJson<PortfolioLimit>,
+) -> Result<StatusCode, ApiError> {
+    let limit = match req.daily_recipient_limit {
+        None => None,
+        Some(n) if (1..=i32::MAX as u32).contains(&n) => Some(n as i32),
+        Some(_) => {
+            return Err(ApiError::Invalid {
+                message: "the limit is out of range".into(),
+                details: vec![FieldError {
+                    row: None,
+                    field: "daily_recipient_limit".into(),
+                    reason: "must be at least 1, or null for unlimited".into(),
+                }],
+            });
+        }
+    };
+    numbers::set_portfolio_limit(&state.pool, tenant, portfolio.trim(), limit).await?;
+    tracing::info!(portfolio = %portfolio, ?limit, "portfolio limit set");
     Ok(StatusCode::NO_CONTENT)
 }

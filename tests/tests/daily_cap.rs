@@ -1,0 +1,97 @@
+//! A portfolio's daily recipient limit: messages to recipients beyond it wait, unspent, until
+//! the oldest reached recipient leaves the rolling window (2 s in the test configuration
+//! instead of 24 h), then go; nothing fails.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use herald::stack::{Roles, Stack};
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// Accepts every send, noting when it came.
+struct Recording(Mutex<Vec<Instant>>);
+
+impl wiremock::Respond for &'static Recording {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut seen = self.0.lock().unwrap();
+        seen.push(Instant::now());
+        ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp",
+            "contacts": [{"input": "+447400000000", "wa_id": "447400000000"}],
+            "messages": [{"id": format!("wamid.{}", seen.len())}]}))
+    }
+}
+
+#[tokio::test]
+async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
+    let recording: &'static Recording = Box::leak(Box::new(Recording(Mutex::default())));
+    let cloud_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(recording)
+        .mount(&cloud_api)
+        .await;
+    let ctx = TestContext::new().await;
+    let window = Duration::from_millis(ctx.settings.sender.daily_cap_window_ms);
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    let roles = Roles {
+        ingest: true,
+        sender: true,
+        webhook: false,
+        simulator: false,
+    };
+    let stack = Stack::start(settings, roles).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+
+    let refused = api
+        .put("/v1/portfolios/pf-1", &json!({"daily_recipient_limit": 0}))
+        .await;
+    assert!(refused.is_err(), "a limit of 0 is refused");
+    api.put("/v1/portfolios/pf-1", &json!({"daily_recipient_limit": 3}))
+        .await
+        .unwrap();
+    let number: serde_json::Value = api
+        .post(
+            "/v1/numbers",
+            &json!({"phone_number_id": "300000000001", "waba_id": "w",
+                    "display_number": "+300000000001", "access_token": "t",
+                    "rate": 50, "portfolio_id": "pf-1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(number["portfolio_id"], "pf-1");
+    let campaign = api
+        .create_campaign(
+            "capped",
+            "spring_sale_2026",
+            "en_GB",
+            &[serde_json::from_value(number["id"].clone()).unwrap()],
+        )
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(5)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+
+    let c = eventually("every message sent", Duration::from_secs(30), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.sent == 5).then_some(c)
+    })
+    .await;
+    assert_eq!(c.failed, 0);
+    let times = recording.0.lock().unwrap().clone();
+    assert_eq!(times.len(), 5, "each message went once");
+    // At 50 msg/s all five would go within 100 ms; the limit let three go, and the other two
+    // only once the first recipients had left the window.
+    let first = times[0];
+    assert!(times[2] - first < window / 2, "three went at once");
+    assert!(
+        times[3] - first >= window - Duration::from_millis(500),
+        "the fourth waited for the window: {:?}",
+        times[3] - first
+    );
+    assert_counters_match(&ctx.pool, campaign.id).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
