@@ -3,6 +3,7 @@
 
   bench-figures.py row <run> <json>   one table row
   bench-figures.py median             the medians of the JSON lines on stdin
+  bench-figures.py b3-row <run> <json> / b3-median   the same for B3's adaptation figures
 """
 import json
 import statistics
@@ -34,8 +35,40 @@ def median(lines):
     )
 
 
+def seconds(value):
+    return "never" if value is None else f"{value:.1f}"
+
+
+def b3_row(run, figures):
+    f = json.loads(figures)
+    return (
+        f"| {run} | {seconds(f['seconds_to_90_percent'])} | {f['mean_rate_after']:.0f} "
+        f"| {100 * f['rejected_share_after']:.2f}% "
+        f"| {seconds(f['seconds_back_under_lowered_cap'])} |"
+    )
+
+
+def b3_median(lines):
+    runs = [json.loads(line) for line in lines if line.strip()]
+
+    def m(key):
+        values = [r[key] for r in runs]
+        # A run that never got there counts as the slowest.
+        return statistics.median(float("inf") if v is None else v for v in values)
+
+    return (
+        f"{m('seconds_to_90_percent'):.1f} s to 90% of the hidden cap, "
+        f"{m('mean_rate_after'):.0f} msg/s after, "
+        f"{100 * m('rejected_share_after'):.2f}% answered 130429 after, "
+        f"{m('seconds_back_under_lowered_cap'):.1f} s back under the lowered cap"
+    )
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "row":
-        print(row(sys.argv[2], sys.argv[3]))
+    commands = {"row": row, "b3-row": b3_row}
+    if sys.argv[1] in commands:
+        print(commands[sys.argv[1]](sys.argv[2], sys.argv[3]))
+    elif sys.argv[1] == "b3-median":
+        print(b3_median(sys.stdin))
     else:
         print(median(sys.stdin))

@@ -4,10 +4,11 @@
 #
 #   scripts/bench.sh sim    the simulator's send endpoint under wrk (S1), and a cap of 80 msg/s
 #                           pushed as hard as wrk can (S2); 3 runs each, medians quoted
-#   scripts/bench.sh b1|b1-lat|b2
+#   scripts/bench.sh b1|b1-lat|b2|b3
 #                           a campaign through ingest and the sender against the simulator in
 #                           another process (`herald bench`), 3 runs, medians quoted; needs
-#                           Redis and Postgres (started privately like the tests' when absent)
+#                           Redis and Postgres (started privately like the tests' when absent);
+#                           b3 measures the adaptive rate against a cap it is not told
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -176,8 +177,46 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+bench_adaptation() {
+  local commit cores
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(git rev-parse --short HEAD)
+  cores=$(nproc)
+  local rows="" results=()
+  for run in $(seq 1 "$runs"); do
+    start_simulator ""
+    out=$(target/release/herald bench b3 --simulator "http://127.0.0.1:$sim_port")
+    stop_simulator
+    results+=("$out")
+    rows+=$(scripts/bench-figures.py b3-row "$run" "$out")$'\n'
+  done
+  local medians
+  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py b3-median)
+  local report
+  report=$(cat <<MD
+
+## b3 — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh b3\`: \`herald bench b3\` (ingest and sender in one release process) against
+\`herald simulator\` in another: one number, a simulator cap of 250 msg/s that Herald is not
+told, a start at 80 msg/s, a 4 s pacing window (\`sender.pacing.window_s\`; the default 300 s
+cannot climb from 80 to 250 within a minute), the cap lowered to 150 after 75 s, 95 s per run;
+$runs runs. Rates come from the simulator's counters sampled every 250 ms.
+
+| run | s to 90% of 250 | msg/s after | 130429 share after | s back under 150 |
+| --- | --- | --- | --- | --- |
+$rows
+**Median: $medians.**
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 case "${1:-}" in
   sim) bench_sim ;;
   b1 | b1-lat | b2) bench_herald "$1" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2" >&2; exit 2 ;;
+  b3) bench_adaptation ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3" >&2; exit 2 ;;
 esac

@@ -137,7 +137,7 @@ pub struct PacingSettings {
     pub max_error_share: f64,
     /// How much the rate goes up (0.10 = +10%)...
     pub increase: f64,
-    /// ...and down (0.20 = −20%) after `throttles_to_slow` rate-limit errors in a row.
+    /// ...and down (0.20 = −20%) after `throttles_to_slow` rate-limit errors within a second.
     pub decrease: f64,
     pub throttles_to_slow: u32,
     /// The rate never goes below this; nor above the number's throughput ceiling.

@@ -1,6 +1,7 @@
 //! Adaptive pacing: each number's rate follows what the Cloud API tells it. A pure state
 //! machine fed with each send's class and the time, so it is tested without clocks.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use herald_shared::settings::PacingSettings;
@@ -8,6 +9,12 @@ use herald_shared::settings::PacingSettings;
 /// After a cut, the throttles of sends already under way say nothing new: no further cut for
 /// this long, or a burst of in-flight refusals would drive the rate to the floor at once.
 const COOLDOWN: Duration = Duration::from_secs(1);
+
+/// `throttles_to_slow` rate-limit errors within this span cut the rate, accepted sends between
+/// them or not. Strictly consecutive errors are not enough: a number a little over its cap
+/// (a rolling one-second window) gets one refusal among many acceptances, so it would never
+/// slow down and be refused for ever (B3 measured 4.5% refused that way).
+const THROTTLE_SPAN: Duration = Duration::from_secs(1);
 
 /// What a send says about the number's rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +37,8 @@ pub struct Pacer {
     increase: f64,
     decrease: f64,
     throttles_to_slow: u32,
-    consecutive_throttles: u32,
+    /// The latest throttles, at most `throttles_to_slow` of them.
+    recent_throttles: VecDeque<Instant>,
     last_cut: Option<Instant>,
     window_start: Instant,
     sends: u64,
@@ -50,7 +58,7 @@ impl Pacer {
             increase: settings.increase,
             decrease: settings.decrease,
             throttles_to_slow: settings.throttles_to_slow.max(1),
-            consecutive_throttles: 0,
+            recent_throttles: VecDeque::new(),
             last_cut: None,
             window_start: now,
             sends: 0,
@@ -66,19 +74,24 @@ impl Pacer {
     pub fn record(&mut self, signal: Signal, now: Instant) -> Option<u32> {
         self.sends += 1;
         match signal {
-            Signal::Fine => self.consecutive_throttles = 0,
-            Signal::Failed => {
-                self.consecutive_throttles = 0;
-                self.errors += 1;
-            }
+            Signal::Fine => {}
+            Signal::Failed => self.errors += 1,
             Signal::Throttled => {
                 self.errors += 1;
-                self.consecutive_throttles += 1;
+                self.recent_throttles.push_back(now);
+                if self.recent_throttles.len() > self.throttles_to_slow as usize {
+                    self.recent_throttles.pop_front();
+                }
                 let cooling = self
                     .last_cut
                     .is_some_and(|t| now.duration_since(t) < COOLDOWN);
-                if self.consecutive_throttles >= self.throttles_to_slow && !cooling {
-                    self.consecutive_throttles = 0;
+                let dense = self.recent_throttles.len() == self.throttles_to_slow as usize
+                    && self
+                        .recent_throttles
+                        .front()
+                        .is_some_and(|first| now.duration_since(*first) < THROTTLE_SPAN);
+                if dense && !cooling {
+                    self.recent_throttles.clear();
                     self.last_cut = Some(now);
                     self.start_window(now);
                     let slower = ((self.rate as f64) * (1.0 - self.decrease)).floor() as u32;
@@ -157,14 +170,32 @@ mod tests {
     }
 
     #[test]
-    fn throttles_broken_by_a_success_do_not_slow_the_number() {
+    fn throttles_spread_thinner_than_three_a_second_do_not_slow_the_number() {
         let t0 = Instant::now();
         let mut p = Pacer::new(&settings(), 80, 1000, t0);
-        for _ in 0..10 {
-            assert_eq!(p.record(Signal::Throttled, t0), None);
-            assert_eq!(p.record(Signal::Throttled, t0), None);
-            assert_eq!(p.record(Signal::Fine, t0), None);
+        for i in 0..20 {
+            let t = t0 + Duration::from_millis(600 * i);
+            assert_eq!(p.record(Signal::Throttled, t), None);
+            assert_eq!(p.record(Signal::Fine, t), None);
         }
+    }
+
+    #[test]
+    fn three_throttles_within_a_second_slow_the_number_even_among_successes() {
+        // A little over a rolling-window cap: one refusal among many acceptances.
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&settings(), 253, 1000, t0);
+        let mut cut = None;
+        for i in 0..253u64 {
+            let t = t0 + Duration::from_millis(i * 1000 / 253);
+            let signal = if i % 84 == 83 {
+                Signal::Throttled
+            } else {
+                Signal::Fine
+            };
+            cut = cut.or(p.record(signal, t));
+        }
+        assert_eq!(cut, Some(202));
     }
 
     #[test]
