@@ -141,3 +141,50 @@ async fn cancelling_marks_every_unsent_message_cancelled_and_sends_nothing_more(
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_template_error_from_a_send_begun_before_the_resume_does_not_pause_again() {
+    use herald_shared::db::campaigns;
+    let ctx = TestContext::new().await;
+    let (campaign, _) = herald_tests::seed_campaign(&ctx, 1).await;
+    let tenant: herald_shared::domain::TenantId =
+        sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    let to = |from: CampaignState, to: CampaignState| {
+        let pool = ctx.pool.clone();
+        async move { campaigns::transition_campaign(&pool, tenant, campaign, &[from], to).await }
+    };
+    assert!(
+        to(CampaignState::Draft, CampaignState::Running)
+            .await
+            .unwrap()
+    );
+    let early_send = chrono::Utc::now();
+    assert!(
+        campaigns::pause_campaign(&ctx.pool, campaign, "template error 132001", early_send)
+            .await
+            .unwrap()
+    );
+    assert!(
+        to(CampaignState::Paused, CampaignState::Running)
+            .await
+            .unwrap()
+    );
+    // A send begun before the resume reports the same error late: stale.
+    assert!(
+        !campaigns::pause_campaign(&ctx.pool, campaign, "template error 132001", early_send)
+            .await
+            .unwrap()
+    );
+    // One begun after the resume still pauses it.
+    let late_send = chrono::Utc::now() + chrono::Duration::milliseconds(1);
+    assert!(
+        campaigns::pause_campaign(&ctx.pool, campaign, "template error 132001", late_send)
+            .await
+            .unwrap()
+    );
+    ctx.cleanup().await;
+}

@@ -45,13 +45,18 @@ impl ApiClient {
 
     /// PUTs `body` to `path`; a non-2xx answer is an `ApiRefusal`.
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(self.key.expose_secret())
-            .json(body)
-            .send()
-            .await?;
+        let request = self.http.put(format!("{}{path}", self.base)).json(body);
+        self.without_answer(request).await
+    }
+
+    /// POSTs to an action `path` that answers 204 (`/v1/numbers/{id}/resume`).
+    pub async fn act(&self, path: &str) -> anyhow::Result<()> {
+        let request = self.http.post(format!("{}{path}", self.base));
+        self.without_answer(request).await
+    }
+
+    async fn without_answer(&self, request: reqwest::RequestBuilder) -> anyhow::Result<()> {
+        let response = request.bearer_auth(self.key.expose_secret()).send().await?;
         read::<Value>(response).await.map(|_| ()).or_else(|e| {
             // 204 has no body to read.
             match e.downcast_ref::<serde_json::Error>() {

@@ -31,6 +31,8 @@ pub struct Outcome {
     pub number: NumberId,
     /// The number's row version the send was made with (see `numbers::pause_number`).
     pub number_version: chrono::DateTime<Utc>,
+    /// When the send began (see `campaigns::pause_campaign`).
+    pub started: chrono::DateTime<Utc>,
     pub stream: Arc<str>,
     pub retry_set: Arc<str>,
     pub stream_id: String,
@@ -164,9 +166,12 @@ impl Recorder {
                     writes
                         .retries
                         .push((now.timestamp_millis(), outcome.entry.encode()));
-                    pauses
-                        .campaigns
-                        .insert(outcome.entry.campaign, (code, title));
+                    let latest = pauses.campaigns.entry(outcome.entry.campaign).or_insert((
+                        code,
+                        title,
+                        outcome.started,
+                    ));
+                    latest.2 = latest.2.max(outcome.started);
                 }
             }
             writes.acks.push(outcome.stream_id);
@@ -215,9 +220,9 @@ impl Writer {
                 tracing::error!(number = %number, code, %title, state = ?state, "number paused: it needs an operator");
             }
         }
-        for (campaign, (code, title)) in &plan.pauses.campaigns {
+        for (campaign, (code, title, started)) in &plan.pauses.campaigns {
             let reason = format!("template error {code}: {title}");
-            if campaigns::pause_campaign(&mut *tx, *campaign, &reason).await? {
+            if campaigns::pause_campaign(&mut *tx, *campaign, &reason, *started).await? {
                 tracing::error!(campaign = %campaign, code, %title, "campaign paused: its template cannot be sent");
             }
         }
@@ -256,7 +261,8 @@ struct Plan {
 #[derive(Default)]
 struct Pauses {
     numbers: BTreeMap<NumberId, (NumberState, chrono::DateTime<Utc>, i32, String)>,
-    campaigns: BTreeMap<CampaignId, (i32, String)>,
+    /// With the latest start of the batch's sends that met the error.
+    campaigns: BTreeMap<CampaignId, (i32, String, chrono::DateTime<Utc>)>,
 }
 
 struct NumberWrites {

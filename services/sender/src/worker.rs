@@ -439,6 +439,7 @@ impl NumberWorker {
         );
         let (scopes, mut redis) = (self.scopes.clone(), self.commands.clone());
         let fence = self.lease.fence;
+        let started = chrono::Utc::now();
         tokio::spawn(async move {
             let result = client
                 .send_message(
@@ -474,6 +475,7 @@ impl NumberWorker {
             let outcome = Outcome {
                 number: config.number,
                 number_version: config.version,
+                started,
                 stream,
                 retry_set,
                 stream_id,

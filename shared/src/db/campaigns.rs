@@ -129,7 +129,8 @@ pub async fn transition_campaign(
              started_at = CASE WHEN $4 = $5
                                THEN coalesce(started_at, now()) ELSE started_at END,
              completed_at = CASE WHEN $4 = $6 THEN now() ELSE completed_at END,
-             state_reason = CASE WHEN $4 = $5 THEN NULL ELSE state_reason END
+             state_reason = CASE WHEN $4 = $5 THEN NULL ELSE state_reason END,
+             resumed_at = CASE WHEN $4 = $5 AND state = $7 THEN now() ELSE resumed_at END
          WHERE id = $1 AND tenant_id = $2 AND state = ANY($3)",
     )
     .bind(id)
@@ -138,6 +139,7 @@ pub async fn transition_campaign(
     .bind(to)
     .bind(CampaignState::Running)
     .bind(CampaignState::Cancelled)
+    .bind(CampaignState::Paused)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -223,19 +225,24 @@ pub async fn held_campaigns(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, Camp
         .await
 }
 
-/// Pauses a running campaign with a reason; `false` when it was not running.
+/// Pauses a running campaign with a reason, for a send that began at `send_started`; `false`
+/// when it was not running, or was resumed after that send began (the error is stale: the
+/// operator fixed what it was about, and a send begun since will pause it again if not).
 pub async fn pause_campaign(
     db: impl PgExecutor<'_>,
     id: CampaignId,
     reason: &str,
+    send_started: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE campaigns SET state = $2, state_reason = $3 WHERE id = $1 AND state = $4",
+        "UPDATE campaigns SET state = $2, state_reason = $3
+         WHERE id = $1 AND state = $4 AND (resumed_at IS NULL OR resumed_at < $5)",
     )
     .bind(id)
     .bind(CampaignState::Paused)
     .bind(reason)
     .bind(CampaignState::Running)
+    .bind(send_started)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
