@@ -126,6 +126,8 @@ pub struct SenderSettings {
     /// This sender's name in consumer groups and leases (a pod name, say); empty picks a
     /// random one. Two live senders must never share a name.
     pub consumer: String,
+    /// Where the sender serves `/metrics` (it has no other HTTP server).
+    pub metrics: HttpListener,
 }
 
 /// Adaptive pacing of each number (design §6.3).

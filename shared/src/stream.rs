@@ -64,6 +64,12 @@ impl Keys {
         format!("{}:{{n:{number}}}:lease", self.prefix)
     }
 
+    /// Ids of entries an owner read but never started when it stopped on purpose: its
+    /// successor sends them at once instead of waiting for receipts that cannot come.
+    pub fn handback(&self, number: NumberId) -> String {
+        format!("{}:{{n:{number}}}:handback", self.prefix)
+    }
+
     /// The number's fencing-token counter.
     pub fn fence(&self, number: NumberId) -> String {
         format!("{}:{{n:{number}}}:fence", self.prefix)

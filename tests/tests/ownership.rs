@@ -106,3 +106,50 @@ async fn two_senders_split_the_numbers_and_one_takes_all_when_the_other_stops() 
     first.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_leaving_on_purpose_hands_its_unsent_entries_straight_to_the_next() {
+    let ctx = TestContext::new().await;
+    // The reconciliation window is longer than the test's deadline: had the next owner taken
+    // any entry for ambiguous, the campaign could not finish in time.
+    let mut settings = ctx.settings.clone();
+    settings.sender.reconciliation_window_ms = 120_000;
+    let roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: true,
+        simulator: true,
+    };
+    let world = Stack::start(settings.clone(), roles).await.unwrap();
+    settings.whatsapp.base_url = world.simulator_url.clone();
+    let leaving = Stack::start(settings.clone(), SENDER_ONLY).await.unwrap();
+    let api = ctx.tenant(&world.ingest_url).await;
+    let number = api.create_number("400000000009", "t", 20).await.unwrap().id;
+    let campaign = api
+        .create_campaign("handover", "spring_sale_2026", "en_GB", &[number])
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(200)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually("some sent", Duration::from_secs(20), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.total - c.pending - c.queued >= 30).then_some(())
+    })
+    .await;
+    // It has read every entry (one read of up to 256) but sent only some.
+    leaving.stop().await.unwrap();
+    let c = api.campaign(campaign.id).await.unwrap().counters;
+    assert!(c.queued > 100, "most were left to the next sender: {c:?}");
+    let staying = Stack::start(settings, SENDER_ONLY).await.unwrap();
+    eventually("every message sent", Duration::from_secs(40), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.pending + c.queued == 0).then_some(())
+    })
+    .await;
+    let stats = herald_tests::simulator_stats(&world.simulator_url).await;
+    assert_eq!((stats.accepted_total, stats.duplicate_recipients), (200, 0));
+    assert_counters_match(&ctx.pool, campaign.id).await;
+    staying.stop().await.unwrap();
+    world.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -40,6 +40,7 @@ impl Stack {
         settings.ingest.listen.port = 0;
         settings.webhook.listen.port = 0;
         settings.simulator.listen.port = 0;
+        settings.sender.metrics.port = 0;
         Self::start_on_configured_ports(settings, roles).await
     }
 

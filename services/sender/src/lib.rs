@@ -22,6 +22,7 @@ use crate::outcome::RetryPolicy;
 
 /// A built, not yet running sender.
 pub struct App {
+    metrics: tokio::net::TcpListener,
     supervisor: supervisor::Supervisor,
     recorder: recorder::Recorder,
     drain: std::time::Duration,
@@ -43,7 +44,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     );
     let supervisor =
         supervisor::Supervisor::new(settings.clone(), pool, commands, keys, client, outcomes)?;
+    let address = settings.sender.metrics.address();
+    let metrics = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("sender cannot serve metrics on {address}"))?;
     Ok(App {
+        metrics,
         supervisor,
         recorder,
         drain: std::time::Duration::from_millis(settings.sender.drain_ms),
@@ -51,11 +57,24 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
 }
 
 impl App {
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
     /// Sends until `shutdown`; then stops reading, waits for the sends in flight, records and
     /// acknowledges them, releases the leases and returns, giving up after `drain` (what is
     /// still in flight then stays pending for the numbers' next owners to settle).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let drain = self.drain;
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { herald_shared::telemetry::render_metrics() }),
+        );
+        let metrics = tokio::spawn(axum::serve(self.metrics, router).into_future());
         let recorder = tokio::spawn(self.recorder.run());
         let mut supervisor = tokio::spawn(self.supervisor.run(shutdown.clone()));
         let ended_early = tokio::select! {
@@ -71,7 +90,10 @@ impl App {
             // the rest and stops.
             recorder.await.context("recorder panicked")
         };
-        match tokio::time::timeout(drain, finish).await {
+        let finished = tokio::time::timeout(drain, finish).await;
+        // Served until the sender is done, whatever ended it.
+        metrics.abort();
+        match finished {
             Ok(done) => done,
             Err(_) => {
                 tracing::error!(

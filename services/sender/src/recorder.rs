@@ -38,6 +38,36 @@ pub struct Outcome {
     pub stream_id: String,
     pub entry: Entry,
     pub result: SendResult,
+    /// The worker's count of outcomes recorded, bumped once this one is acknowledged.
+    pub tally: Arc<Tally>,
+}
+
+/// How many of a worker's outcomes have been recorded and acknowledged, so that a worker
+/// stopping on purpose can wait for them before its lease goes: otherwise the next owner finds
+/// them pending and unrecorded, and must treat them as ambiguous.
+#[derive(Debug, Default)]
+pub struct Tally {
+    recorded: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Tally {
+    fn bump(&self) {
+        self.recorded
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `handed` outcomes are recorded.
+    pub async fn wait_for(&self, handed: u64) {
+        loop {
+            let changed = self.changed.notified();
+            if self.recorded.load(std::sync::atomic::Ordering::Acquire) >= handed {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 pub struct Recorder {
@@ -107,6 +137,7 @@ impl Recorder {
     fn plan(&self, batch: impl Iterator<Item = Outcome>) -> Plan {
         let now = Utc::now();
         let mut sent = Vec::new();
+        let mut tallies = Vec::new();
         let mut transitions = Vec::new();
         let mut per_number: BTreeMap<NumberId, NumberWrites> = BTreeMap::new();
         let mut pauses = Pauses::default();
@@ -175,8 +206,10 @@ impl Recorder {
                 }
             }
             writes.acks.push(outcome.stream_id);
+            tallies.push(outcome.tally);
         }
         Plan {
+            tallies,
             sent,
             transitions,
             per_number: per_number.into_values().collect(),
@@ -196,6 +229,9 @@ impl Writer {
         let mut backoff = Backoff::default();
         while let Err(e) = self.acknowledge(&plan).await {
             backoff.wait("acknowledging recorded sends", &e).await;
+        }
+        for tally in &plan.tallies {
+            tally.bump();
         }
     }
 
@@ -251,6 +287,7 @@ impl Writer {
 }
 
 struct Plan {
+    tallies: Vec<Arc<Tally>>,
     sent: Vec<Sent>,
     transitions: Vec<Transition>,
     per_number: Vec<NumberWrites>,

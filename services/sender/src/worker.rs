@@ -12,6 +12,10 @@
 //! receipt (matched by its `biz_opaque_callback_data`) and is sent again only if none came;
 //! each such resend is counted in `herald_sender_ambiguous_resends_total`.
 //!
+//! Handing over: a worker stopped on purpose (rebalancing, shutdown) waits for its sends in
+//! flight to be recorded, then lists the entries it read but never started in the number's
+//! handback set; its successor sends those at once, since no receipt can come for them.
+//!
 //! Held campaigns: an entry of a paused campaign is moved, atomically with its
 //! acknowledgement, to the number's parked set and back into the stream once the campaign
 //! runs again; an entry of a cancelled campaign is acknowledged unsent (cancel has already
@@ -46,11 +50,14 @@ use crate::daily_cap::DailyCap;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::pacing::{Pacer, Signal};
-use crate::recorder::Outcome;
+use crate::recorder::{Outcome, Tally};
 use crate::scope::{ScopeThrottles, scope_of};
 
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
+
+/// How long a worker stopping on purpose waits for its outcomes to be recorded.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 pub struct WorkerConfig {
     pub number: NumberId,
@@ -102,6 +109,12 @@ pub struct NumberWorker {
     parked: String,
     pool: PgPool,
     ambiguous: Vec<Ambiguous>,
+    /// Entries read (or handed back by the last owner) and not yet started, in stream order.
+    unstarted: std::collections::VecDeque<StreamId>,
+    handback: String,
+    /// Outcomes handed to the recorder, and how many it has recorded.
+    handed: u64,
+    tally: Arc<Tally>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +135,7 @@ impl NumberWorker {
         client: CloudApiClient,
         outcomes: mpsc::Sender<Outcome>,
     ) -> anyhow::Result<Self> {
+        let config_number = config.number;
         let stream = keys.stream(config.number);
         conn::ensure_group(&mut commands, &stream, SENDER_GROUP).await?;
         // A blocking read holds its connection: one per number.
@@ -149,6 +163,10 @@ impl NumberWorker {
             scopes,
             pool,
             ambiguous: Vec::new(),
+            unstarted: Default::default(),
+            handback: keys.handback(config_number),
+            handed: 0,
+            tally: Arc::default(),
         })
     }
 
@@ -157,6 +175,7 @@ impl NumberWorker {
         let mut last_retry_poll = tokio::time::Instant::now() - self.config.retry_poll;
         let mut backoff = Duration::from_millis(100);
         let mut taken_over = false;
+        let mut lease_lost = false;
         while !stop.is_cancelled() {
             let step = async {
                 if !taken_over {
@@ -177,7 +196,10 @@ impl NumberWorker {
             };
             match result {
                 Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) if e.is::<LeaseLost>() => break,
+                Err(e) if e.is::<LeaseLost>() => {
+                    lease_lost = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(number = %number, error = %format!("{e:#}"), "number loop failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -185,11 +207,29 @@ impl NumberWorker {
                 }
             }
         }
-        // Wait for the sends in flight to hand over their outcomes.
+        // Wait for the sends in flight to hand over their outcomes, and for those to be
+        // recorded, so that the next owner finds them settled.
         let _ = self
             .permits
             .acquire_many(self.config.in_flight.max(1) as u32)
             .await;
+        let recorded = tokio::time::timeout(HANDOVER_WAIT, self.tally.wait_for(self.handed));
+        if recorded.await.is_err() {
+            tracing::warn!(number = %number, "outcomes still unrecorded at stop; the next owner settles them");
+        }
+        if !lease_lost && self.lease.is_valid() && !self.unstarted.is_empty() {
+            let ids: Vec<&str> = self.unstarted.iter().map(|e| e.id.as_str()).collect();
+            let handed_back: redis::RedisResult<()> =
+                self.commands.sadd(&self.handback, &ids).await;
+            match handed_back {
+                Ok(()) => {
+                    tracing::info!(number = %number, entries = ids.len(), "handed back unstarted entries")
+                }
+                Err(e) => {
+                    tracing::warn!(number = %number, error = %e, "cannot hand back unstarted entries; the next owner waits for them")
+                }
+            }
+        }
         tracing::info!(number = %number, "number stopped");
     }
 
@@ -222,6 +262,14 @@ impl NumberWorker {
         if claimed.is_empty() {
             return Ok(());
         }
+        // What the last owner handed back was never sent: it goes first, without waiting.
+        let handed_back: std::collections::HashSet<String> =
+            self.commands.smembers(&self.handback).await?;
+        let _: () = self.commands.del(&self.handback).await?;
+        let (unstarted, claimed): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|raw| handed_back.contains(&raw.id));
+        self.unstarted = unstarted.into();
         let due = tokio::time::Instant::now() + self.config.reconciliation_window;
         let mut waiting = Vec::with_capacity(claimed.len());
         for raw in claimed {
@@ -234,6 +282,7 @@ impl NumberWorker {
         tracing::info!(
             number = %self.config.number,
             ambiguous = still.len(),
+            handed_back = self.unstarted.len(),
             "took over the number"
         );
         self.ambiguous.extend(still);
@@ -335,23 +384,27 @@ impl NumberWorker {
         Ok(moved)
     }
 
-    /// Reads the next entries (waiting up to `block_ms`) and starts sending them, in order.
-    /// Returns how many were read.
+    /// Starts the entries not yet started (those handed back first), or else reads the next
+    /// ones (waiting up to `block_ms`) and starts them, in order. Returns how many it had.
     pub async fn process_next(&mut self) -> anyhow::Result<usize> {
-        let options = StreamReadOptions::default()
-            .group(SENDER_GROUP, &self.config.consumer)
-            .count(self.config.read_count)
-            .block(self.config.block_ms as usize);
-        let reply: Option<StreamReadReply> = self
-            .reads
-            .xread_options(&[&*self.stream], &[">"], &options)
-            .await?;
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        let count = entries.len();
-        for entry in entries {
-            self.dispatch(entry).await?;
+        if self.unstarted.is_empty() {
+            let options = StreamReadOptions::default()
+                .group(SENDER_GROUP, &self.config.consumer)
+                .count(self.config.read_count)
+                .block(self.config.block_ms as usize);
+            let reply: Option<StreamReadReply> = self
+                .reads
+                .xread_options(&[&*self.stream], &[">"], &options)
+                .await?;
+            self.unstarted
+                .extend(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+        }
+        let count = self.unstarted.len();
+        // An entry leaves `unstarted` only once its send is under way (or it is set aside):
+        // a stop in between leaves it there, to be handed back.
+        while let Some(raw) = self.unstarted.front().cloned() {
+            self.dispatch(raw).await?;
+            self.unstarted.pop_front();
         }
         Ok(count)
     }
@@ -440,6 +493,8 @@ impl NumberWorker {
         let (scopes, mut redis) = (self.scopes.clone(), self.commands.clone());
         let fence = self.lease.fence;
         let started = chrono::Utc::now();
+        let tally = self.tally.clone();
+        self.handed += 1;
         tokio::spawn(async move {
             let result = client
                 .send_message(
@@ -481,6 +536,7 @@ impl NumberWorker {
                 stream_id,
                 entry,
                 result,
+                tally,
             };
             // Fails only if the recorder is gone, at shutdown; the entry then stays pending.
             let _ = outcomes.send(outcome).await;

@@ -34,6 +34,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async { herald_shared::telemetry::render_metrics() }),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
