@@ -30,6 +30,8 @@ pub struct Stack {
     pub ingest_url: String,
     pub webhook_url: String,
     pub simulator_url: String,
+    /// Where the sender serves `/metrics` (ingest and webhook serve it on their own ports).
+    pub sender_metrics_url: String,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -50,6 +52,8 @@ impl Stack {
         mut settings: Settings,
         roles: Roles,
     ) -> anyhow::Result<Self> {
+        // Before any role runs: metrics emitted earlier would be lost.
+        herald_shared::telemetry::metrics();
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -88,8 +92,14 @@ impl Stack {
                 tokio::spawn(app.run_until_stopped(shutdown.clone())),
             ));
         }
+        let mut sender_metrics_url = String::new();
         if roles.sender {
             let app = herald_sender::build(&settings).await.context("sender")?;
+            sender_metrics_url = format!(
+                "http://{}:{}/metrics",
+                settings.sender.metrics.host,
+                app.metrics_port()
+            );
             tasks.push((
                 "sender",
                 tokio::spawn(app.run_until_stopped(shutdown.clone())),
@@ -100,6 +110,7 @@ impl Stack {
             ingest_url,
             webhook_url,
             simulator_url,
+            sender_metrics_url,
             shutdown,
             tasks,
         })

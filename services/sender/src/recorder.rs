@@ -151,6 +151,7 @@ impl Recorder {
                 &self.policy,
                 rand::random(),
             );
+            count_send(&outcome.result, &action);
             let message = MessageRef::Id(outcome.entry.message);
             let transition = |status, error_code, error_title| Transition {
                 message: message.clone(),
@@ -318,6 +319,24 @@ impl NumberWrites {
             retries: Vec::new(),
         }
     }
+}
+
+/// `herald_sends_total` by what the recorder does with the result and Meta's error code.
+fn count_send(result: &SendResult, action: &Action) {
+    let outcome = match action {
+        Action::Sent { .. } => "sent",
+        Action::Retry { counts: false, .. } => "throttled",
+        Action::Retry { counts: true, .. } => "retry",
+        Action::Fail { .. } => "failed",
+        Action::PauseNumber { .. } => "number_paused",
+        Action::PauseCampaign { .. } => "campaign_paused",
+    };
+    let code = match result {
+        SendResult::Accepted { .. } => "none".to_owned(),
+        SendResult::Rejected { error, .. } => error.code.to_string(),
+        SendResult::Transport(_) => "transport".to_owned(),
+    };
+    metrics::counter!("herald_sends_total", "outcome" => outcome, "code" => code).increment(1);
 }
 
 /// Doubling waits between retries of a step that must eventually succeed.

@@ -56,6 +56,9 @@ use crate::scope::{ScopeThrottles, scope_of};
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
 
+/// How often a worker reports its number's stream gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
 /// How long a worker stopping on purpose waits for its outcomes to be recorded.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
@@ -173,6 +176,7 @@ impl NumberWorker {
     pub async fn run(mut self, stop: CancellationToken) {
         let number = self.config.number;
         let mut last_retry_poll = tokio::time::Instant::now() - self.config.retry_poll;
+        let mut last_gauges = tokio::time::Instant::now() - GAUGES_EVERY;
         let mut backoff = Duration::from_millis(100);
         let mut taken_over = false;
         let mut lease_lost = false;
@@ -186,6 +190,10 @@ impl NumberWorker {
                     last_retry_poll = tokio::time::Instant::now();
                     self.promote_due_retries().await?;
                     self.unpark().await?;
+                }
+                if last_gauges.elapsed() >= GAUGES_EVERY {
+                    last_gauges = tokio::time::Instant::now();
+                    self.report_gauges().await?;
                 }
                 self.resolve_ambiguous().await?;
                 self.process_next().await
@@ -368,6 +376,50 @@ impl NumberWorker {
         if moved > 0 {
             tracing::info!(number = %self.config.number, moved, "resumed parked messages");
         }
+        Ok(())
+    }
+
+    /// The number's queue, for operators (and autoscalers): entries waiting to be read (lag),
+    /// read and not yet recorded (pending), the age of the oldest, and the retry and parked
+    /// sets' sizes.
+    async fn report_gauges(&mut self) -> anyhow::Result<()> {
+        let (length, groups, oldest, retries, parked): (
+            u64,
+            redis::streams::StreamInfoGroupsReply,
+            redis::streams::StreamRangeReply,
+            u64,
+            u64,
+        ) = redis::pipe()
+            .xlen(&*self.stream)
+            .xinfo_groups(&*self.stream)
+            .xrange_count(&*self.stream, "-", "+", 1)
+            .zcard(&*self.retry_set)
+            .zcard(&self.parked)
+            .query_async(&mut self.commands)
+            .await?;
+        let pending = groups
+            .groups
+            .iter()
+            .find(|g| g.name == SENDER_GROUP)
+            .map_or(0, |g| g.pending as u64);
+        // Acknowledged entries are deleted, so the stream holds exactly what is pending or
+        // not yet read (Redis's own `lag` is unknown once entries are deleted).
+        let lag = length.saturating_sub(pending);
+        let oldest_age = oldest
+            .ids
+            .first()
+            .and_then(|e| e.id.split_once('-')?.0.parse::<i64>().ok())
+            .map_or(0.0, |ms| {
+                (chrono::Utc::now().timestamp_millis() - ms).max(0) as f64 / 1000.0
+            });
+        let number = self.config.number.to_string();
+        metrics::gauge!("herald_stream_length", "number" => number.clone()).set(length as f64);
+        metrics::gauge!("herald_stream_lag", "number" => number.clone()).set(lag as f64);
+        metrics::gauge!("herald_stream_pending", "number" => number.clone()).set(pending as f64);
+        metrics::gauge!("herald_stream_oldest_entry_age_seconds", "number" => number.clone())
+            .set(oldest_age);
+        metrics::gauge!("herald_retry_set_size", "number" => number.clone()).set(retries as f64);
+        metrics::gauge!("herald_parked_size", "number" => number).set(parked as f64);
         Ok(())
     }
 

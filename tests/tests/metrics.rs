@@ -1,0 +1,66 @@
+//! `/metrics` on every role, in Prometheus's text format: sends by outcome and code, and each
+//! number's stream gauges (what operators and autoscalers watch).
+
+use std::time::Duration;
+
+use herald_tests::{TestContext, eventually, recipients};
+
+async fn scrape(url: &str) -> String {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("500000000001", "t", 200).await.unwrap();
+    let campaign = api
+        .create_campaign("metrics", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(20)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually("every message sent", Duration::from_secs(20), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.pending + c.queued == 0).then_some(())
+    })
+    .await;
+
+    let gauge = format!("herald_stream_lag{{number=\"{}\"}}", number.id);
+    let text = eventually("the number's gauges", Duration::from_secs(20), || async {
+        let text = scrape(&stack.sender_metrics_url).await;
+        text.contains(&gauge).then_some(text)
+    })
+    .await;
+    for family in [
+        "herald_stream_length",
+        "herald_stream_pending",
+        "herald_stream_oldest_entry_age_seconds",
+        "herald_retry_set_size",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    let sent = text
+        .lines()
+        .find(|l| {
+            l.starts_with("herald_sends_total")
+                && l.contains("outcome=\"sent\"")
+                && l.contains("code=\"none\"")
+        })
+        .unwrap_or_else(|| panic!("no sends counted:\n{text}"));
+    let count: f64 = sent.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 20.0, "{sent}");
+    // The same registry on the other roles' ports.
+    for url in [&stack.ingest_url, &stack.webhook_url] {
+        assert!(
+            scrape(&format!("{url}/metrics"))
+                .await
+                .contains("herald_sends_total")
+        );
+    }
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
