@@ -355,3 +355,41 @@ impl Backoff {
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_step_is_retried_after_doubling_waits_up_to_five_seconds() {
+        let mut backoff = Backoff::default();
+        let error = anyhow::anyhow!("Postgres is down");
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let before = tokio::time::Instant::now();
+            backoff.wait("recording", &error).await;
+            waits.push(before.elapsed().as_millis());
+        }
+        assert_eq!(
+            waits,
+            vec![50, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_worker_waits_for_exactly_its_recorded_outcomes() {
+        let tally = Arc::new(Tally::default());
+        let waiting = tokio::spawn({
+            let tally = tally.clone();
+            async move { tally.wait_for(2).await }
+        });
+        tally.bump();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished(), "one of two recorded");
+        tally.bump();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("both recorded")
+            .unwrap();
+    }
+}

@@ -600,8 +600,12 @@ impl NumberWorker {
 
 /// A GCRA limiter admitting `rate` sends a second, evenly spaced (no burst over the rate).
 fn limiter(rate: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(quota(rate))
+}
+
+fn quota(rate: u32) -> Quota {
     let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+    Quota::per_second(rate).allow_burst(NonZeroU32::MIN)
 }
 
 /// What a send's result says about the number's rate.
@@ -614,5 +618,45 @@ fn signal(result: &SendResult) -> Signal {
             _ => Signal::Fine,
         },
         SendResult::Transport(_) => Signal::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn the_limiter_spaces_sends_evenly_and_never_lets_a_second_exceed_the_rate() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(quota(80), clock.clone());
+        // One at once, then one every 12.5 ms: no burst.
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_err());
+        clock.advance(Duration::from_micros(12_400));
+        assert!(limiter.check().is_err());
+        clock.advance(Duration::from_micros(100));
+        assert!(limiter.check().is_ok());
+        // Over any second, polling every millisecond, at most 80 go.
+        let mut admitted = Vec::new();
+        for ms in 0..3000u64 {
+            if limiter.check().is_ok() {
+                admitted.push(ms);
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        for (i, start) in admitted.iter().enumerate() {
+            let within = admitted[i..]
+                .iter()
+                .take_while(|t| **t < start + 1000)
+                .count();
+            assert!(within <= 80, "{within} sends in the second from {start} ms");
+        }
+        // Polled each millisecond, a send goes up to 1 ms after its slot: 13 ms apart.
+        assert!(
+            admitted.len() >= 3000 / 13,
+            "the rate is used: {}",
+            admitted.len()
+        );
     }
 }
