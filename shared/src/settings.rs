@@ -156,6 +156,8 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     pub batch: usize,
     pub block_ms: u64,
+    /// Texts (and quick-reply buttons) that opt the sender out, compared whole, case aside.
+    pub stop_keywords: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +223,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("webhook.app_secrets")
                     .with_list_parse_key("sender.retry_delays_ms")
+                    .with_list_parse_key("webhook.stop_keywords")
                     .try_parsing(true),
             )
             .build()?

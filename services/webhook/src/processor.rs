@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use herald_shared::db::engagement::{self, Engagement, Inbound};
 use herald_shared::db::messages::{self, MessageRef, Transition};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_shared::settings::Settings;
@@ -33,6 +34,7 @@ pub struct Processor {
     batch: usize,
     block_ms: u64,
     max_body_bytes: usize,
+    stop_keywords: Vec<String>,
 }
 
 /// What one step did.
@@ -42,6 +44,9 @@ pub struct Step {
     pub malformed: usize,
     pub changed: i64,
     pub unmatched: i64,
+    /// Replies and taps counted, and opt-outs (or opt-ins) recorded.
+    pub engagements: usize,
+    pub opt_outs: usize,
 }
 
 impl Processor {
@@ -59,6 +64,7 @@ impl Processor {
             batch: settings.webhook.batch.max(1),
             block_ms: settings.webhook.block_ms,
             max_body_bytes: settings.webhook.max_body_bytes,
+            stop_keywords: settings.webhook.stop_keywords.clone(),
         })
     }
 
@@ -149,12 +155,16 @@ impl Processor {
             ..Step::default()
         };
         let mut batch = Vec::new();
+        let mut notifications = Vec::new();
         for entry in entries {
             let parsed = conn::entry_field(entry, ENTRY_FIELD)
                 .ok_or_else(|| anyhow::anyhow!("no body field"))
                 .and_then(|body| Ok(serde_json::from_slice::<Notification>(body)?));
             match parsed {
-                Ok(notification) => batch.extend(notification.statuses().filter_map(transition)),
+                Ok(notification) => {
+                    batch.extend(notification.statuses().filter_map(transition));
+                    notifications.push(notification);
+                }
                 Err(e) => {
                     step.malformed += 1;
                     tracing::warn!(entry = %entry.id, error = %e, "malformed webhook body skipped");
@@ -174,7 +184,68 @@ impl Processor {
                 );
             }
         }
+        // After the statuses, so that a tap answering a message whose `sent` came in the same
+        // batch finds its wamid.
+        for notification in &notifications {
+            self.apply_inbound(notification, &mut step).await?;
+        }
         Ok(step)
+    }
+
+    /// Replies count as `replied` and quick-reply taps as `clicked` on their campaign; a STOP
+    /// keyword, or Meta's marketing opt-out, suppresses the user for the number's tenant.
+    async fn apply_inbound(
+        &self,
+        notification: &Notification,
+        step: &mut Step,
+    ) -> anyhow::Result<()> {
+        for (number, message) in notification.inbound() {
+            let recipient = format!("+{}", message.from.trim_start_matches('+'));
+            let (kind, said) = match (&message.button, &message.text) {
+                (Some(button), _) => (Engagement::Clicked, [&button.text, &button.payload]),
+                (None, Some(text)) => (Engagement::Replied, [&text.body, &text.body]),
+                // Media, reactions, locations…: a reply all the same.
+                (None, None) => (Engagement::Replied, [&String::new(), &String::new()]),
+            };
+            let inbound = Inbound {
+                phone_number_id: number,
+                recipient: recipient.clone(),
+                wa_message_id: &message.id,
+                context: message.context.as_ref().map(|c| c.id.as_str()),
+                kind,
+            };
+            if engagement::record_inbound(&self.pool, &inbound)
+                .await
+                .context("counting a reply")?
+            {
+                step.engagements += 1;
+            }
+            if said
+                .iter()
+                .any(|s| engagement::is_stop_keyword(s, &self.stop_keywords))
+                && engagement::set_opt_out(&self.pool, number, &recipient, true)
+                    .await
+                    .context("recording an opt-out")?
+            {
+                step.opt_outs += 1;
+                tracing::info!(number, "recipient opted out");
+            }
+        }
+        for (number, preference) in notification.preferences() {
+            if preference.category != "marketing_messages" {
+                continue;
+            }
+            let recipient = format!("+{}", preference.wa_id.trim_start_matches('+'));
+            let stop = preference.value == "stop";
+            if (stop || preference.value == "resume")
+                && engagement::set_opt_out(&self.pool, number, &recipient, stop)
+                    .await
+                    .context("recording a marketing preference")?
+            {
+                step.opt_outs += 1;
+            }
+        }
+        Ok(())
     }
 }
 

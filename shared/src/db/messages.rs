@@ -1,7 +1,7 @@
 //! Messages and the one statement that changes their status.
 //!
 //! Invariant: a campaign's counters equal a `GROUP BY status` over its messages. Only
-//! `insert_recipients` (which adds `pending` rows) and `apply_transitions` (which moves
+//! `insert_recipients` (which adds `pending` or `suppressed` rows) and `apply_transitions` (which moves
 //! rows between statuses) change either, and each changes both in the same statement.
 
 use chrono::{DateTime, Utc};
@@ -16,36 +16,62 @@ pub struct NewMessage {
     pub variables: serde_json::Value,
 }
 
-/// Inserts recipients as `pending`, skipping any the campaign already has; returns how many
-/// were inserted. `total` and `pending` grow by the same amount in the same statement.
+/// What `insert_recipients` added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// New rows, `pending` to send…
+    pub pending: i64,
+    /// …or `suppressed`: the tenant's suppressions hold them (opted out), never sent.
+    pub suppressed: i64,
+}
+
+/// Inserts recipients as `pending`, or as `suppressed` when the campaign's tenant suppresses
+/// them, skipping any the campaign already has. `total` and the two counters grow by the same
+/// amounts in the same statement.
 pub async fn insert_recipients(
     db: impl PgExecutor<'_>,
     campaign: CampaignId,
     rows: &[NewMessage],
-) -> sqlx::Result<i64> {
+) -> sqlx::Result<Inserted> {
     let numbers: Vec<uuid::Uuid> = rows.iter().map(|r| r.number.0).collect();
     let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
     let variables: Vec<sqlx::types::Json<&serde_json::Value>> = rows
         .iter()
         .map(|r| sqlx::types::Json(&r.variables))
         .collect();
-    sqlx::query_scalar(
-        "WITH inserted AS (
-            INSERT INTO messages (campaign_id, sender_number_id, recipient, variables)
-            SELECT $1, n, r, v FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[]) AS t(n, r, v)
+    let (pending, suppressed): (i64, i64) = sqlx::query_as(
+        "WITH held AS (
+            SELECT s.recipient FROM suppressions s JOIN campaigns c ON c.tenant_id = s.tenant_id
+            WHERE c.id = $1 AND s.recipient = ANY($3)
+         ), inserted AS (
+            INSERT INTO messages (campaign_id, sender_number_id, recipient, variables, status)
+            SELECT $1, n, r, v,
+                   CASE WHEN r IN (SELECT recipient FROM held) THEN 'suppressed'::message_status
+                        ELSE 'pending'::message_status END
+            FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[]) AS t(n, r, v)
             ON CONFLICT (campaign_id, recipient) DO NOTHING
-            RETURNING 1
-         ), counted AS (SELECT count(*) AS n FROM inserted)
-         UPDATE campaigns SET total = total + counted.n, pending = pending + counted.n
-         FROM counted WHERE id = $1
-         RETURNING counted.n",
+            RETURNING status
+         ), counted AS (
+            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'suppressed') AS suppressed
+            FROM inserted
+         )
+         UPDATE campaigns c SET total = c.total + counted.pending + counted.suppressed,
+                                pending = c.pending + counted.pending,
+                                suppressed = c.suppressed + counted.suppressed
+         FROM counted WHERE c.id = $1
+         RETURNING counted.pending, counted.suppressed",
     )
     .bind(campaign)
     .bind(numbers)
     .bind(recipients)
     .bind(variables)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(Inserted {
+        pending,
+        suppressed,
+    })
 }
 
 /// Which message a transition is about: Herald's id when known (our own results, or a

@@ -2,6 +2,7 @@
 //! one small function per statement.
 
 pub mod campaigns;
+pub mod engagement;
 pub mod messages;
 pub mod numbers;
 pub mod tenants;

@@ -37,6 +37,59 @@ pub struct ChangeValue {
     pub contacts: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<WebhookError>,
+    /// `field: "user_preferences"`: marketing opt-outs and opt-ins (reference §4.8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_preferences: Vec<UserPreference>,
+}
+
+/// One inbound message (`messages[]`), as far as Herald reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// The user's WhatsApp id (their number's digits).
+    pub from: String,
+    /// The inbound message's own wamid.
+    pub id: String,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The business message this one answers (a quick-reply tap, or a quoted reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<InboundContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<InboundText>,
+    /// A template quick-reply button tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<InboundButton>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundContext {
+    /// The wamid of the business message.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundText {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundButton {
+    #[serde(default)]
+    pub payload: String,
+    #[serde(default)]
+    pub text: String,
+}
+
+/// One `user_preferences[]` item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserPreference {
+    pub wa_id: String,
+    #[serde(default)]
+    pub category: String,
+    /// `stop` or `resume`.
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +137,42 @@ pub struct WebhookError {
 }
 
 impl Notification {
+    /// Every inbound message, with the business `phone_number_id` it was sent to. Items that
+    /// do not read as messages (a shape Meta added) are skipped.
+    pub fn inbound(&self) -> impl Iterator<Item = (&str, InboundMessage)> {
+        self.values("messages").flat_map(|(number, value)| {
+            value
+                .messages
+                .iter()
+                .filter_map(move |m| Some((number?, InboundMessage::deserialize(m).ok()?)))
+        })
+    }
+
+    /// Every marketing preference change, with the business `phone_number_id`.
+    pub fn preferences(&self) -> impl Iterator<Item = (&str, &UserPreference)> {
+        self.values("user_preferences").flat_map(|(number, value)| {
+            value
+                .user_preferences
+                .iter()
+                .filter_map(move |p| Some((number?, p)))
+        })
+    }
+
+    fn values(&self, field: &'static str) -> impl Iterator<Item = (Option<&str>, &ChangeValue)> {
+        self.entry
+            .iter()
+            .flat_map(|e| e.changes.iter())
+            .filter(move |c| c.field == field)
+            .map(|c| {
+                let number = c
+                    .value
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.phone_number_id.as_str());
+                (number, &c.value)
+            })
+    }
+
     /// Every status update in the notification, in order.
     pub fn statuses(&self) -> impl Iterator<Item = &StatusUpdate> {
         self.entry

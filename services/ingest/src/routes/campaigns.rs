@@ -163,8 +163,11 @@ struct Recipient {
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct UploadReport {
-    /// Rows added to the campaign.
+    /// Rows added to the campaign, to send.
     pub accepted: i64,
+    /// Rows added but never to be sent: the recipient opted out (the tenant's suppressions).
+    #[serde(default)]
+    pub suppressed: i64,
     /// Valid rows whose recipient the campaign already had.
     pub duplicates: i64,
     /// Rows refused, with why; nothing else of theirs was stored.
@@ -179,8 +182,8 @@ pub struct RowError {
     pub reason: String,
 }
 
-/// Adds recipients to a draft campaign. Valid rows are stored as `pending`;
-/// invalid ones are reported by row and stored nowhere.
+/// Adds recipients to a draft campaign. Valid rows are stored as `pending` (`suppressed` for
+/// recipients who opted out); invalid ones are reported by row and stored nowhere.
 pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -202,10 +205,11 @@ pub async fn add_recipients(
         tokio::task::spawn_blocking(move || validate(rows, &pool_numbers))
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
-    let accepted = messages::insert_recipients(&state.pool, id, &valid).await?;
+    let inserted = messages::insert_recipients(&state.pool, id, &valid).await?;
     Ok(Json(UploadReport {
-        accepted,
-        duplicates: valid.len() as i64 - accepted + repeats,
+        accepted: inserted.pending,
+        suppressed: inserted.suppressed,
+        duplicates: valid.len() as i64 - inserted.pending - inserted.suppressed + repeats,
         rejected,
     }))
 }

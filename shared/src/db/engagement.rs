@@ -1,0 +1,126 @@
+//! What recipients do with a campaign after it reaches them: replies, quick-reply taps and
+//! opt-outs (design §7). Each inbound message counts once, however often Meta delivers it.
+
+use sqlx::PgPool;
+
+/// An inbound message that answers one of Herald's.
+#[derive(Debug, Clone)]
+pub struct Inbound<'a> {
+    /// The business number it was sent to (`metadata.phone_number_id`).
+    pub phone_number_id: &'a str,
+    /// The user, E.164 (`+` and their `wa_id`).
+    pub recipient: String,
+    /// The inbound message's wamid.
+    pub wa_message_id: &'a str,
+    /// The wamid of the business message it answers, if it says.
+    pub context: Option<&'a str>,
+    pub kind: Engagement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engagement {
+    Replied,
+    Clicked,
+}
+
+impl Engagement {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Replied => "replied",
+            Self::Clicked => "clicked",
+        }
+    }
+}
+
+/// Counts an inbound message on its campaign: the one of the message it answers, else of the
+/// last message sent to that recipient from that number. `false` when it was counted before
+/// or answers nothing Herald sent.
+pub async fn record_inbound(pool: &PgPool, inbound: &Inbound<'_>) -> sqlx::Result<bool> {
+    let counted: Option<i32> = sqlx::query_scalar(
+        "WITH number AS (
+            SELECT id FROM sender_numbers WHERE phone_number_id = $1
+         ), by_context AS (
+            SELECT m.campaign_id FROM message_wamids w JOIN messages m ON m.id = w.message_id
+            WHERE w.wa_message_id = $4
+         ), by_recipient AS (
+            SELECT m.campaign_id FROM messages m, number n
+            WHERE m.recipient = $2 AND m.sender_number_id = n.id AND m.sent_at IS NOT NULL
+            ORDER BY m.sent_at DESC LIMIT 1
+         ), campaign AS (
+            SELECT campaign_id FROM by_context
+            UNION ALL SELECT campaign_id FROM by_recipient
+            LIMIT 1
+         ), inserted AS (
+            INSERT INTO engagements (wa_message_id, campaign_id, kind, recipient)
+            SELECT $3, campaign_id, $5, $2 FROM campaign
+            ON CONFLICT (wa_message_id) DO NOTHING
+            RETURNING campaign_id
+         )
+         UPDATE campaigns c SET
+            replied = c.replied + CASE WHEN $5 = 'replied' THEN 1 ELSE 0 END,
+            clicked = c.clicked + CASE WHEN $5 = 'clicked' THEN 1 ELSE 0 END
+         FROM inserted i WHERE c.id = i.campaign_id
+         RETURNING 1",
+    )
+    .bind(inbound.phone_number_id)
+    .bind(&inbound.recipient)
+    .bind(inbound.wa_message_id)
+    .bind(inbound.context)
+    .bind(inbound.kind.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(counted.is_some())
+}
+
+/// Adds (`stop`) or removes (`!stop`) an opt-out of `recipient` for the tenant that owns the
+/// business number `phone_number_id`. Later uploads skip suppressed recipients. `false` when
+/// the number is unknown or nothing changed.
+pub async fn set_opt_out(
+    pool: &PgPool,
+    phone_number_id: &str,
+    recipient: &str,
+    stop: bool,
+) -> sqlx::Result<bool> {
+    let statement = if stop {
+        "INSERT INTO suppressions (tenant_id, recipient, reason)
+         SELECT tenant_id, $2, 'opt_out' FROM sender_numbers WHERE phone_number_id = $1
+         ON CONFLICT (tenant_id, recipient) DO NOTHING"
+    } else {
+        // Only the user's own opt-out is theirs to lift; a manual suppression stays.
+        "DELETE FROM suppressions s USING sender_numbers n
+         WHERE n.phone_number_id = $1 AND s.tenant_id = n.tenant_id AND s.recipient = $2
+           AND s.reason = 'opt_out'"
+    };
+    let done = sqlx::query(statement)
+        .bind(phone_number_id)
+        .bind(recipient)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Whether a text is an opt-out: it is, trimmed of spaces and trailing punctuation, one of
+/// `keywords`, case aside.
+pub fn is_stop_keyword(text: &str, keywords: &[String]) -> bool {
+    let text = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace())
+        .to_lowercase();
+    !text.is_empty() && keywords.iter().any(|k| k.trim().to_lowercase() == text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_keywords_match_whole_texts_case_and_trailing_punctuation_aside() {
+        let keywords: Vec<String> = ["stop", "ARRÊT", "baja"].map(String::from).into();
+        for yes in ["STOP", " stop ", "Stop!", "arrêt", "Baja."] {
+            assert!(is_stop_keyword(yes, &keywords), "{yes}");
+        }
+        for no in ["please stop sending", "stopper", "", "!"] {
+            assert!(!is_stop_keyword(no, &keywords), "{no}");
+        }
+    }
+}

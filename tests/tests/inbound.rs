@@ -1,0 +1,208 @@
+//! Inbound messages through the webhook (issue #5): a reply counts as `replied` and a
+//! quick-reply tap as `clicked` on its campaign, once each however often Meta delivers them; a
+//! STOP keyword, an opt-out button or Meta's marketing preference suppresses the user, and a
+//! later upload stores them `suppressed`, never to be sent. Bodies are the fixtures' shapes.
+
+use std::time::Duration;
+
+use herald::client::ApiClient;
+use herald::stack::{Roles, Stack};
+use herald_shared::db::messages::{self, Sent};
+use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients, signed};
+use serde_json::{Value, json};
+
+/// The fixtures' business number and the message their taps and replies answer.
+const FIXTURE_NUMBER: &str = "109876543210987";
+const FIXTURE_CONTEXT: &str = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAERgURjI5QkM5MUJCREFCMTY5RkMwQzAA";
+const FIXTURE_USER: &str = "447700900123";
+
+/// A fixture as this test's world sees it: sent by `user` (digits), answering `context`.
+fn fixture(name: &str, user: &str, context: &str, inbound_id: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/whatsapp/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut body: Value = serde_json::from_str(
+        &text
+            .replace(FIXTURE_CONTEXT, context)
+            .replace(FIXTURE_USER, user),
+    )
+    .unwrap();
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = json!(inbound_id);
+    serde_json::to_vec(&body).unwrap()
+}
+
+fn preference(user: &str, value: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1",
+        "changes": [{"field": "user_preferences", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "447400000000",
+                         "phone_number_id": FIXTURE_NUMBER},
+            "contacts": [{"wa_id": user}],
+            "user_preferences": [{"wa_id": user, "detail": "User requested to stop marketing messages",
+                "category": "marketing_messages", "value": value, "timestamp": 1778580400}]}}]}]}))
+    .unwrap()
+}
+
+async fn post(ctx: &TestContext, stack: &Stack, body: &[u8]) {
+    let status = reqwest::Client::new()
+        .post(format!("{}/webhook", stack.webhook_url))
+        .header("x-hub-signature-256", signed(&ctx.settings, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+async fn suppressed(ctx: &TestContext, recipient: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM suppressions WHERE recipient = $1)")
+        .bind(recipient)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap()
+}
+
+/// A campaign of three on the fixtures' number, each message sent with wamid `wamid.sent<i>`.
+async fn sent_campaign(ctx: &TestContext, api: &ApiClient) -> (CampaignId, Vec<MessageId>) {
+    let number = api.create_number(FIXTURE_NUMBER, "t", 80).await.unwrap();
+    let campaign = api
+        .create_campaign("engaging", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(3)).await.unwrap();
+    let ids: Vec<MessageId> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id")
+            .bind(campaign.id)
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap();
+    let sends: Vec<Sent> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Sent {
+            message: *id,
+            wa_message_id: format!("wamid.sent{i}"),
+            at: chrono::Utc::now(),
+        })
+        .collect();
+    let unrecorded = messages::record_sent(&ctx.pool, &sends).await.unwrap();
+    assert!(
+        unrecorded.is_empty(),
+        "pending messages are recorded as sent"
+    );
+    (campaign.id, ids)
+}
+
+#[tokio::test]
+async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads() {
+    let ctx = TestContext::new().await;
+    let roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: true,
+        simulator: false,
+    };
+    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let (campaign, _) = sent_campaign(&ctx, &api).await;
+    let users = recipients(3);
+    let digits = |i: usize| users[i].0.trim_start_matches('+').to_owned();
+
+    // "STOP" answering the first message, delivered twice.
+    let stop = fixture(
+        "webhook-inbound-text.json",
+        &digits(0),
+        "wamid.sent0",
+        "wamid.in1",
+    );
+    post(&ctx, &stack, &stop).await;
+    post(&ctx, &stack, &stop).await;
+    // A quick-reply tap ("Stop promotions") on the second.
+    let tap = fixture(
+        "webhook-inbound-button-reply.json",
+        &digits(1),
+        "wamid.sent1",
+        "wamid.in2",
+    );
+    post(&ctx, &stack, &tap).await;
+    // A plain reply from the third that quotes nothing: the campaign of their last message.
+    let mut hello: Value = serde_json::from_slice(&fixture(
+        "webhook-inbound-text.json",
+        &digits(2),
+        "x",
+        "wamid.in3",
+    ))
+    .unwrap();
+    let message = &mut hello["entry"][0]["changes"][0]["value"]["messages"][0];
+    message.as_object_mut().unwrap().remove("context");
+    message["text"]["body"] = json!("Is the sale on in store too?");
+    post(&ctx, &stack, &serde_json::to_vec(&hello).unwrap()).await;
+
+    // Bodies are applied in order: once the last is, the duplicate was too.
+    eventually(
+        "the last reply counted",
+        Duration::from_secs(20),
+        || async {
+            let counted: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM engagements WHERE wa_message_id = 'wamid.in3')",
+            )
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+            counted.then_some(())
+        },
+    )
+    .await;
+    let c = api.campaign(campaign).await.unwrap().counters;
+    assert_eq!(
+        (c.replied, c.clicked),
+        (2, 1),
+        "the duplicate changed nothing"
+    );
+    assert!(suppressed(&ctx, &users[0].0).await, "STOP opts out");
+    assert!(
+        suppressed(&ctx, &users[1].0).await,
+        "the opt-out button opts out"
+    );
+    assert!(!suppressed(&ctx, &users[2].0).await, "a question does not");
+
+    // Meta's own marketing opt-out, then the user's opt back in.
+    post(&ctx, &stack, &preference(&digits(2), "stop")).await;
+    eventually(
+        "the preference applied",
+        Duration::from_secs(20),
+        || async { suppressed(&ctx, &users[2].0).await.then_some(()) },
+    )
+    .await;
+    post(&ctx, &stack, &preference(&digits(2), "resume")).await;
+    eventually("the opt-in applied", Duration::from_secs(20), || async {
+        (!suppressed(&ctx, &users[2].0).await).then_some(())
+    })
+    .await;
+
+    // The next campaign to the same people: the two who opted out are stored, never sent.
+    let number = api
+        .create_campaign(
+            "next",
+            "spring_sale_2026",
+            "en_GB",
+            &[sqlx::query_scalar("SELECT id FROM sender_numbers")
+                .fetch_one(&ctx.pool)
+                .await
+                .unwrap()],
+        )
+        .await
+        .unwrap();
+    let report = api.upload(number.id, &users).await.unwrap();
+    assert_eq!((report.accepted, report.suppressed), (1, 2));
+    let statuses = herald_shared::db::campaigns::count_by_status(&ctx.pool, number.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        vec![(MessageStatus::Pending, 1), (MessageStatus::Suppressed, 2)]
+    );
+    assert_counters_match(&ctx.pool, number.id).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
