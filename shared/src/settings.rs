@@ -158,6 +158,8 @@ pub struct WebhookSettings {
     pub block_ms: u64,
     /// Texts (and quick-reply buttons) that opt the sender out, compared whole, case aside.
     pub stop_keywords: Vec<String>,
+    /// Days a processed body is kept in `webhook_events`.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -226,7 +226,66 @@ async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_
         200
     );
     wait_for_status(&ctx, ids[0], MessageStatus::Delivered).await;
+    // Both are kept, in order, with what became of them.
+    let events: Vec<(Vec<u8>, String, Option<String>)> =
+        eventually("both bodies recorded", Duration::from_secs(10), || async {
+            let rows: Vec<(Vec<u8>, String, Option<String>)> = sqlx::query_as(
+                "SELECT body, outcome::text, error FROM webhook_events ORDER BY received_at, id",
+            )
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap();
+            (rows.len() == 2).then_some(rows)
+        })
+        .await;
+    assert_eq!(
+        (events[0].0.as_slice(), events[0].1.as_str()),
+        (garbage.as_slice(), "malformed")
+    );
+    assert!(
+        events[0].2.as_deref().is_some_and(|e| e.contains("EOF")),
+        "{:?}",
+        events[0].2
+    );
+    assert_eq!(
+        (events[1].0.as_slice(), events[1].1.as_str(), &events[1].2),
+        (good.as_slice(), "applied", &None)
+    );
     stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn bodies_older_than_the_retention_are_pruned() {
+    use herald_shared::db::webhook_events::{self, Event, Outcome};
+    let ctx = TestContext::new().await;
+    let now = chrono::Utc::now();
+    let event = |id, days: i64| Event {
+        buffer_id: id,
+        body: b"{}",
+        received_at: now - chrono::Duration::days(days),
+        outcome: Outcome::Applied,
+        error: None,
+    };
+    webhook_events::record(
+        &ctx.pool,
+        &[event("1-0", 40), event("2-0", 31), event("3-0", 2)],
+    )
+    .await
+    .unwrap();
+    // Recorded again after a crash: still one row.
+    webhook_events::record(&ctx.pool, &[event("3-0", 2)])
+        .await
+        .unwrap();
+    let pruned = webhook_events::prune(&ctx.pool, now - chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT buffer_id FROM webhook_events")
+        .fetch_all(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["3-0".to_owned()]);
     ctx.cleanup().await;
 }
 

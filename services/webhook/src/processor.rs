@@ -12,6 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use herald_shared::db::engagement::{self, Engagement, Inbound};
 use herald_shared::db::messages::{self, MessageRef, Transition};
+use herald_shared::db::webhook_events::{self, Event, Outcome};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_shared::settings::Settings;
 use herald_shared::stream::{ENTRY_FIELD, Keys, WEBHOOK_GROUP, conn};
@@ -25,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 /// Entries pending this long belong to a processor that died.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
 
+/// How often recorded bodies older than the retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Processor {
     pool: PgPool,
     commands: ConnectionManager,
@@ -35,6 +39,7 @@ pub struct Processor {
     block_ms: u64,
     max_body_bytes: usize,
     stop_keywords: Vec<String>,
+    retention: chrono::Duration,
 }
 
 /// What one step did.
@@ -65,6 +70,7 @@ impl Processor {
             block_ms: settings.webhook.block_ms,
             max_body_bytes: settings.webhook.max_body_bytes,
             stop_keywords: settings.webhook.stop_keywords.clone(),
+            retention: chrono::Duration::days(i64::from(settings.webhook.retention_days)),
         })
     }
 
@@ -75,7 +81,16 @@ impl Processor {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
         let mut last_claim = tokio::time::Instant::now() - CLAIM_IDLE;
+        let mut last_prune = tokio::time::Instant::now() - PRUNE_EVERY;
         while !shutdown.is_cancelled() {
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                match webhook_events::prune(&self.pool, Utc::now() - self.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned old webhook bodies"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune webhook bodies"),
+                }
+            }
             let claim = last_claim.elapsed() >= CLAIM_IDLE / 3;
             if claim {
                 last_claim = tokio::time::Instant::now();
@@ -156,20 +171,35 @@ impl Processor {
         };
         let mut batch = Vec::new();
         let mut notifications = Vec::new();
+        let mut events = Vec::with_capacity(entries.len());
         for entry in entries {
-            let parsed = conn::entry_field(entry, ENTRY_FIELD)
-                .ok_or_else(|| anyhow::anyhow!("no body field"))
-                .and_then(|body| Ok(serde_json::from_slice::<Notification>(body)?));
-            match parsed {
+            let body = conn::entry_field(entry, ENTRY_FIELD).unwrap_or_default();
+            let received_at = entry
+                .id
+                .split_once('-')
+                .and_then(|(ms, _)| DateTime::<Utc>::from_timestamp_millis(ms.parse().ok()?))
+                .unwrap_or_else(Utc::now);
+            let mut event = Event {
+                buffer_id: &entry.id,
+                body,
+                received_at,
+                outcome: Outcome::Applied,
+                error: None,
+            };
+            match serde_json::from_slice::<Notification>(body) {
                 Ok(notification) => {
                     batch.extend(notification.statuses().filter_map(transition));
                     notifications.push(notification);
                 }
                 Err(e) => {
                     step.malformed += 1;
-                    tracing::warn!(entry = %entry.id, error = %e, "malformed webhook body skipped");
+                    metrics::counter!("herald_webhook_malformed_bodies_total").increment(1);
+                    tracing::warn!(entry = %entry.id, error = %e, "malformed webhook body kept and skipped");
+                    event.outcome = Outcome::Malformed;
+                    event.error = Some(e.to_string());
                 }
             }
+            events.push(event);
         }
         if !batch.is_empty() {
             let applied = messages::apply_transitions(&self.pool, &messages::reduce(batch))
@@ -189,6 +219,9 @@ impl Processor {
         for notification in &notifications {
             self.apply_inbound(notification, &mut step).await?;
         }
+        webhook_events::record(&self.pool, &events)
+            .await
+            .context("recording webhook bodies")?;
         Ok(step)
     }
 

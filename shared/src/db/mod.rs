@@ -6,6 +6,7 @@ pub mod engagement;
 pub mod messages;
 pub mod numbers;
 pub mod tenants;
+pub mod webhook_events;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::{MigrateDatabase, Migrator};
