@@ -206,3 +206,65 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
+    let ctx = TestContext::new().await;
+    let roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: true,
+        simulator: false,
+    };
+    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    // `create_number` registers its numbers under WABA `demo-waba`.
+    let number = api.create_number(FIXTURE_NUMBER, "t", 80).await.unwrap();
+    let mut started = Vec::new();
+    for template in ["spring_sale_2026", "order_update"] {
+        let campaign = api
+            .create_campaign(template, template, "en_GB", &[number.id])
+            .await
+            .unwrap();
+        api.upload(campaign.id, &recipients(2)).await.unwrap();
+        api.start(campaign.id).await.unwrap();
+        started.push(campaign.id);
+    }
+    let update = |waba: &str, event: &str| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+            "id": waba, "time": 1778580400, "changes": [{
+                "field": "message_template_status_update",
+                "value": {"event": event, "message_template_id": 1234567890,
+                          "message_template_name": "spring_sale_2026",
+                          "message_template_language": "en_GB", "reason": "LOW_QUALITY"}}]}]}))
+        .unwrap()
+    };
+    // Another WABA's template of the same name, and an approval, change nothing; the pause
+    // after them does.
+    post(&ctx, &stack, &update("other-waba", "PAUSED")).await;
+    post(&ctx, &stack, &update("demo-waba", "APPROVED")).await;
+    eventually("both applied", Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
+    let view = api.campaign(started[0]).await.unwrap();
+    assert_eq!(view.state, herald_shared::domain::CampaignState::Running);
+    post(&ctx, &stack, &update("demo-waba", "PAUSED")).await;
+    let paused = eventually("the campaign paused", Duration::from_secs(20), || async {
+        let view = api.campaign(started[0]).await.unwrap();
+        (view.state == herald_shared::domain::CampaignState::Paused).then_some(view)
+    })
+    .await;
+    assert_eq!(
+        paused.state_reason.as_deref(),
+        Some("template spring_sale_2026 PAUSED by Meta: LOW_QUALITY")
+    );
+    let other = api.campaign(started[1]).await.unwrap();
+    assert_eq!(other.state, herald_shared::domain::CampaignState::Running);
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use herald_shared::db::campaigns;
 use herald_shared::db::engagement::{self, Engagement, Inbound};
 use herald_shared::db::messages::{self, MessageRef, Transition};
 use herald_shared::db::webhook_events::{self, Event, Outcome};
@@ -25,6 +26,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Entries pending this long belong to a processor that died.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
+
+/// Template events after which a template cannot be sent: its campaigns pause.
+const TEMPLATE_STOPS: [&str; 6] = [
+    "PAUSED",
+    "DISABLED",
+    "REJECTED",
+    "PENDING_DELETION",
+    "DELETED",
+    "LOCKED",
+];
 
 /// How often recorded bodies older than the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -226,7 +237,8 @@ impl Processor {
     }
 
     /// Replies count as `replied` and quick-reply taps as `clicked` on their campaign; a STOP
-    /// keyword, or Meta's marketing opt-out, suppresses the user for the number's tenant.
+    /// keyword, or Meta's marketing opt-out, suppresses the user for the number's tenant; a
+    /// template Meta paused or disabled pauses the running campaigns that send it.
     async fn apply_inbound(
         &self,
         notification: &Notification,
@@ -262,6 +274,35 @@ impl Processor {
             {
                 step.opt_outs += 1;
                 tracing::info!(number, "recipient opted out");
+            }
+        }
+        for (waba, update) in notification.template_updates() {
+            let (Some(event), Some(name)) = (&update.event, &update.message_template_name) else {
+                continue;
+            };
+            if !TEMPLATE_STOPS.contains(&event.as_str()) {
+                continue;
+            }
+            let reason = format!(
+                "template {name} {event} by Meta{}",
+                update
+                    .reason
+                    .as_deref()
+                    .filter(|r| !r.is_empty() && *r != "NONE")
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            let paused = campaigns::pause_for_template(
+                &self.pool,
+                waba,
+                name,
+                update.message_template_language.as_deref(),
+                &reason,
+            )
+            .await
+            .context("pausing campaigns of a stopped template")?;
+            if paused > 0 {
+                tracing::warn!(waba, template = %name, %event, paused, "campaigns paused: their template was stopped");
             }
         }
         for (number, preference) in notification.preferences() {

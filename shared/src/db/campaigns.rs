@@ -247,3 +247,31 @@ pub async fn pause_campaign(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Pauses the running campaigns that send template `name` (in `language`, or any when `None`)
+/// from a number of WABA `waba`: Meta paused or disabled it. Returns how many.
+pub async fn pause_for_template(
+    pool: &PgPool,
+    waba: &str,
+    name: &str,
+    language: Option<&str>,
+    reason: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE campaigns c SET state = $5, state_reason = $4
+         WHERE c.state = $6 AND c.template_name = $2
+           AND ($3::text IS NULL OR c.template_language = $3)
+           AND EXISTS (SELECT 1 FROM campaign_numbers cn
+                       JOIN sender_numbers n ON n.id = cn.sender_number_id
+                       WHERE cn.campaign_id = c.id AND n.waba_id = $1)",
+    )
+    .bind(waba)
+    .bind(name)
+    .bind(language)
+    .bind(reason)
+    .bind(CampaignState::Paused)
+    .bind(CampaignState::Running)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

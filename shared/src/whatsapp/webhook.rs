@@ -40,6 +40,15 @@ pub struct ChangeValue {
     /// `field: "user_preferences"`: marketing opt-outs and opt-ins (reference §4.8).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_preferences: Vec<UserPreference>,
+    /// `field: "message_template_status_update"`: `APPROVED`, `PAUSED`, `DISABLED`…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_template_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_template_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One inbound message (`messages[]`), as far as Herald reads it.
@@ -155,6 +164,16 @@ impl Notification {
                 .user_preferences
                 .iter()
                 .filter_map(move |p| Some((number?, p)))
+        })
+    }
+
+    /// Every template status change, with the WABA it belongs to (the entry's id).
+    pub fn template_updates(&self) -> impl Iterator<Item = (&str, &ChangeValue)> {
+        self.entry.iter().flat_map(|e| {
+            e.changes
+                .iter()
+                .filter(|c| c.field == "message_template_status_update")
+                .map(move |c| (e.id.as_str(), &c.value))
         })
     }
 
