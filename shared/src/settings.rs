@@ -160,6 +160,9 @@ pub struct WebhookSettings {
     pub stop_keywords: Vec<String>,
     /// Days a processed body is kept in `webhook_events`.
     pub retention_days: u32,
+    /// How long a receipt for a wamid no message has yet is retried before it is logged as an
+    /// orphan and dropped.
+    pub unmatched_hold_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -101,6 +101,12 @@ impl Keys {
     pub fn webhooks(&self) -> String {
         format!("{}:webhooks", self.prefix)
     }
+
+    /// Receipts naming a wamid no message has yet (the send not recorded yet), scored by when
+    /// to try them again.
+    pub fn webhooks_unmatched(&self) -> String {
+        format!("{}:webhooks:unmatched", self.prefix)
+    }
 }
 
 /// One message to send, as carried by a number's stream and retry set.

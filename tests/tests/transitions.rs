@@ -74,7 +74,8 @@ async fn a_receipt_for_an_unknown_wamid_is_counted_as_unmatched_and_changes_noth
         applied,
         messages::Applied {
             changed: 0,
-            unmatched: 1
+            unmatched: 1,
+            unmatched_wamids: vec!["wamid.nobody".into()],
         }
     );
     assert_counters_match(&ctx.pool, campaign).await;
@@ -277,7 +278,7 @@ async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() 
         applied,
         messages::Applied {
             changed: 1,
-            unmatched: 0
+            ..Default::default()
         }
     );
     let applied =
@@ -288,7 +289,7 @@ async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() 
         applied,
         messages::Applied {
             changed: 1,
-            unmatched: 0
+            ..Default::default()
         }
     );
     assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Read);

@@ -303,3 +303,85 @@ async fn a_body_over_the_size_limit_gets_413() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// How many receipts wait for their wamid.
+async fn held(ctx: &TestContext) -> usize {
+    let keys = herald_shared::stream::Keys::new(ctx.settings.redis.key_prefix.clone());
+    let mut redis = ctx.redis().await;
+    redis::AsyncCommands::zcard(&mut redis, keys.webhooks_unmatched())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_receipt_before_the_send_record_is_held_until_the_wamid_is_known() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    set_status(&ctx.pool, ids[0], MessageStatus::Queued, None).await;
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    // `failed` may come without callback data, and before the sender has recorded the send.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let failed = notification(&[json!({"id": "wamid.early", "status": "failed",
+        "timestamp": now, "recipient_id": "447400000000",
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]})]);
+    assert_eq!(
+        post(&ctx, &stack, &failed, Some(signed(&ctx.settings, &failed))).await,
+        200
+    );
+    eventually("the receipt held", Duration::from_secs(10), || async {
+        (held(&ctx).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Queued);
+    // The sender records the send.
+    let rest = herald_shared::db::messages::record_sent(
+        &ctx.pool,
+        &[herald_shared::db::messages::Sent {
+            message: ids[0],
+            wa_message_id: "wamid.early".into(),
+            at: chrono::Utc::now(),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(rest.is_empty());
+    wait_for_status(&ctx, ids[0], MessageStatus::Failed).await;
+    let code: Option<i32> = sqlx::query_scalar("SELECT error_code FROM messages WHERE id = $1")
+        .bind(ids[0])
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(code, Some(131026));
+    assert_eq!(held(&ctx).await, 0);
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_receipt_whose_wamid_never_appears_is_dropped_as_an_orphan_after_the_hold() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
+        .await
+        .unwrap();
+    // Stamped longer ago than the hold (`webhook.unmatched_hold_s`, 3 s in tests).
+    let then = (chrono::Utc::now().timestamp() - 60).to_string();
+    let body = notification(&[json!({"id": "wamid.nobody", "status": "delivered",
+        "timestamp": then, "recipient_id": "447400000000"})]);
+    assert_eq!(
+        post(&ctx, &stack, &body, Some(signed(&ctx.settings, &body))).await,
+        200
+    );
+    eventually("the orphan dropped", Duration::from_secs(10), || async {
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+        (recorded == 1 && held(&ctx).await == 0).then_some(())
+    })
+    .await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -6,6 +6,7 @@
 //! forward. A body that cannot be parsed is logged and acknowledged, so it cannot block the
 //! stream. Entries left pending by a crashed processor are claimed after `CLAIM_IDLE`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,6 +22,7 @@ use herald_shared::whatsapp::webhook::{Notification, ReceiptStatus, StatusUpdate
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,9 @@ const TEMPLATE_STOPS: [&str; 6] = [
     "LOCKED",
 ];
 
+/// How often receipts held for an unknown wamid are tried again.
+const UNMATCHED_RETRY: Duration = Duration::from_secs(1);
+
 /// How often recorded bodies older than the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -51,6 +56,46 @@ pub struct Processor {
     max_body_bytes: usize,
     stop_keywords: Vec<String>,
     retention: chrono::Duration,
+    unmatched: String,
+    unmatched_hold: chrono::Duration,
+}
+
+/// A receipt held until its wamid is known (see `webhook.unmatched_hold_s`).
+#[derive(Debug, Serialize, Deserialize)]
+struct HeldReceipt {
+    wamid: String,
+    status: MessageStatus,
+    /// Meta's timestamp, Unix seconds: the hold counts from it.
+    at: i64,
+    code: Option<i32>,
+    title: Option<String>,
+}
+
+impl HeldReceipt {
+    fn of(t: &Transition) -> Option<Self> {
+        let MessageRef::WaId(wamid) = &t.message else {
+            return None;
+        };
+        Some(Self {
+            wamid: wamid.clone(),
+            status: t.status,
+            at: t.at.timestamp(),
+            code: t.error_code,
+            title: t.error_title.clone(),
+        })
+    }
+
+    fn transition(&self) -> Transition {
+        Transition {
+            message: MessageRef::WaId(self.wamid.clone()),
+            status: self.status,
+            wa_message_id: Some(self.wamid.clone()),
+            at: DateTime::<Utc>::from_timestamp(self.at, 0).unwrap_or_else(Utc::now),
+            error_code: self.code,
+            error_title: self.title.clone(),
+            attempts: 0,
+        }
+    }
 }
 
 /// What one step did.
@@ -82,6 +127,8 @@ impl Processor {
             max_body_bytes: settings.webhook.max_body_bytes,
             stop_keywords: settings.webhook.stop_keywords.clone(),
             retention: chrono::Duration::days(i64::from(settings.webhook.retention_days)),
+            unmatched: keys.webhooks_unmatched(),
+            unmatched_hold: chrono::Duration::seconds(settings.webhook.unmatched_hold_s as i64),
         })
     }
 
@@ -93,7 +140,14 @@ impl Processor {
         let mut backoff = Duration::from_millis(100);
         let mut last_claim = tokio::time::Instant::now() - CLAIM_IDLE;
         let mut last_prune = tokio::time::Instant::now() - PRUNE_EVERY;
+        let mut last_unmatched = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if last_unmatched.elapsed() >= UNMATCHED_RETRY {
+                last_unmatched = tokio::time::Instant::now();
+                if let Err(e) = self.retry_unmatched().await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot retry held receipts");
+                }
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = tokio::time::Instant::now();
                 match webhook_events::prune(&self.pool, Utc::now() - self.retention).await {
@@ -213,16 +267,21 @@ impl Processor {
             events.push(event);
         }
         if !batch.is_empty() {
-            let applied = messages::apply_transitions(&self.pool, &messages::reduce(batch))
+            let batch = messages::reduce(batch);
+            let applied = messages::apply_transitions(&self.pool, &batch)
                 .await
                 .context("applying webhook statuses")?;
             step.changed = applied.changed;
             step.unmatched = applied.unmatched;
-            if applied.unmatched > 0 {
-                tracing::debug!(
-                    unmatched = applied.unmatched,
-                    "receipts for unknown messages"
-                );
+            if !applied.unmatched_wamids.is_empty() {
+                // Before the bodies are acknowledged: a crash cannot lose them.
+                let unknown: HashSet<&String> = applied.unmatched_wamids.iter().collect();
+                let held: Vec<HeldReceipt> = batch
+                    .iter()
+                    .filter_map(HeldReceipt::of)
+                    .filter(|h| unknown.contains(&h.wamid))
+                    .collect();
+                self.hold(&held).await?;
             }
         }
         // After the statuses, so that a tap answering a message whose `sent` came in the same
@@ -234,6 +293,74 @@ impl Processor {
             .await
             .context("recording webhook bodies")?;
         Ok(step)
+    }
+
+    /// Holds receipts whose wamid no message has yet, to be tried again shortly.
+    async fn hold(&self, held: &[HeldReceipt]) -> anyhow::Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let due = (Utc::now() + UNMATCHED_RETRY).timestamp_millis();
+        let mut pipe = redis::pipe();
+        for h in held {
+            pipe.zadd(&self.unmatched, serde_json::to_string(h)?, due)
+                .ignore();
+        }
+        let _: () = pipe
+            .query_async(&mut self.commands.clone())
+            .await
+            .context("holding receipts for unknown wamids")?;
+        Ok(())
+    }
+
+    /// Tries the held receipts that are due: applied ones go; the rest wait another round,
+    /// until `unmatched_hold` after Meta's timestamp, when they are logged as orphans.
+    pub async fn retry_unmatched(&self) -> anyhow::Result<usize> {
+        let mut redis = self.commands.clone();
+        let now = Utc::now();
+        let due: Vec<String> = redis
+            .zrangebyscore_limit(&self.unmatched, "-inf", now.timestamp_millis(), 0, 500)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let held: Vec<(String, Option<HeldReceipt>)> = due
+            .into_iter()
+            .map(|member| {
+                let parsed = serde_json::from_str(&member).ok();
+                (member, parsed)
+            })
+            .collect();
+        let transitions: Vec<Transition> = held
+            .iter()
+            .filter_map(|(_, h)| h.as_ref().map(HeldReceipt::transition))
+            .collect();
+        let applied = messages::apply_transitions(&self.pool, &messages::reduce(transitions))
+            .await
+            .context("applying held receipts")?;
+        let unknown: HashSet<&String> = applied.unmatched_wamids.iter().collect();
+        let later = (now + UNMATCHED_RETRY).timestamp_millis();
+        let mut pipe = redis::pipe();
+        let mut resolved = 0;
+        for (member, receipt) in &held {
+            match receipt {
+                Some(h) if unknown.contains(&h.wamid) => {
+                    if now.timestamp() - h.at > self.unmatched_hold.num_seconds() {
+                        metrics::counter!("herald_webhook_orphan_receipts_total").increment(1);
+                        tracing::warn!(wamid = %h.wamid, status = ?h.status, "orphan receipt: no message has this wamid; dropped");
+                        pipe.zrem(&self.unmatched, member).ignore();
+                    } else {
+                        pipe.zadd(&self.unmatched, member, later).ignore();
+                    }
+                }
+                _ => {
+                    resolved += 1;
+                    pipe.zrem(&self.unmatched, member).ignore();
+                }
+            }
+        }
+        let _: () = pipe.query_async(&mut redis).await?;
+        Ok(resolved)
     }
 
     /// Replies count as `replied` and quick-reply taps as `clicked` on their campaign; a STOP

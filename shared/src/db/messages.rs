@@ -98,12 +98,15 @@ pub struct Transition {
 }
 
 /// What a batch of transitions did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Messages whose status changed.
     pub changed: i64,
     /// Transitions whose message was not found.
     pub unmatched: i64,
+    /// The wamids of those named by wamid (`MessageRef::WaId`): perhaps receipts that came
+    /// before the sender recorded the send.
+    pub unmatched_wamids: Vec<String>,
 }
 
 /// Applies a batch of transitions in one statement: statuses move only forward (the Postgres
@@ -139,7 +142,7 @@ pub async fn apply_transitions(
         titles.push(t.error_title.clone());
         attempts.push(t.attempts);
     }
-    let (changed, unmatched): (i64, i64) = sqlx::query_as(
+    let (changed, unmatched, unmatched_wamids): (i64, i64, Vec<String>) = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::message_status[],
                                  $4::timestamptz[], $5::int[], $6::text[], $7::int[])
@@ -218,10 +221,13 @@ pub async fn apply_transitions(
             FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
             WHERE c.id = d.campaign_id
             RETURNING 1
+         ), unmatched AS (
+            SELECT r.by_id, r.wa_id FROM resolved r
+            WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = r.id)
          )
          SELECT (SELECT count(*) FROM changed WHERE old_status <> new_status),
-                (SELECT count(*) FROM resolved r
-                 WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = r.id))",
+                (SELECT count(*) FROM unmatched),
+                (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id)",
     )
     .bind(ids)
     .bind(wa_ids)
@@ -232,7 +238,11 @@ pub async fn apply_transitions(
     .bind(attempts)
     .fetch_one(db)
     .await?;
-    Ok(Applied { changed, unmatched })
+    Ok(Applied {
+        changed,
+        unmatched,
+        unmatched_wamids,
+    })
 }
 
 /// A send Meta accepted.
