@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+# The fault tests start and kill Redis instances of their own.
+command -v redis-server >/dev/null || herald_install redis-server
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace

@@ -312,6 +312,16 @@ pub mod conn {
         }
     }
 
+    /// Whether `error` says the consumer group is gone: Redis lost its data (restarted without
+    /// persistence, or failed over to an empty replica). `ensure_group` makes it again.
+    pub fn group_is_gone(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| {
+            cause
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(|e| e.code() == Some("NOGROUP"))
+        })
+    }
+
     /// The one field of a stream entry, as bytes.
     pub fn entry_field<'a>(entry: &'a StreamId, field: &str) -> Option<&'a [u8]> {
         match entry.map.get(field)? {

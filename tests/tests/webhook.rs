@@ -385,3 +385,44 @@ async fn a_receipt_whose_wamid_never_appears_is_dropped_as_an_orphan_after_the_h
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_redis_down_a_post_gets_503_and_meta_s_retry_is_applied_once() {
+    let mut redis = herald_tests::PrivateRedis::start().await;
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.R")).await;
+    let mut settings = ctx.settings.clone();
+    settings.redis.url = secrecy::SecretString::from(redis.url());
+    let stack = Stack::start(settings, WEBHOOK_ONLY).await.unwrap();
+    let body = notification(&[status(ids[0], "wamid.R", "delivered")]);
+    let signature = signed(&ctx.settings, &body);
+
+    redis.stop();
+    assert_eq!(
+        post(&ctx, &stack, &body, Some(signature.clone())).await,
+        503,
+        "not buffered, so Meta must retry"
+    );
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Sent);
+
+    // Meta retries once Redis is back.
+    redis.restart().await;
+    let accepted = eventually("the retry accepted", Duration::from_secs(20), || async {
+        (post(&ctx, &stack, &body, Some(signature.clone())).await == 200).then_some(())
+    });
+    accepted.await;
+    wait_for_status(&ctx, ids[0], MessageStatus::Delivered).await;
+    let recorded: i64 = eventually("the body recorded", Duration::from_secs(10), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(recorded, 1, "applied once");
+    assert_counters_match(&ctx.pool, campaign).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

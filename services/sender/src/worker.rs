@@ -208,6 +208,15 @@ impl NumberWorker {
                     lease_lost = true;
                     break;
                 }
+                Err(e) if conn::group_is_gone(&e) => {
+                    tracing::error!(number = %number, "the number's consumer group is gone (Redis lost its data); making it again");
+                    if let Err(e) =
+                        conn::ensure_group(&mut self.commands, &self.stream, SENDER_GROUP).await
+                    {
+                        tracing::error!(number = %number, error = %e, "cannot make the number's group");
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(number = %number, error = %format!("{e:#}"), "number loop failed; retrying");
                     tokio::time::sleep(backoff).await;

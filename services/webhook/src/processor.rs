@@ -166,6 +166,18 @@ impl Processor {
             };
             match step {
                 Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) if conn::group_is_gone(&e) => {
+                    // Redis lost its data: bodies buffered since are read from the start.
+                    tracing::error!(
+                        "the webhook buffer's group is gone (Redis lost its data); making it again"
+                    );
+                    if let Err(e) =
+                        conn::ensure_group(&mut self.commands, &self.stream, WEBHOOK_GROUP).await
+                    {
+                        tracing::error!(error = %e, "cannot make the webhook buffer's group");
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "webhook batch failed; retrying");
                     tokio::time::sleep(backoff).await;
