@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use herald_shared::hash::fnv1a;
+use herald_shared::whatsapp::webhook::ReceiptStatus;
 
 use crate::config::{CapMode, FaultKind, NumberDef, SimConfig, TemplateDef};
 use crate::random::Rand;
@@ -122,6 +123,8 @@ pub struct Sim {
     pub webhooks_failed: AtomicU64,
     pub webhooks_retried: AtomicU64,
     pub statuses_posted: AtomicU64,
+    /// Per message (callback data), the last status its webhooks will carry.
+    intended: Mutex<HashMap<String, ReceiptStatus>>,
 }
 
 /// What to do with a send that passed authentication and validation.
@@ -183,6 +186,10 @@ pub struct StatsReport {
     pub webhooks_retried: u64,
     /// Statuses and inbound messages POSTed (each POST may carry several).
     pub statuses_posted: u64,
+    /// Messages (by callback data) by the last status their webhooks carry, once all are
+    /// delivered: what the receiver should end with, whatever the order and repeats.
+    #[serde(default)]
+    pub intended_final: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -207,7 +214,16 @@ impl Sim {
             webhooks_failed: AtomicU64::new(0),
             webhooks_retried: AtomicU64::new(0),
             statuses_posted: AtomicU64::new(0),
+            intended: Mutex::default(),
         }
+    }
+
+    /// Notes the last status a message's webhooks will carry.
+    pub fn intend(&self, callback: &str, last: ReceiptStatus) {
+        self.intended
+            .lock()
+            .expect("intended lock")
+            .insert(callback.to_owned(), last);
     }
 
     pub fn active(&self) -> Arc<Active> {
@@ -407,6 +423,13 @@ impl Sim {
             statuses_posted: self.statuses_posted.load(Relaxed),
             ..StatsReport::default()
         };
+        for status in self.intended.lock().expect("intended lock").values() {
+            let name = serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *r.intended_final.entry(name).or_default() += 1;
+        }
         for (id, number) in self.numbers.read().expect("numbers lock").iter() {
             let n = number.lock().expect("number lock");
             if n.accepted == 0 {
@@ -437,6 +460,7 @@ impl Sim {
         self.numbers.write().expect("numbers lock").clear();
         self.portfolios.lock().expect("portfolio lock").clear();
         self.rejected.lock().expect("stats lock").clear();
+        self.intended.lock().expect("intended lock").clear();
         for counter in [
             &self.http_errors,
             &self.timeouts,

@@ -276,18 +276,25 @@ impl Dispatcher {
                 receipt: receipt.clone(),
             });
         };
+        let mut last = ReceiptStatus::Failed;
         if receipt.fails_with.is_some() {
             push(at, ReceiptStatus::Failed);
-            return;
-        }
-        push(at, ReceiptStatus::Sent);
-        if rand.chance(w.delivered) {
-            at += rand.delay(&w.delivered_delay);
-            push(at, ReceiptStatus::Delivered);
-            if rand.chance(w.read) {
-                at += rand.delay(&w.read_delay);
-                push(at, ReceiptStatus::Read);
+        } else {
+            last = ReceiptStatus::Sent;
+            push(at, ReceiptStatus::Sent);
+            if rand.chance(w.delivered) {
+                at += rand.delay(&w.delivered_delay);
+                last = ReceiptStatus::Delivered;
+                push(at, ReceiptStatus::Delivered);
+                if rand.chance(w.read) {
+                    at += rand.delay(&w.read_delay);
+                    last = ReceiptStatus::Read;
+                    push(at, ReceiptStatus::Read);
+                }
             }
+        }
+        if let Some(callback) = &receipt.callback {
+            self.sim.intend(callback, last);
         }
     }
 

@@ -1,0 +1,88 @@
+//! Issue #5, acceptance 2: a 5,000-message campaign through every role while the simulator
+//! sends every receipt twice, shuffled within each POST, with delays that interleave them and
+//! some asynchronous failures: each message ends at the status the simulator meant it to, and
+//! the counters equal a `GROUP BY status`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald_shared::domain::MessageStatus;
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use serde_json::json;
+
+const MESSAGES: usize = 5_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_sent_twice_and_out_of_order_end_where_the_simulator_meant() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    reqwest::Client::new()
+        .post(format!("{}/sim/config", stack.simulator_url))
+        .json(&json!({
+            "seed": 11,
+            "faults": [{"kind": "async_failure", "code": 131026, "probability": 0.05}],
+            "webhooks": {"delivered": 0.9, "read": 0.5, "duplicate": 1.0, "shuffle": true,
+                         "batch": 50,
+                         "delivered_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300},
+                         "read_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300}}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let mut numbers = Vec::new();
+    for phone in ["600000000001", "600000000002"] {
+        numbers.push(api.create_number(phone, "t", 1000).await.unwrap().id);
+    }
+    let campaign = api
+        .create_campaign("receipts", "spring_sale_2026", "en_GB", &numbers)
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(MESSAGES))
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+
+    let intended = |stats: &herald_simulator::StatsReport| -> HashMap<MessageStatus, i64> {
+        stats
+            .intended_final
+            .iter()
+            .map(|(status, n)| {
+                let status = match status.as_str() {
+                    "sent" => MessageStatus::Sent,
+                    "delivered" => MessageStatus::Delivered,
+                    "read" => MessageStatus::Read,
+                    "failed" => MessageStatus::Failed,
+                    other => panic!("unexpected intended status {other}"),
+                };
+                (status, *n as i64)
+            })
+            .collect()
+    };
+    let (stats, statuses) = eventually(
+        "every message at its intended status",
+        Duration::from_secs(120),
+        || async {
+            let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
+            let statuses: HashMap<MessageStatus, i64> =
+                herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign.id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            let meant = intended(&stats);
+            (meant.values().sum::<i64>() == MESSAGES as i64 && statuses == meant)
+                .then_some((stats, statuses))
+        },
+    )
+    .await;
+    // Every kind of ending happened, and every receipt came twice.
+    assert_eq!(statuses.len(), 4, "{statuses:?}");
+    assert!(stats.statuses_posted >= 2 * MESSAGES as u64, "{stats:?}");
+    assert_eq!(stats.duplicate_recipients, 0);
+    assert_counters_match(&ctx.pool, campaign.id).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
