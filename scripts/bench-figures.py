@@ -4,6 +4,7 @@
   bench-figures.py row <run> <json>   one table row
   bench-figures.py median             the medians of the JSON lines on stdin
   bench-figures.py b3-row <run> <json> / b3-median   the same for B3's adaptation figures
+  bench-figures.py b5-rows <run> <json> / b5-median  the same for B5's webhook figures
 """
 import json
 import statistics
@@ -64,11 +65,38 @@ def b3_median(lines):
     )
 
 
+def b5_rows(run, figures):
+    return "\n".join(
+        f"| {run} | {f['statuses_per_post']} | {f['requests_per_second']:.0f} "
+        f"| {f['statuses_per_second_accepted']:.0f} | {f['p99_ms']:.2f} ms "
+        f"| {f['statuses_per_second_applied']:.0f} |"
+        for f in json.loads(figures)
+    )
+
+
+def b5_median(lines):
+    runs = [json.loads(line) for line in lines if line.strip()]
+    parts = []
+    for size in sorted({f["statuses_per_post"] for r in runs for f in r}):
+        of_size = [f for r in runs for f in r if f["statuses_per_post"] == size]
+
+        def m(key):
+            return statistics.median(f[key] for f in of_size)
+
+        parts.append(
+            f"{size} per POST: {m('requests_per_second'):.0f} req/s, "
+            f"p99 {m('p99_ms'):.2f} ms, {m('statuses_per_second_applied'):.0f} statuses/s applied"
+        )
+    return "; ".join(parts)
+
+
 if __name__ == "__main__":
-    commands = {"row": row, "b3-row": b3_row}
+    commands = {"row": row, "b3-row": b3_row, "b5-rows": b5_rows}
     if sys.argv[1] in commands:
         print(commands[sys.argv[1]](sys.argv[2], sys.argv[3]))
     elif sys.argv[1] == "b3-median":
         print(b3_median(sys.stdin))
+    elif sys.argv[1] == "b5-median":
+        print(b5_median(sys.stdin))
     else:
         print(median(sys.stdin))

@@ -9,6 +9,7 @@
 #                           another process (`herald bench`), 3 runs, medians quoted; needs
 #                           Redis and Postgres (started privately like the tests' when absent);
 #                           b3 measures the adaptive rate against a cap it is not told
+#   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -214,9 +215,46 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+bench_webhook() {
+  local commit cores
+  need_wrk
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(git rev-parse --short HEAD)
+  cores=$(nproc)
+  local rows="" results=()
+  for run in $(seq 1 "$runs"); do
+    out=$(HERALD__TELEMETRY__FILTER=error target/release/herald bench b5 --simulator none)
+    results+=("$out")
+    rows+=$(scripts/bench-figures.py b5-rows "$run" "$out")$'\n'
+  done
+  local medians
+  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py b5-median)
+  local report
+  report=$(cat <<MD
+
+## b5 — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh b5\`: \`herald bench b5\` runs the webhook role (receiver and its
+processors) in one release process and \`wrk -t2 -c64 -d5s --latency\` POSTs signed bodies of 1
+and of 100 \`delivered\` statuses for 100,000 sent messages at it; the processors' rate counts
+every status accepted, from the first POST until the buffer is empty (each body is also kept
+in \`webhook_events\`). wrk, Redis and Postgres share the machine; $runs runs.
+
+| run | statuses per POST | requests/s | statuses/s accepted | p99 | statuses/s applied |
+| --- | --- | --- | --- | --- | --- |
+$rows
+**Median: $medians.**
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 case "${1:-}" in
   sim) bench_sim ;;
+  b5) bench_webhook ;;
   b1 | b1-lat | b2) bench_herald "$1" ;;
   b3) bench_adaptation ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b5" >&2; exit 2 ;;
 esac

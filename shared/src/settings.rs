@@ -156,6 +156,8 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     pub batch: usize,
     pub block_ms: u64,
+    /// Consumers applying the buffer at once, in each webhook process.
+    pub processors: usize,
     /// Texts (and quick-reply buttons) that opt the sender out, compared whole, case aside.
     pub stop_keywords: Vec<String>,
     /// Days a processed body is kept in `webhook_events`.

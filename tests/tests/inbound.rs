@@ -102,7 +102,10 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
         webhook: true,
         simulator: false,
     };
-    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    // One processor, so that bodies are applied in the order they were posted.
+    let mut settings = ctx.settings.clone();
+    settings.webhook.processors = 1;
+    let stack = Stack::start(settings, roles).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     let (campaign, _) = sent_campaign(&ctx, &api).await;
     let users = recipients(3);

@@ -37,7 +37,7 @@ enum Command {
     Migrate,
     /// Runs a campaign through the whole pipeline against the simulator, with live progress.
     Demo,
-    /// Runs a benchmark workload (b1, b1-lat, b2, b3) against the simulator at --simulator and
+    /// Runs a benchmark workload (b1, b1-lat, b2, b3; b5 needs no simulator) against the simulator at --simulator and
     /// prints its figures as JSON.
     Bench {
         workload: String,
@@ -123,6 +123,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             simulator,
             recipients,
         } => {
+            if workload == "b5" {
+                let mut figures = Vec::new();
+                for statuses in [1, 100] {
+                    let run = herald::bench::run_webhook(settings.clone(), statuses, 5).await?;
+                    figures.push(run);
+                }
+                println!("{}", serde_json::to_string(&figures)?);
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             if workload == "b3" {
                 let figures = herald::bench::run_adaptation(settings, &simulator).await?;
                 println!("{}", serde_json::to_string(&figures)?);

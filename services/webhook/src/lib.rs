@@ -18,7 +18,8 @@ use crate::processor::Processor;
 pub struct App {
     listener: TcpListener,
     state: Arc<routes::AppState>,
-    processor: Processor,
+    processors: Vec<Processor>,
+    max_body_bytes: usize,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -27,7 +28,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .await
         .context("webhook cannot reach Redis")?;
     let pool = herald_shared::db::pool(&settings.database)?;
-    let processor = Processor::new(settings, pool, keys.clone()).await?;
+    // Several consumers of the one group: statuses only move forward and engagements are
+    // keyed by wamid, so the order they apply bodies in does not matter.
+    let mut processors = Vec::new();
+    for _ in 0..settings.webhook.processors.max(1) {
+        processors.push(Processor::new(settings, pool.clone(), keys.clone()).await?);
+    }
     let address = settings.webhook.listen.address();
     let listener = TcpListener::bind(&address)
         .await
@@ -41,7 +47,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     Ok(App {
         listener,
         state,
-        processor,
+        processors,
+        max_body_bytes: settings.webhook.max_body_bytes,
     })
 }
 
@@ -55,13 +62,19 @@ impl App {
 
     /// Serves and processes until `shutdown`; the processor finishes its current batch.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = routes::router(self.state, self.processor.max_body_bytes());
-        let processor = tokio::spawn(self.processor.run(shutdown.clone()));
+        let router = routes::router(self.state, self.max_body_bytes);
+        let processors: Vec<_> = self
+            .processors
+            .into_iter()
+            .map(|p| tokio::spawn(p.run(shutdown.clone())))
+            .collect();
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .context("webhook server failed")?;
-        processor.await.context("webhook processor panicked")??;
+        for processor in processors {
+            processor.await.context("webhook processor panicked")??;
+        }
         Ok(())
     }
 }

@@ -53,7 +53,6 @@ pub struct Processor {
     consumer: String,
     batch: usize,
     block_ms: u64,
-    max_body_bytes: usize,
     stop_keywords: Vec<String>,
     retention: chrono::Duration,
     unmatched: String,
@@ -124,16 +123,11 @@ impl Processor {
             consumer: format!("processor-{}", uuid::Uuid::new_v4().simple()),
             batch: settings.webhook.batch.max(1),
             block_ms: settings.webhook.block_ms,
-            max_body_bytes: settings.webhook.max_body_bytes,
             stop_keywords: settings.webhook.stop_keywords.clone(),
             retention: chrono::Duration::days(i64::from(settings.webhook.retention_days)),
             unmatched: keys.webhooks_unmatched(),
             unmatched_hold: chrono::Duration::seconds(settings.webhook.unmatched_hold_s as i64),
         })
-    }
-
-    pub fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -153,9 +153,16 @@ pub async fn apply_transitions(
             FROM input i
             LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
          ), locked AS (
-            SELECT m.id, m.status AS old_status FROM messages m
-            WHERE m.id IN (SELECT id FROM resolved)
-            ORDER BY m.id FOR UPDATE
+            -- Only rows the transition changes: a repeated receipt (Meta repeats them) must
+            -- cost a lookup, not a lock and a new row version. Statuses only advance and
+            -- timestamps are only ever set, so a row that needs nothing now never will.
+            SELECT m.id, m.status AS old_status FROM messages m JOIN resolved r ON r.id = m.id
+            WHERE message_status_advances(m.status, r.status)
+               OR r.attempts <> 0
+               OR (r.status IN ('sent', 'delivered', 'read') AND m.sent_at IS NULL)
+               OR (r.status IN ('delivered', 'read') AND m.delivered_at IS NULL)
+               OR (r.status = 'read' AND m.read_at IS NULL)
+            ORDER BY m.id FOR UPDATE OF m
          ), plan AS (
             SELECT r.*, l.old_status, message_status_advances(l.old_status, r.status) AS moves
             FROM resolved r JOIN locked l ON l.id = r.id
@@ -180,7 +187,9 @@ pub async fn apply_transitions(
             RETURNING m.campaign_id, p.old_status, m.status AS new_status
          ), wamids AS (
             INSERT INTO message_wamids (wa_message_id, message_id)
-            SELECT wa_id, id FROM plan WHERE by_id AND wa_id IS NOT NULL
+            SELECT r.wa_id, r.id FROM resolved r
+            WHERE r.by_id AND r.wa_id IS NOT NULL
+              AND EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
             ON CONFLICT DO NOTHING
          ), deltas AS (
             SELECT campaign_id,
@@ -223,7 +232,7 @@ pub async fn apply_transitions(
             RETURNING 1
          ), unmatched AS (
             SELECT r.by_id, r.wa_id FROM resolved r
-            WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = r.id)
+            WHERE r.id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
          )
          SELECT (SELECT count(*) FROM changed WHERE old_status <> new_status),
                 (SELECT count(*) FROM unmatched),
