@@ -1,10 +1,13 @@
 //! The webhook processor: reads buffered bodies through the `processors` consumer group and
-//! applies their statuses to Postgres, one statement per batch.
+//! applies a batch of them to Postgres in one transaction: statuses, replies and taps,
+//! opt-outs, template pauses, and the bodies' own records in `webhook_events`.
 //!
-//! Invariants: a body is acknowledged (and deleted) only after its statuses are durable in
-//! Postgres, so a crash re-applies it; applying is idempotent because statuses only move
-//! forward. A body that cannot be parsed is logged and acknowledged, so it cannot block the
-//! stream. Entries left pending by a crashed processor are claimed after `CLAIM_IDLE`.
+//! Invariants: a body is acknowledged (and deleted) only after the transaction committed, so a
+//! crash re-applies it; applying is idempotent because statuses only move forward, engagement
+//! is keyed by the inbound wamid and bodies by their buffer id. A body that cannot be parsed
+//! is recorded as malformed and acknowledged, so it cannot block the stream. Receipts whose
+//! wamid no message has yet are held in a sorted set and tried again. Entries left pending by a
+//! crashed processor are claimed after `CLAIM_IDLE`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -272,9 +275,16 @@ impl Processor {
             }
             events.push(event);
         }
+        // One transaction for the batch: statuses, engagement, opt-outs, template pauses and
+        // the bodies' records land together or not at all (and are then all tried again).
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting a webhook batch")?;
         if !batch.is_empty() {
             let batch = messages::reduce(batch);
-            let applied = messages::apply_transitions(&self.pool, &batch)
+            let applied = messages::apply_transitions(&mut *tx, &batch)
                 .await
                 .context("applying webhook statuses")?;
             step.changed = applied.changed;
@@ -293,11 +303,12 @@ impl Processor {
         // After the statuses, so that a tap answering a message whose `sent` came in the same
         // batch finds its wamid.
         for notification in &notifications {
-            self.apply_inbound(notification, &mut step).await?;
+            self.apply_inbound(&mut tx, notification, &mut step).await?;
         }
-        webhook_events::record(&self.pool, &events)
+        webhook_events::record(&mut *tx, &events)
             .await
             .context("recording webhook bodies")?;
+        tx.commit().await.context("committing a webhook batch")?;
         Ok(step)
     }
 
@@ -374,6 +385,7 @@ impl Processor {
     /// template Meta paused or disabled pauses the running campaigns that send it.
     async fn apply_inbound(
         &self,
+        tx: &mut sqlx::PgConnection,
         notification: &Notification,
         step: &mut Step,
     ) -> anyhow::Result<()> {
@@ -392,7 +404,7 @@ impl Processor {
                 context: message.context.as_ref().map(|c| c.id.as_str()),
                 kind,
             };
-            if engagement::record_inbound(&self.pool, &inbound)
+            if engagement::record_inbound(&mut *tx, &inbound)
                 .await
                 .context("counting a reply")?
             {
@@ -401,7 +413,7 @@ impl Processor {
             if said
                 .iter()
                 .any(|s| engagement::is_stop_keyword(s, &self.stop_keywords))
-                && engagement::set_opt_out(&self.pool, number, &recipient, true)
+                && engagement::set_opt_out(&mut *tx, number, &recipient, true)
                     .await
                     .context("recording an opt-out")?
             {
@@ -426,7 +438,7 @@ impl Processor {
                     .unwrap_or_default()
             );
             let paused = campaigns::pause_for_template(
-                &self.pool,
+                &mut *tx,
                 waba,
                 name,
                 update.message_template_language.as_deref(),
@@ -445,7 +457,7 @@ impl Processor {
             let recipient = format!("+{}", preference.wa_id.trim_start_matches('+'));
             let stop = preference.value == "stop";
             if (stop || preference.value == "resume")
-                && engagement::set_opt_out(&self.pool, number, &recipient, stop)
+                && engagement::set_opt_out(&mut *tx, number, &recipient, stop)
                     .await
                     .context("recording a marketing preference")?
             {

@@ -251,7 +251,7 @@ pub async fn pause_campaign(
 /// Pauses the running campaigns that send template `name` (in `language`, or any when `None`)
 /// from a number of WABA `waba`: Meta paused or disabled it. Returns how many.
 pub async fn pause_for_template(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     waba: &str,
     name: &str,
     language: Option<&str>,
@@ -271,7 +271,7 @@ pub async fn pause_for_template(
     .bind(reason)
     .bind(CampaignState::Paused)
     .bind(CampaignState::Running)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected())
 }

@@ -1,7 +1,7 @@
 //! What recipients do with a campaign after it reaches them: replies, quick-reply taps and
 //! opt-outs (design §7). Each inbound message counts once, however often Meta delivers it.
 
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 /// An inbound message that answers one of Herald's.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl Engagement {
 /// Counts an inbound message on its campaign: the one of the message it answers, else of the
 /// last message sent to that recipient from that number. `false` when it was counted before
 /// or answers nothing Herald sent.
-pub async fn record_inbound(pool: &PgPool, inbound: &Inbound<'_>) -> sqlx::Result<bool> {
+pub async fn record_inbound(db: impl PgExecutor<'_>, inbound: &Inbound<'_>) -> sqlx::Result<bool> {
     let counted: Option<i32> = sqlx::query_scalar(
         "WITH number AS (
             SELECT id FROM sender_numbers WHERE phone_number_id = $1
@@ -67,7 +67,7 @@ pub async fn record_inbound(pool: &PgPool, inbound: &Inbound<'_>) -> sqlx::Resul
     .bind(inbound.wa_message_id)
     .bind(inbound.context)
     .bind(inbound.kind.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(counted.is_some())
 }
@@ -76,7 +76,7 @@ pub async fn record_inbound(pool: &PgPool, inbound: &Inbound<'_>) -> sqlx::Resul
 /// business number `phone_number_id`. Later uploads skip suppressed recipients. `false` when
 /// the number is unknown or nothing changed.
 pub async fn set_opt_out(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     phone_number_id: &str,
     recipient: &str,
     stop: bool,
@@ -94,7 +94,7 @@ pub async fn set_opt_out(
     let done = sqlx::query(statement)
         .bind(phone_number_id)
         .bind(recipient)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() > 0)
 }

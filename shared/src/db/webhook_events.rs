@@ -2,7 +2,7 @@
 //! replays. Pruned after `webhook.retention_days`.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 /// What processing made of a body (the `webhook_outcome` enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -22,7 +22,7 @@ pub struct Event<'a> {
 }
 
 /// Records processed bodies; one already recorded (same buffer id) is left as it is.
-pub async fn record(pool: &PgPool, events: &[Event<'_>]) -> sqlx::Result<()> {
+pub async fn record(db: impl PgExecutor<'_>, events: &[Event<'_>]) -> sqlx::Result<()> {
     let ids: Vec<&str> = events.iter().map(|e| e.buffer_id).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
     let received: Vec<DateTime<Utc>> = events.iter().map(|e| e.received_at).collect();
@@ -41,7 +41,7 @@ pub async fn record(pool: &PgPool, events: &[Event<'_>]) -> sqlx::Result<()> {
     .bind(received)
     .bind(outcomes)
     .bind(errors)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }
