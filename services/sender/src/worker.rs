@@ -449,9 +449,13 @@ impl NumberWorker {
     /// ones (waiting up to `block_ms`) and starts them, in order. Returns how many it had.
     pub async fn process_next(&mut self) -> anyhow::Result<usize> {
         if self.unstarted.is_empty() {
+            // Read no further ahead than a quarter second of sending: what a sender read and
+            // had not started when it died looks like a send whose outcome was lost, and its
+            // successor must wait the reconciliation window before sending it.
+            let ahead = (self.rate as usize / 4).clamp(1, self.config.read_count.max(1));
             let options = StreamReadOptions::default()
                 .group(SENDER_GROUP, &self.config.consumer)
-                .count(self.config.read_count)
+                .count(ahead)
                 .block(self.config.block_ms as usize);
             let reply: Option<StreamReadReply> = self
                 .reads
