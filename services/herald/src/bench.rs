@@ -47,16 +47,9 @@ pub async fn run(
     simulator_url: &str,
     w: &Workload,
 ) -> anyhow::Result<Figures> {
-    settings.redis.key_prefix = format!(
-        "{}:bench-{}",
-        settings.redis.key_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
     settings.whatsapp.base_url = simulator_url.to_owned();
     settings.sender.in_flight = settings.sender.in_flight.max(64);
-    db::ensure_database(&settings.database).await?;
-    let pool = db::pool(&settings.database)?;
-    db::migrate(&pool).await?;
+    let pool = bench_world(&mut settings).await?;
     let http = reqwest::Client::new();
     http.delete(format!("{simulator_url}/sim/stats"))
         .send()
@@ -83,17 +76,7 @@ pub async fn run(
     let campaign = api
         .create_campaign("bench", "spring_sale_2026", "en_GB", &numbers)
         .await?;
-    let rows: Vec<(String, Vec<String>)> = (0..w.recipients)
-        .map(|i| {
-            (
-                format!("+4474{i:08}"),
-                vec![format!("Customer {i}"), "25%".into()],
-            )
-        })
-        .collect();
-    for chunk in rows.chunks(20_000) {
-        api.upload(campaign.id, chunk).await?;
-    }
+    upload_recipients(&api, campaign.id, w.recipients).await?;
 
     let (cpu0, all0) = (own_cpu_seconds()?, machine_busy_seconds()?);
     let started = Instant::now();
@@ -279,15 +262,8 @@ pub async fn run_adaptation(
     const RUN_FOR: Duration = Duration::from_secs(95);
     const SAMPLE: Duration = Duration::from_millis(250);
     settings.sender.pacing.window_s = 4;
-    settings.redis.key_prefix = format!(
-        "{}:bench-{}",
-        settings.redis.key_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
     settings.whatsapp.base_url = simulator_url.to_owned();
-    db::ensure_database(&settings.database).await?;
-    let pool = db::pool(&settings.database)?;
-    db::migrate(&pool).await?;
+    let pool = bench_world(&mut settings).await?;
     let http = reqwest::Client::new();
     let configure = |patch: serde_json::Value| {
         let http = http.clone();
@@ -333,17 +309,7 @@ pub async fn run_adaptation(
     let campaign = api
         .create_campaign("bench-b3", "spring_sale_2026", "en_GB", &numbers)
         .await?;
-    let rows: Vec<(String, Vec<String>)> = (0..w.recipients)
-        .map(|i| {
-            (
-                format!("+4474{i:08}"),
-                vec![format!("Customer {i}"), "25%".into()],
-            )
-        })
-        .collect();
-    for chunk in rows.chunks(20_000) {
-        api.upload(campaign.id, chunk).await?;
-    }
+    upload_recipients(&api, campaign.id, w.recipients).await?;
 
     // (seconds since the start, accepted, answered 130429), every SAMPLE.
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
@@ -443,14 +409,7 @@ pub async fn run_webhook(
     const MESSAGES: usize = 100_000;
     // Distinct bodies that wrk cycles through: every message once per cycle.
     let bodies_count = (MESSAGES / statuses_per_post).min(20_000);
-    settings.redis.key_prefix = format!(
-        "{}:bench-{}",
-        settings.redis.key_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    db::ensure_database(&settings.database).await?;
-    let pool = db::pool(&settings.database)?;
-    db::migrate(&pool).await?;
+    let pool = bench_world(&mut settings).await?;
     let ids = sent_messages(&settings, &pool, MESSAGES).await?;
 
     // The bodies, signed, one per line for the wrk script.
@@ -651,4 +610,37 @@ fn wrk_p99_ms(report: &str) -> anyhow::Result<f64> {
         "m" => number * 60_000.0,
         other => anyhow::bail!("unknown latency unit {other}"),
     })
+}
+
+/// Gives the run a Redis prefix of its own and returns its (migrated) database's pool.
+async fn bench_world(settings: &mut Settings) -> anyhow::Result<sqlx::PgPool> {
+    settings.redis.key_prefix = format!(
+        "{}:bench-{}",
+        settings.redis.key_prefix,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    db::ensure_database(&settings.database).await?;
+    let pool = db::pool(&settings.database)?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Uploads `n` recipients (+4474…, two variables each) to a draft campaign.
+async fn upload_recipients(
+    api: &ApiClient,
+    campaign: herald_shared::domain::CampaignId,
+    n: usize,
+) -> anyhow::Result<()> {
+    let rows: Vec<(String, Vec<String>)> = (0..n)
+        .map(|i| {
+            (
+                format!("+4474{i:08}"),
+                vec![format!("Customer {i}"), "25%".into()],
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(20_000) {
+        api.upload(campaign, chunk).await?;
+    }
+    Ok(())
 }
