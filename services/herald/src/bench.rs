@@ -55,23 +55,8 @@ pub async fn run(
         .send()
         .await?
         .error_for_status()?;
-    http.post(format!("{simulator_url}/sim/config"))
-        .json(&w.simulator)
-        .send()
-        .await?
-        .error_for_status()
-        .context("configuring the simulator")?;
-
-    // Until every message is `sent`: receipts are not part of these workloads.
-    let roles = Roles {
-        ingest: true,
-        sender: true,
-        webhook: false,
-        simulator: false,
-    };
-    let stack = Stack::start(settings.clone(), roles).await?;
-    let (tenant, key) = crate::tenant::create(&pool, "bench").await?;
-    let api = ApiClient::new(stack.ingest_url.clone(), key);
+    configure_simulator(&http, simulator_url, &w.simulator).await?;
+    let (stack, tenant, api) = start_sending(&settings, &pool).await?;
     let numbers = register_numbers(&settings, &pool, tenant, w).await?;
     let campaign = api
         .create_campaign("bench", "spring_sale_2026", "en_GB", &numbers)
@@ -265,35 +250,18 @@ pub async fn run_adaptation(
     settings.whatsapp.base_url = simulator_url.to_owned();
     let pool = bench_world(&mut settings).await?;
     let http = reqwest::Client::new();
-    let configure = |patch: serde_json::Value| {
-        let http = http.clone();
-        async move {
-            http.post(format!("{simulator_url}/sim/config"))
-                .json(&patch)
-                .send()
-                .await?
-                .error_for_status()
-                .context("configuring the simulator")
-        }
-    };
     http.delete(format!("{simulator_url}/sim/stats"))
         .send()
         .await?
         .error_for_status()?;
-    configure(
-        json!({"cap_per_number": HIDDEN_CAP, "pair_limit": false, "faults": [],
-                     "latency": {"kind": "none"}}),
+    configure_simulator(
+        &http,
+        simulator_url,
+        &json!({"cap_per_number": HIDDEN_CAP, "pair_limit": false, "faults": [],
+                "latency": {"kind": "none"}}),
     )
     .await?;
-    let roles = Roles {
-        ingest: true,
-        sender: true,
-        webhook: false,
-        simulator: false,
-    };
-    let stack = Stack::start(settings.clone(), roles).await?;
-    let (tenant, key) = crate::tenant::create(&pool, "bench").await?;
-    let api = ApiClient::new(stack.ingest_url.clone(), key);
+    let (stack, tenant, api) = start_sending(&settings, &pool).await?;
     let w = Workload {
         numbers: 1,
         recipients: (HIDDEN_CAP as usize) * RUN_FOR.as_secs() as usize,
@@ -318,7 +286,12 @@ pub async fn run_adaptation(
     let mut lowered = false;
     while started.elapsed() < RUN_FOR {
         if !lowered && started.elapsed() >= LOWER_AT {
-            configure(json!({"cap_per_number": LOWERED_CAP})).await?;
+            configure_simulator(
+                &http,
+                simulator_url,
+                &json!({"cap_per_number": LOWERED_CAP}),
+            )
+            .await?;
             lowered = true;
         }
         let stats: serde_json::Value = http
@@ -643,4 +616,37 @@ async fn upload_recipients(
         api.upload(campaign, chunk).await?;
     }
     Ok(())
+}
+
+/// Applies a JSON merge patch to the simulator's configuration.
+async fn configure_simulator(
+    http: &reqwest::Client,
+    simulator_url: &str,
+    patch: &serde_json::Value,
+) -> anyhow::Result<()> {
+    http.post(format!("{simulator_url}/sim/config"))
+        .json(patch)
+        .send()
+        .await?
+        .error_for_status()
+        .context("configuring the simulator")?;
+    Ok(())
+}
+
+/// Ingest and the sender in this process (receipts are not part of these workloads), a
+/// tenant, and an API client for it.
+async fn start_sending(
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<(Stack, TenantId, ApiClient)> {
+    let roles = Roles {
+        ingest: true,
+        sender: true,
+        webhook: false,
+        simulator: false,
+    };
+    let stack = Stack::start(settings.clone(), roles).await?;
+    let (tenant, key) = crate::tenant::create(pool, "bench").await?;
+    let api = ApiClient::new(stack.ingest_url.clone(), key);
+    Ok((stack, tenant, api))
 }
