@@ -41,7 +41,7 @@ fn spawn_sender(ctx: &TestContext, consumer: &str, cloud_api: &str) -> Child {
         .env("HERALD__WHATSAPP__BASE_URL", cloud_api)
         .env("HERALD__SENDER__CONSUMER", consumer)
         .env("HERALD__SENDER__IN_FLIGHT", "16")
-        .env("HERALD__SENDER__RECONCILIATION_WINDOW_MS", "5000")
+        .env("HERALD__SENDER__RECONCILIATION_WINDOW_MS", "15000")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -283,6 +283,11 @@ impl From<Sent> for Transition {
 /// statement per batch a campaign's send rate rests on. Returns the sends it did not record
 /// (their message had moved on, say a receipt got there first), for `apply_transitions`.
 pub async fn record_sent(db: impl PgExecutor<'_>, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
+    // In id order, as `apply_transitions` locks rows: the webhook processor's batches then
+    // wait for this one instead of deadlocking with it.
+    let mut sent = sent.to_vec();
+    sent.sort_unstable_by_key(|s| s.message.0);
+    let sent = sent.as_slice();
     let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
     let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
     let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
