@@ -123,12 +123,13 @@ impl FanOut {
                 .key(self.keys.fanout(number))
                 .arg(campaign.to_string());
             for row in rows {
+                let callback = row.id.0.to_string();
                 let payload = TemplateMessage::new(
                     &row.recipient,
                     &row.template_name,
                     &row.template_language,
                     &row.variables,
-                    &row.id.to_string(),
+                    &callback,
                 );
                 let entry = Entry {
                     message: row.id,

@@ -1,5 +1,6 @@
 //! The Cloud API surface: sends, the phone number and the template list.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use herald_shared::whatsapp::{GraphError, GraphErrorBody};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -20,40 +22,70 @@ use crate::webhooks::Receipt;
 
 /// A send request as Meta reads it: every field optional, so that a missing one can be named.
 #[derive(Deserialize)]
-struct SendBody {
-    messaging_product: Option<String>,
-    to: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    template: Option<TemplateBody>,
-    text: Option<TextBody>,
-    biz_opaque_callback_data: Option<String>,
+struct SendBody<'a> {
+    #[serde(borrow)]
+    messaging_product: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    template: Option<TemplateBody<'a>>,
+    #[serde(borrow)]
+    text: Option<TextBody<'a>>,
+    #[serde(borrow)]
+    biz_opaque_callback_data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct TemplateBody {
-    name: Option<String>,
-    language: Option<LanguageBody>,
+struct TemplateBody<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    language: Option<LanguageBody<'a>>,
+    #[serde(default, borrow)]
+    components: Vec<ComponentBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct LanguageBody<'a> {
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ComponentBody<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    /// Only counted.
     #[serde(default)]
-    components: Vec<ComponentBody>,
+    parameters: Vec<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-struct LanguageBody {
-    code: Option<String>,
+struct TextBody<'a> {
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct ComponentBody {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    parameters: Vec<Value>,
+/// The 200 answer to an accepted send.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    messaging_product: &'static str,
+    contacts: [Contact<'a>; 1],
+    messages: [AcceptedMessage<'a>; 1],
 }
 
-#[derive(Deserialize)]
-struct TextBody {
-    body: Option<String>,
+#[derive(Serialize)]
+struct Contact<'a> {
+    input: &'a str,
+    wa_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AcceptedMessage<'a> {
+    id: &'a str,
+    message_status: &'static str,
 }
 
 /// A Graph error answer.
@@ -145,13 +177,19 @@ pub async fn send_message(
     };
     match verdict {
         Verdict::Accept(acceptance) => {
-            state.queue.accepted(receipt(&acceptance));
+            state.queue.accepted(|| receipt(&acceptance));
             wait(&state, latency).await;
-            Json(json!({
-                "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}],
-                "messages": [{"id": acceptance.wamid, "message_status": "accepted"}],
-            }))
+            Json(Accepted {
+                messaging_product: "whatsapp",
+                contacts: [Contact {
+                    input: to,
+                    wa_id: to.trim_start_matches('+'),
+                }],
+                messages: [AcceptedMessage {
+                    id: &acceptance.wamid,
+                    message_status: "accepted",
+                }],
+            })
             .into_response()
         }
         Verdict::Reject { code, .. } => {
@@ -167,7 +205,7 @@ pub async fn send_message(
         Verdict::Timeout(accepted) => {
             state.sim.timeouts.fetch_add(1, Relaxed);
             if let Some(acceptance) = &accepted {
-                state.queue.accepted(receipt(acceptance));
+                state.queue.accepted(|| receipt(acceptance));
             }
             // Hold the request until the client gives up (or the simulator stops).
             wait(&state, Duration::from_secs(3600)).await;
@@ -176,7 +214,7 @@ pub async fn send_message(
         Verdict::Reset(accepted) => {
             state.sim.resets.fetch_add(1, Relaxed);
             if let Some(acceptance) = &accepted {
-                state.queue.accepted(receipt(acceptance));
+                state.queue.accepted(|| receipt(acceptance));
             }
             wait(&state, latency).await;
             reset()
@@ -212,7 +250,7 @@ fn reset() -> Response {
 fn validate<'a>(
     active: &Active,
     phone_number_id: &str,
-    m: &'a SendBody,
+    m: &'a SendBody<'_>,
 ) -> Result<(&'a str, Option<&'a str>), (i64, String)> {
     let invalid = |what: &str| Err((100, format!("Invalid parameter: {what}")));
     if m.messaging_product.as_deref() != Some("whatsapp") {

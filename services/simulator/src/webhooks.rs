@@ -99,10 +99,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn accepted(&self, receipt: Receipt) {
+    pub fn accepted(&self, receipt: impl FnOnce() -> Receipt) {
         if let Some(tx) = &self.tx {
             // Only fails once the dispatcher has stopped, at shutdown.
-            let _ = tx.send(Work::Accepted(receipt));
+            let _ = tx.send(Work::Accepted(receipt()));
         }
     }
 
