@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::state::{Acceptance, Active, Verdict, http_status_of};
 use crate::webhooks::Receipt;
+
+/// The largest send body read (a template send is well under 4 KiB; a text body at most 4,096
+/// characters).
+const MAX_SEND_BODY: usize = 64 * 1024;
 
 /// A send request as Meta reads it: every field optional, so that a missing one can be named.
 #[derive(Deserialize)]
@@ -141,11 +145,20 @@ fn authorize(
 pub async fn send_message(
     State(state): State<Arc<AppState>>,
     Path((_version, phone_number_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    // The parts by hand: axum's `HeaderMap` extractor copies the headers of every send.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let Ok(body) = axum::body::to_bytes(body, MAX_SEND_BODY).await else {
+        return graph_error(
+            &state,
+            100,
+            "Invalid parameter: the body is unreadable or too long",
+        );
+    };
     let active = state.sim.active();
-    if let Err((code, details)) = authorize(&active, &headers, &phone_number_id) {
+    if let Err((code, details)) = authorize(&active, headers, &phone_number_id) {
         return graph_error(&state, code, &details);
     }
     if let Some(fence) = headers
