@@ -19,7 +19,7 @@ def row(run, figures):
     return (
         f"| {run} | {f['messages_per_second']:.0f} | {f['herald_cpu_s_per_1k']:.3f} "
         f"| {f['all_cpu_s_per_1k']:.3f} | {f['peak_rss_mb']:.0f} | {window} | {throttled} "
-        f"| {s['duplicate_recipients']} |"
+        f"| {s['duplicate_recipients']} | {s.get('peak_in_flight', '')} of {f.get('in_flight_window', '')} |"
     )
 
 
@@ -29,10 +29,11 @@ def median(lines):
     def m(key):
         return statistics.median(r[key] for r in runs)
 
+    in_flight = statistics.median(r["simulator"].get("peak_in_flight", 0) for r in runs)
     return (
         f"{m('messages_per_second'):.0f} msg/s, {m('herald_cpu_s_per_1k'):.3f} Herald CPU s "
         f"per 1k, {m('all_cpu_s_per_1k'):.3f} all-process CPU s per 1k, "
-        f"{m('peak_rss_mb'):.0f} MB peak RSS"
+        f"{m('peak_rss_mb'):.0f} MB peak RSS, {in_flight:.0f} sends in flight at most"
     )
 
 

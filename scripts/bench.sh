@@ -167,8 +167,8 @@ process) against \`herald simulator\` in another, from the start call until ever
 \`sent\` in Postgres; $runs runs. CPU per 1,000 messages: Herald's process, and the whole
 machine (Redis, Postgres, the simulator, and whatever else the shared machine runs).
 
-| run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 $rows
 **Median: $medians.**
 MD

@@ -452,6 +452,36 @@ async fn faults_answer_with_their_code_status_or_silence_while_scheduled() {
 }
 
 #[tokio::test]
+async fn the_stats_give_the_most_sends_in_flight_at_once() {
+    let ctx = TestContext::new().await;
+    // Every send is held unanswered, so all six are in flight together.
+    let sim = Sim::start(
+        &ctx,
+        "",
+        json!({"faults": [{"kind": "timeout", "accepted": false, "probability": 1.0}]}),
+    )
+    .await;
+    let sim = std::sync::Arc::new(sim);
+    let mut held = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let sim = sim.clone();
+        held.spawn(async move {
+            sim.send(&template(&format!("+44740000010{i}"), &["Ann"]))
+                .await
+        });
+    }
+    eventually("six sends in flight", Duration::from_secs(10), || async {
+        (sim.stats().await.peak_in_flight == 6).then_some(())
+    })
+    .await;
+    held.abort_all();
+    while held.join_next().await.is_some() {}
+    let sim = std::sync::Arc::into_inner(sim).expect("the sends are gone");
+    sim.stop().await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_same_seed_gives_the_same_faults_for_the_same_requests() {
     let ctx = TestContext::new().await;
     let mut runs = Vec::new();

@@ -39,6 +39,9 @@ pub struct Figures {
     /// The whole machine's busy CPU per 1,000 messages (Redis, Postgres, simulator included).
     pub all_cpu_s_per_1k: f64,
     pub peak_rss_mb: f64,
+    /// The in-flight window allowed: `sender.in_flight` per number, over all numbers (the
+    /// simulator's `peak_in_flight` is how much of it was used).
+    pub in_flight_window: usize,
     pub simulator: serde_json::Value,
 }
 
@@ -94,6 +97,7 @@ pub async fn run(
         herald_cpu_s_per_1k: (cpu1 - cpu0) * per_1k,
         all_cpu_s_per_1k: (all1 - all0) * per_1k,
         peak_rss_mb: peak_rss_kb()? / 1024.0,
+        in_flight_window: settings.sender.in_flight * w.numbers,
         simulator,
     })
 }

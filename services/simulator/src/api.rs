@@ -147,6 +147,7 @@ pub async fn send_message(
     Path((_version, phone_number_id)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    let _in_flight = state.sim.in_flight();
     // The parts by hand: axum's `HeaderMap` extractor copies the headers of every send.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;

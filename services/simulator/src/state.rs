@@ -125,6 +125,18 @@ pub struct Sim {
     pub statuses_posted: AtomicU64,
     /// Per message (callback data), the last status its webhooks will carry.
     intended: Mutex<HashMap<String, ReceiptStatus>>,
+    /// Sends being answered now (their latency included), and the most at once.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// Counts one send as in flight for as long as it lives.
+pub struct InFlight<'a>(&'a Sim);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// What to do with a send that passed authentication and validation.
@@ -186,6 +198,9 @@ pub struct StatsReport {
     pub webhooks_retried: u64,
     /// Statuses and inbound messages POSTed (each POST may carry several).
     pub statuses_posted: u64,
+    /// The most sends in flight at once: the window a sender actually used.
+    #[serde(default)]
+    pub peak_in_flight: u64,
     /// Messages (by callback data) by the last status their webhooks carry, once all are
     /// delivered: what the receiver should end with, whatever the order and repeats.
     #[serde(default)]
@@ -214,6 +229,8 @@ impl Sim {
             webhooks_failed: AtomicU64::new(0),
             webhooks_retried: AtomicU64::new(0),
             statuses_posted: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             intended: Mutex::default(),
         }
     }
@@ -410,6 +427,13 @@ impl Sim {
         true
     }
 
+    /// Marks a send in flight until the returned guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Relaxed);
+        InFlight(self)
+    }
+
     pub fn report(&self) -> StatsReport {
         let mut r = StatsReport {
             rejected: self.rejected.lock().expect("stats lock").clone(),
@@ -421,6 +445,7 @@ impl Sim {
             webhooks_failed: self.webhooks_failed.load(Relaxed),
             webhooks_retried: self.webhooks_retried.load(Relaxed),
             statuses_posted: self.statuses_posted.load(Relaxed),
+            peak_in_flight: self.peak_in_flight.load(Relaxed),
             ..StatsReport::default()
         };
         for status in self.intended.lock().expect("intended lock").values() {
@@ -470,6 +495,7 @@ impl Sim {
             &self.webhooks_failed,
             &self.webhooks_retried,
             &self.statuses_posted,
+            &self.peak_in_flight,
         ] {
             counter.store(0, Relaxed);
         }
