@@ -69,6 +69,15 @@ pub struct WhatsAppSettings {
     pub api_version: String,
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// An HTTP proxy the sends go through (an HTTP CONNECT tunnel), `http://[user:pass@]host:port`;
+    /// empty: the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY`, if any.
+    /// A secret: the URL may carry the proxy's password.
+    #[serde(default = "no_proxy")]
+    pub proxy: SecretString,
+}
+
+fn no_proxy() -> SecretString {
+    SecretString::from("")
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,8 @@ use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_platform_verifier::BuilderVerifierExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -29,7 +31,7 @@ pub const FENCE_HEADER: &str = "x-herald-fence";
 
 #[derive(Debug, Clone)]
 pub struct CloudApiClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Client<HttpsConnector<Route>, Full<Bytes>>,
     base_url: String,
     version: String,
     request_timeout: Duration,
@@ -71,19 +73,20 @@ impl CloudApiClient {
             .with_safe_default_protocol_versions()?
             .with_platform_verifier()?
             .with_no_client_auth();
+        let base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let base = base_url
+            .parse::<Uri>()
+            .map_err(|e| anyhow::anyhow!("whatsapp.base_url {base_url:?} is not a URL: {e}"))?;
+        let route = Route::to(&base, settings.proxy.expose_secret(), tcp)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(tcp);
+            .wrap_connector(route);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .build(https);
-        let base_url = settings.base_url.trim_end_matches('/').to_owned();
-        base_url
-            .parse::<Uri>()
-            .map_err(|e| anyhow::anyhow!("whatsapp.base_url {base_url:?} is not a URL: {e}"))?;
         Ok(Self {
             http,
             base_url,
@@ -181,6 +184,104 @@ impl CloudApiClient {
     }
 }
 
+/// How connections reach the Graph host: straight, or through an HTTP proxy's CONNECT
+/// tunnel (TLS to Meta then runs inside it, end to end).
+#[derive(Clone)]
+pub struct Route {
+    tcp: HttpConnector,
+    tunnel: Option<Tunnel<HttpConnector>>,
+}
+
+impl std::fmt::Debug for Route {
+    // Not the tunnel's: its headers carry the proxy's credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let via = if self.tunnel.is_some() {
+            "proxy"
+        } else {
+            "direct"
+        };
+        f.debug_struct("Route").field("via", &via).finish()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Route {
+    /// The route to `base`: through `proxy` when set, else as the environment's proxy
+    /// variables say (the convention curl and reqwest follow), else straight.
+    fn to(base: &Uri, proxy: &str, tcp: HttpConnector) -> anyhow::Result<Self> {
+        let matcher = if proxy.is_empty() {
+            Matcher::from_env()
+        } else {
+            anyhow::ensure!(
+                proxy.parse::<Uri>().is_ok_and(|u| u.host().is_some()),
+                "whatsapp.proxy is not an http://host:port URL"
+            );
+            Matcher::builder().all(proxy.to_owned()).build()
+        };
+        let tunnel = matcher.intercept(base).map(|intercept| {
+            let tunnel = Tunnel::new(intercept.uri().clone(), tcp.clone());
+            match intercept.basic_auth() {
+                Some(auth) => tunnel.with_auth(auth.clone()),
+                None => tunnel,
+            }
+        });
+        Ok(Self { tcp, tunnel })
+    }
+}
+
+impl tower_service::Service<Uri> for Route {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        match &mut self.tunnel {
+            Some(tunnel) => tunnel.poll_ready(cx).map_err(Into::into),
+            None => self.tcp.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        match &mut self.tunnel {
+            Some(tunnel) => {
+                // The tunnel asks for the destination's port, and assumes 443 when the URL
+                // names none.
+                let connecting = tunnel.call(with_port(dst));
+                Box::pin(async move { connecting.await.map_err(Into::into) })
+            }
+            None => {
+                let connecting = self.tcp.call(dst);
+                Box::pin(async move { connecting.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+/// `dst` with its scheme's default port written out.
+fn with_port(dst: Uri) -> Uri {
+    if dst.port().is_some() {
+        return dst;
+    }
+    let port = if dst.scheme_str() == Some("http") {
+        80
+    } else {
+        443
+    };
+    let Some(host) = dst.host() else { return dst };
+    let mut parts = dst.clone().into_parts();
+    match format!("{host}:{port}").parse() {
+        Ok(authority) => parts.authority = Some(authority),
+        Err(_) => return dst,
+    }
+    Uri::from_parts(parts).unwrap_or(dst)
+}
+
 /// `Retry-After` in seconds (Meta documents none, but honours it where a proxy or a future
 /// API version sends one); the HTTP-date form is not used by Graph and is ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -219,6 +320,7 @@ mod tests {
             api_version: "v23.0".into(),
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
+            proxy: SecretString::from(""),
         })
         .unwrap()
     }
@@ -303,6 +405,7 @@ mod tests {
             api_version: "v23.0".into(),
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
+            proxy: SecretString::from(""),
         })
         .unwrap();
         let result = client
@@ -327,6 +430,7 @@ mod tests {
             api_version: "v23.0".into(),
             request_timeout_ms: 100,
             connect_timeout_ms: 1000,
+            proxy: SecretString::from(""),
         })
         .unwrap();
         let result = client
@@ -347,8 +451,141 @@ mod tests {
             api_version: "v23.0".into(),
             request_timeout_ms: 100,
             connect_timeout_ms: 100,
+            proxy: SecretString::from(""),
         })
         .unwrap_err();
         assert!(err.to_string().contains("not a URL"), "{err}");
+    }
+
+    /// A CONNECT proxy on loopback answering every tunnel request with `answer` (a status
+    /// line) and, when that is a 200, relaying bytes both ways; gives its URL and the targets
+    /// it was asked for.
+    async fn connect_proxy(answer: &'static str) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push(target.clone());
+                    let _ = client
+                        .write_all(format!("{answer}\r\n\r\n").as_bytes())
+                        .await;
+                    if answer.contains(" 200 ") {
+                        let mut upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        (url, targets)
+    }
+
+    fn through(base_url: String, proxy: String) -> CloudApiClient {
+        CloudApiClient::new(&WhatsAppSettings {
+            base_url,
+            api_version: "v23.0".into(),
+            request_timeout_ms: 5000,
+            connect_timeout_ms: 1000,
+            proxy: SecretString::from(proxy),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sends_go_through_the_configured_proxy() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "messaging_product": "whatsapp", "messages": [{"id": "wamid.PROXIED"}]
+            })))
+            .mount(&server)
+            .await;
+        let (proxy, targets) = connect_proxy("HTTP/1.1 200 Connection established").await;
+        let result = through(server.uri(), proxy)
+            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
+            .await;
+        assert_eq!(
+            result,
+            SendResult::Accepted {
+                wamid: "wamid.PROXIED".into()
+            }
+        );
+        let server_address = server.uri().trim_start_matches("http://").to_owned();
+        assert_eq!(*targets.lock().unwrap(), vec![server_address]);
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_the_proxy_refuses_was_not_sent() {
+        let server = MockServer::start().await;
+        let (proxy, targets) = connect_proxy("HTTP/1.1 403 Forbidden").await;
+        let result = through(server.uri(), proxy)
+            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
+            .await;
+        assert!(
+            matches!(result, SendResult::Transport(TransportFailure::NotSent(_))),
+            "a refused tunnel is safe to resend: {result:?}"
+        );
+        assert_eq!(targets.lock().unwrap().len(), 1);
+        assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_proxy_that_is_no_url_is_refused() {
+        let err = CloudApiClient::new(&WhatsAppSettings {
+            base_url: "https://graph.facebook.com".into(),
+            api_version: "v23.0".into(),
+            request_timeout_ms: 100,
+            connect_timeout_ms: 100,
+            proxy: SecretString::from("not a proxy"),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("whatsapp.proxy"), "{err}");
+    }
+
+    #[test]
+    fn the_proxy_password_is_never_printed() {
+        let client = through(
+            "https://graph.facebook.com".into(),
+            "http://herald:hunter2@127.0.0.1:3128".into(),
+        );
+        let route = Route::to(
+            &"https://graph.facebook.com".parse().unwrap(),
+            "http://herald:hunter2@127.0.0.1:3128",
+            HttpConnector::new(),
+        )
+        .unwrap();
+        use base64::Engine;
+        let header = base64::engine::general_purpose::STANDARD.encode("herald:hunter2");
+        for printed in [format!("{client:?}"), format!("{route:?}")] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(!printed.contains(&header), "{printed}");
+        }
+        assert!(format!("{route:?}").contains("proxy"));
+    }
+
+    #[test]
+    fn a_url_without_a_port_gets_its_scheme_default() {
+        let port = |u: &str| with_port(u.parse().unwrap()).port_u16();
+        assert_eq!(port("http://graph.example"), Some(80));
+        assert_eq!(port("https://graph.facebook.com"), Some(443));
+        assert_eq!(port("http://127.0.0.1:8090"), Some(8090));
     }
 }
