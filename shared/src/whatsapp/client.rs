@@ -187,7 +187,7 @@ impl CloudApiClient {
 /// How connections reach the Graph host: straight, or through an HTTP proxy's CONNECT
 /// tunnel (TLS to Meta then runs inside it, end to end).
 #[derive(Clone)]
-pub struct Route {
+struct Route {
     tcp: HttpConnector,
     tunnel: Option<Tunnel<HttpConnector>>,
 }
