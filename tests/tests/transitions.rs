@@ -216,6 +216,45 @@ async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest()
 }
 
 #[tokio::test]
+async fn the_recorder_moves_rows_first_and_counts_them_after() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 4).await;
+    messages::mark_queued(&ctx.pool, &ids[..2], Utc::now())
+        .await
+        .unwrap();
+    herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
+    let batch: Vec<Sent> = ids.iter().rev().map(|id| sent(*id)).collect();
+    let (moves, unrecorded) = messages::record_sent_rows(&ctx.pool, &batch).await.unwrap();
+    // One left `queued`, two left `pending`; the delivered one is handed back.
+    assert_eq!(moves, messages::SentMoves(vec![(campaign, 1, 2)]));
+    assert_eq!(
+        unrecorded.iter().map(|s| s.message).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+    for id in [ids[0], ids[2], ids[3]] {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Sent);
+    }
+    let sent_counter = || async {
+        sqlx::query_scalar::<_, i64>("SELECT sent FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        sent_counter().await,
+        0,
+        "the counters wait for add_sent_counters"
+    );
+    messages::add_sent_counters(&ctx.pool, &moves)
+        .await
+        .unwrap();
+    assert_eq!(sent_counter().await, 3);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn recording_the_last_sends_completes_a_running_campaign() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 3).await;

@@ -243,13 +243,18 @@ impl Writer {
     async fn record(&self, plan: &Plan) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let mut transitions = plan.transitions.clone();
+        let mut moves = messages::SentMoves::default();
         if !plan.sent.is_empty() {
-            let unrecorded = messages::record_sent(&mut *tx, &plan.sent).await?;
+            let (moved, unrecorded) = messages::record_sent_rows(&mut *tx, &plan.sent).await?;
+            moves = moved;
             transitions.extend(unrecorded.into_iter().map(Transition::from));
         }
         if !transitions.is_empty() {
             messages::apply_transitions(&mut *tx, &messages::reduce(transitions)).await?;
         }
+        // Campaigns last: every message row is locked before any campaign row, as in the
+        // webhook processor's batches, so the two cannot deadlock over a campaign.
+        messages::add_sent_counters(&mut *tx, &moves).await?;
         for (number, (state, version, code, title)) in &plan.pauses.numbers {
             if numbers::pause_number(&mut *tx, *number, *state, *version).await? {
                 metrics::counter!("herald_sender_numbers_paused_total", "state" => format!("{state:?}"))

@@ -4,6 +4,8 @@
 //! `insert_recipients` (which adds `pending` or `suppressed` rows) and `apply_transitions` (which moves
 //! rows between statuses) change either, and each changes both in the same statement.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
@@ -276,72 +278,167 @@ impl From<Sent> for Transition {
     }
 }
 
-/// The recorder's common case, lean: messages still `queued` (or still `pending`, when the
-/// fan-out's marking has not landed yet) become `sent` with one attempt more, their wamids are
-/// recorded and the counters move, completing a campaign left with nothing to send. Because
-/// the old status is known, no row is locked ahead and no wamid looked up: this is the one
-/// statement per batch a campaign's send rate rests on. Returns the sends it did not record
-/// (their message had moved on, say a receipt got there first), for `apply_transitions`.
-pub async fn record_sent(db: impl PgExecutor<'_>, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
-    // In id order, as `apply_transitions` locks rows: the webhook processor's batches then
-    // wait for this one instead of deadlocking with it.
+/// Moves still-`queued` (or still-`pending`, when the fan-out's marking has not landed yet)
+/// messages to `sent` with one attempt more and records their wamids; `moved` gives, per row,
+/// its campaign and whether it left `queued` (1) or `pending` (0). Sorted by id first, so rows
+/// are locked in the order `apply_transitions` locks them.
+const SENT_ROWS: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[]) AS t(id, wa_id, at)
+     ), from_queued AS (
+        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+        FROM input i WHERE m.id = i.id AND m.status = 'queued'
+        RETURNING m.id, m.campaign_id
+     ), from_pending AS (
+        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+        FROM input i WHERE m.id = i.id AND m.status = 'pending'
+        RETURNING m.id, m.campaign_id
+     ), moved AS (
+        SELECT id, campaign_id, 1 AS queued FROM from_queued
+        UNION ALL SELECT id, campaign_id, 0 FROM from_pending
+     ), wamids AS (
+        INSERT INTO message_wamids (wa_message_id, message_id)
+        SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)
+        ON CONFLICT DO NOTHING
+     )";
+
+/// Adds a `deltas` CTE's sends (`campaign_id`, `queued`, `pending`: how many left each,
+/// `sent`) to the campaigns' counters, locking them in id order, and completes a running
+/// campaign left with nothing to send.
+const SENT_COUNTERS: &str = ", campaign_locks AS (
+        SELECT c.id FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM deltas)
+        ORDER BY c.id FOR UPDATE
+     ), counters AS (
+        UPDATE campaigns c SET
+            queued = c.queued - d.queued, pending = c.pending - d.pending,
+            sent = c.sent + d.sent,
+            state = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
+                              AND c.queued - d.queued = 0
+                         THEN 'completed' ELSE c.state END,
+            completed_at = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
+                                     AND c.queued - d.queued = 0
+                                THEN now() ELSE c.completed_at END
+        FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
+        WHERE c.id = d.campaign_id
+        RETURNING 1
+     )";
+
+/// What `record_sent_rows` moved, per campaign: `(campaign, from queued, from pending)`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SentMoves(pub Vec<(CampaignId, i64, i64)>);
+
+impl SentMoves {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `sent` in id order, and its columns for `SENT_ROWS`.
+fn sorted_input(sent: &[Sent]) -> (Vec<Sent>, Vec<i64>, Vec<String>, Vec<DateTime<Utc>>) {
     let mut sent = sent.to_vec();
     sent.sort_unstable_by_key(|s| s.message.0);
-    let sent = sent.as_slice();
-    let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
-    let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
-    let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
-    let recorded: Vec<i64> = sqlx::query_scalar(
-        "WITH input AS (
-            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[]) AS t(id, wa_id, at)
-         ), from_queued AS (
-            UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
-            FROM input i WHERE m.id = i.id AND m.status = 'queued'
-            RETURNING m.id, m.campaign_id
-         ), from_pending AS (
-            UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
-            FROM input i WHERE m.id = i.id AND m.status = 'pending'
-            RETURNING m.id, m.campaign_id
-         ), moved AS (
-            SELECT id, campaign_id, 1 AS queued, 0 AS pending FROM from_queued
-            UNION ALL SELECT id, campaign_id, 0, 1 FROM from_pending
-         ), wamids AS (
-            INSERT INTO message_wamids (wa_message_id, message_id)
-            SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)
-            ON CONFLICT DO NOTHING
-         ), deltas AS (
-            SELECT campaign_id, sum(queued) AS queued, sum(pending) AS pending, count(*) AS sent
+    let ids = sent.iter().map(|s| s.message.0).collect();
+    let wa_ids = sent.iter().map(|s| s.wa_message_id.clone()).collect();
+    let ats = sent.iter().map(|s| s.at).collect();
+    (sent, ids, wa_ids, ats)
+}
+
+static RECORD_SENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{SENT_ROWS}, deltas AS (
+            SELECT campaign_id, sum(queued) AS queued, count(*) - sum(queued) AS pending,
+                   count(*) AS sent
             FROM moved GROUP BY campaign_id
-         ), campaign_locks AS (
-            SELECT c.id FROM campaigns c WHERE c.id IN (SELECT campaign_id FROM deltas)
-            ORDER BY c.id FOR UPDATE
-         ), counters AS (
-            UPDATE campaigns c SET
-                queued = c.queued - d.queued, pending = c.pending - d.pending,
-                sent = c.sent + d.sent,
-                state = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
-                                  AND c.queued - d.queued = 0
-                             THEN 'completed' ELSE c.state END,
-                completed_at = CASE WHEN c.state = 'running' AND c.pending - d.pending = 0
-                                         AND c.queued - d.queued = 0
-                                    THEN now() ELSE c.completed_at END
-            FROM deltas d JOIN campaign_locks l ON l.id = d.campaign_id
-            WHERE c.id = d.campaign_id
-            RETURNING 1
-         )
-         SELECT id FROM moved",
+         ){SENT_COUNTERS}
+         SELECT id FROM moved"
     )
-    .bind(ids)
-    .bind(wa_ids)
-    .bind(ats)
-    .fetch_all(db)
-    .await?;
+});
+
+static RECORD_SENT_ROWS: LazyLock<String> =
+    LazyLock::new(|| format!("{SENT_ROWS} SELECT id, campaign_id, queued FROM moved"));
+
+static ADD_SENT_COUNTERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH deltas AS (
+            SELECT d.*, d.queued + d.pending AS sent
+            FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS d(campaign_id, queued, pending)
+         ){SENT_COUNTERS}
+         SELECT count(*) FROM counters"
+    )
+});
+
+/// The recorder's common case, lean and in one statement: the rows of `SENT_ROWS` and their
+/// counters. Because the old status is known, no row is locked ahead and no wamid looked up:
+/// this is the one statement per batch a campaign's send rate rests on. Returns the sends it
+/// did not record (their message had moved on, say a receipt got there first), for
+/// `apply_transitions`. The recorder, which applies those in the same transaction, uses
+/// `record_sent_rows` and `add_sent_counters` instead, so that it locks every message before
+/// any campaign, as the webhook processor does.
+pub async fn record_sent(db: impl PgExecutor<'_>, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
+    let (sent, ids, wa_ids, ats) = sorted_input(sent);
+    let recorded: Vec<i64> = sqlx::query_scalar(RECORD_SENT.as_str())
+        .bind(ids)
+        .bind(wa_ids)
+        .bind(ats)
+        .fetch_all(db)
+        .await?;
+    Ok(unrecorded(&sent, recorded))
+}
+
+/// `record_sent` without the counters: the moves for `add_sent_counters`, and the sends it
+/// did not record.
+pub async fn record_sent_rows(
+    db: impl PgExecutor<'_>,
+    sent: &[Sent],
+) -> sqlx::Result<(SentMoves, Vec<Sent>)> {
+    let (sent, ids, wa_ids, ats) = sorted_input(sent);
+    let rows: Vec<(i64, CampaignId, i32)> = sqlx::query_as(RECORD_SENT_ROWS.as_str())
+        .bind(ids)
+        .bind(wa_ids)
+        .bind(ats)
+        .fetch_all(db)
+        .await?;
+    let mut moves: Vec<(CampaignId, i64, i64)> = Vec::new();
+    for (_, campaign, queued) in &rows {
+        let at = match moves.iter().position(|(c, _, _)| c == campaign) {
+            Some(at) => at,
+            None => {
+                moves.push((*campaign, 0, 0));
+                moves.len() - 1
+            }
+        };
+        if *queued == 1 {
+            moves[at].1 += 1;
+        } else {
+            moves[at].2 += 1;
+        }
+    }
+    let recorded = rows.into_iter().map(|(id, _, _)| id).collect();
+    Ok((SentMoves(moves), unrecorded(&sent, recorded)))
+}
+
+/// Adds what `record_sent_rows` moved to the campaigns' counters (see `SENT_COUNTERS`).
+pub async fn add_sent_counters(db: impl PgExecutor<'_>, moves: &SentMoves) -> sqlx::Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let campaigns: Vec<CampaignId> = moves.0.iter().map(|m| m.0).collect();
+    let queued: Vec<i64> = moves.0.iter().map(|m| m.1).collect();
+    let pending: Vec<i64> = moves.0.iter().map(|m| m.2).collect();
+    sqlx::query(ADD_SENT_COUNTERS.as_str())
+        .bind(campaigns)
+        .bind(queued)
+        .bind(pending)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+fn unrecorded(sent: &[Sent], recorded: Vec<i64>) -> Vec<Sent> {
     let recorded: std::collections::HashSet<i64> = recorded.into_iter().collect();
-    Ok(sent
-        .iter()
+    sent.iter()
         .filter(|s| !recorded.contains(&s.message.0))
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// Reduces a batch so that each message appears once, keeping the furthest status (and the
