@@ -332,14 +332,19 @@ impl SentMoves {
     }
 }
 
-/// `sent` in id order, and its columns for `SENT_ROWS`.
-fn sorted_input(sent: &[Sent]) -> (Vec<Sent>, Vec<i64>, Vec<String>, Vec<DateTime<Utc>>) {
+/// `sent` in id order.
+fn sorted(sent: &[Sent]) -> Vec<Sent> {
     let mut sent = sent.to_vec();
     sent.sort_unstable_by_key(|s| s.message.0);
+    sent
+}
+
+/// `sent`'s columns for `SENT_ROWS`: ids, wamids, times.
+fn columns(sent: &[Sent]) -> (Vec<i64>, Vec<&str>, Vec<DateTime<Utc>>) {
     let ids = sent.iter().map(|s| s.message.0).collect();
-    let wa_ids = sent.iter().map(|s| s.wa_message_id.clone()).collect();
+    let wa_ids = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
     let ats = sent.iter().map(|s| s.at).collect();
-    (sent, ids, wa_ids, ats)
+    (ids, wa_ids, ats)
 }
 
 static RECORD_SENT: LazyLock<String> = LazyLock::new(|| {
@@ -374,7 +379,8 @@ static ADD_SENT_COUNTERS: LazyLock<String> = LazyLock::new(|| {
 /// `record_sent_rows` and `add_sent_counters` instead, so that it locks every message before
 /// any campaign, as the webhook processor does.
 pub async fn record_sent(db: impl PgExecutor<'_>, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
-    let (sent, ids, wa_ids, ats) = sorted_input(sent);
+    let sent = sorted(sent);
+    let (ids, wa_ids, ats) = columns(&sent);
     let recorded: Vec<i64> = sqlx::query_scalar(RECORD_SENT.as_str())
         .bind(ids)
         .bind(wa_ids)
@@ -390,7 +396,8 @@ pub async fn record_sent_rows(
     db: impl PgExecutor<'_>,
     sent: &[Sent],
 ) -> sqlx::Result<(SentMoves, Vec<Sent>)> {
-    let (sent, ids, wa_ids, ats) = sorted_input(sent);
+    let sent = sorted(sent);
+    let (ids, wa_ids, ats) = columns(&sent);
     let rows: Vec<(i64, CampaignId, i32)> = sqlx::query_as(RECORD_SENT_ROWS.as_str())
         .bind(ids)
         .bind(wa_ids)

@@ -314,15 +314,19 @@ mod tests {
     use wiremock::matchers::{header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    async fn client(server: &MockServer) -> CloudApiClient {
-        CloudApiClient::new(&WhatsAppSettings {
-            base_url: server.uri(),
+    /// Settings for a client of `base_url`: 5 s to answer, 1 s to connect, no proxy.
+    fn settings(base_url: &str) -> WhatsAppSettings {
+        WhatsAppSettings {
+            base_url: base_url.to_owned(),
             api_version: "v23.0".into(),
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
             proxy: SecretString::from(""),
-        })
-        .unwrap()
+        }
+    }
+
+    async fn client(server: &MockServer) -> CloudApiClient {
+        CloudApiClient::new(&settings(&server.uri())).unwrap()
     }
 
     #[tokio::test]
@@ -400,14 +404,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let client = CloudApiClient::new(&WhatsAppSettings {
-            base_url: format!("http://127.0.0.1:{port}"),
-            api_version: "v23.0".into(),
-            request_timeout_ms: 5000,
-            connect_timeout_ms: 1000,
-            proxy: SecretString::from(""),
-        })
-        .unwrap();
+        let client = CloudApiClient::new(&settings(&format!("http://127.0.0.1:{port}"))).unwrap();
         let result = client
             .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
             .await;
@@ -426,11 +423,8 @@ mod tests {
             .mount(&server)
             .await;
         let client = CloudApiClient::new(&WhatsAppSettings {
-            base_url: server.uri(),
-            api_version: "v23.0".into(),
             request_timeout_ms: 100,
-            connect_timeout_ms: 1000,
-            proxy: SecretString::from(""),
+            ..settings(&server.uri())
         })
         .unwrap();
         let result = client
@@ -446,14 +440,7 @@ mod tests {
 
     #[test]
     fn a_base_url_that_is_no_url_is_refused() {
-        let err = CloudApiClient::new(&WhatsAppSettings {
-            base_url: "not a url".into(),
-            api_version: "v23.0".into(),
-            request_timeout_ms: 100,
-            connect_timeout_ms: 100,
-            proxy: SecretString::from(""),
-        })
-        .unwrap_err();
+        let err = CloudApiClient::new(&settings("not a url")).unwrap_err();
         assert!(err.to_string().contains("not a URL"), "{err}");
     }
 
@@ -500,11 +487,8 @@ mod tests {
 
     fn through(base_url: String, proxy: String) -> CloudApiClient {
         CloudApiClient::new(&WhatsAppSettings {
-            base_url,
-            api_version: "v23.0".into(),
-            request_timeout_ms: 5000,
-            connect_timeout_ms: 1000,
             proxy: SecretString::from(proxy),
+            ..settings(&base_url)
         })
         .unwrap()
     }
@@ -550,11 +534,8 @@ mod tests {
     #[test]
     fn a_proxy_that_is_no_url_is_refused() {
         let err = CloudApiClient::new(&WhatsAppSettings {
-            base_url: "https://graph.facebook.com".into(),
-            api_version: "v23.0".into(),
-            request_timeout_ms: 100,
-            connect_timeout_ms: 100,
             proxy: SecretString::from("not a proxy"),
+            ..settings("https://graph.facebook.com")
         })
         .unwrap_err();
         assert!(err.to_string().contains("whatsapp.proxy"), "{err}");
