@@ -79,22 +79,29 @@ impl FanOut {
         Ok(queued)
     }
 
-    /// Appends the campaign's pending messages page by page. Marking a page `queued` runs
-    /// beside the next page's append (up to `MARKING` pages at once): it only records what is
-    /// already true, a message the sender records first simply skips `queued`, and one left
-    /// `pending` by a crash is still sent from its stream.
+    /// Appends the campaign's pending messages page by page (a page is a span of `batch` ids).
+    /// Marking a page `queued` runs beside the next page's append (up to `MARKING` pages at
+    /// once): it only records what is already true, a message the sender records first simply
+    /// skips `queued`, and one left `pending` by a crash is still sent from its stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<u64> {
         const MARKING: usize = 2;
-        let mut cursor = campaigns::fanout_cursor(&self.pool, campaign).await?;
+        let (mut cursor, last) = campaigns::fanout_span(&self.pool, campaign).await?;
+        let last = last.unwrap_or(0);
         let mut marking = JoinSet::new();
         let mut queued = 0;
-        loop {
-            let page = campaigns::fanout_page(&self.pool, campaign, cursor, self.batch).await?;
-            let Some(last) = page.last() else { break };
-            let last = last.id.0;
+        while cursor < last {
+            let through = last.min(cursor.saturating_add(self.batch));
+            let page = campaigns::fanout_page(&self.pool, campaign, cursor, through).await?;
+            if page.is_empty() {
+                // Nothing pending here (ids of other campaigns, or sent already): on to the
+                // campaign's next message.
+                let next = campaigns::next_message_id(&self.pool, campaign, through).await?;
+                cursor = next.map_or(last, |next| next - 1);
+                continue;
+            }
             self.append(campaign, &page).await?;
-            campaigns::advance_fanout_cursor(&self.pool, campaign, last).await?;
-            cursor = last;
+            campaigns::advance_fanout_cursor(&self.pool, campaign, through).await?;
+            cursor = through;
             while marking.len() >= MARKING {
                 queued += marked(marking.join_next().await);
             }

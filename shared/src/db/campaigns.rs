@@ -164,31 +164,53 @@ pub struct FanoutRow {
     pub template_language: String,
 }
 
-/// The next `limit` pending messages of a campaign after `cursor`, by id.
+/// The pending messages of a campaign with ids in `after..=through`, by id.
+///
+/// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
+/// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
+/// campaign's rows and sort them, for every page (quadratic in the campaign's size). A range
+/// costs at most its width whatever the plan.
 pub async fn fanout_page(
     pool: &PgPool,
     campaign: CampaignId,
-    cursor: i64,
-    limit: i64,
+    after: i64,
+    through: i64,
 ) -> sqlx::Result<Vec<FanoutRow>> {
     sqlx::query_as(
         "SELECT m.id, m.sender_number_id, m.recipient, m.variables,
                 c.template_name, c.template_language
          FROM messages m JOIN campaigns c ON c.id = m.campaign_id
-         WHERE m.campaign_id = $1 AND m.id > $2 AND m.status = $3
-         ORDER BY m.id LIMIT $4",
+         WHERE m.campaign_id = $1 AND m.id > $2 AND m.id <= $3 AND m.status = $4
+         ORDER BY m.id",
     )
     .bind(campaign)
-    .bind(cursor)
+    .bind(after)
+    .bind(through)
     .bind(MessageStatus::Pending)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
 
-pub async fn fanout_cursor(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT fanout_cursor FROM campaigns WHERE id = $1")
+/// Where fan-out stopped, and the campaign's highest message id (`None` without messages).
+pub async fn fanout_span(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<(i64, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT fanout_cursor, (SELECT max(id) FROM messages WHERE campaign_id = $1)
+         FROM campaigns WHERE id = $1",
+    )
+    .bind(campaign)
+    .fetch_one(pool)
+    .await
+}
+
+/// The campaign's first message id after `after`, if any.
+pub async fn next_message_id(
+    pool: &PgPool,
+    campaign: CampaignId,
+    after: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT min(id) FROM messages WHERE campaign_id = $1 AND id > $2")
         .bind(campaign)
+        .bind(after)
         .fetch_one(pool)
         .await
 }
