@@ -141,6 +141,7 @@ impl Recorder {
         let mut transitions = Vec::new();
         let mut per_number: BTreeMap<NumberId, NumberWrites> = BTreeMap::new();
         let mut pauses = Pauses::default();
+        let mut counts = SendCounts::default();
         for outcome in batch {
             let writes = per_number
                 .entry(outcome.number)
@@ -151,7 +152,7 @@ impl Recorder {
                 &self.policy,
                 rand::random(),
             );
-            count_send(&outcome.result, &action);
+            counts.add(&outcome.result, &action);
             let message = MessageRef::Id(outcome.entry.message);
             let transition = |status, error_code, error_title| Transition {
                 message: message.clone(),
@@ -209,6 +210,7 @@ impl Recorder {
             writes.acks.push(outcome.stream_id);
             tallies.push(outcome.tally);
         }
+        counts.publish();
         Plan {
             tallies,
             sent,
@@ -326,22 +328,48 @@ impl NumberWrites {
     }
 }
 
-/// `herald_sends_total` by what the recorder does with the result and Meta's error code.
-fn count_send(result: &SendResult, action: &Action) {
-    let outcome = match action {
-        Action::Sent { .. } => "sent",
-        Action::Retry { counts: false, .. } => "throttled",
-        Action::Retry { counts: true, .. } => "retry",
-        Action::Fail { .. } => "failed",
-        Action::PauseNumber { .. } => "number_paused",
-        Action::PauseCampaign { .. } => "campaign_paused",
-    };
-    let code = match result {
-        SendResult::Accepted { .. } => "none".to_owned(),
-        SendResult::Rejected { error, .. } => error.code.to_string(),
-        SendResult::Transport(_) => "transport".to_owned(),
-    };
-    metrics::counter!("herald_sends_total", "outcome" => outcome, "code" => code).increment(1);
+/// `herald_sends_total` by what the recorder does with the result and Meta's error code,
+/// counted over a batch and added once per label pair: finding a labelled counter costs far
+/// more than adding to it.
+#[derive(Default)]
+struct SendCounts(BTreeMap<(&'static str, SendCode), u64>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SendCode {
+    None,
+    Graph(i64),
+    Transport,
+}
+
+impl SendCounts {
+    fn add(&mut self, result: &SendResult, action: &Action) {
+        let outcome = match action {
+            Action::Sent { .. } => "sent",
+            Action::Retry { counts: false, .. } => "throttled",
+            Action::Retry { counts: true, .. } => "retry",
+            Action::Fail { .. } => "failed",
+            Action::PauseNumber { .. } => "number_paused",
+            Action::PauseCampaign { .. } => "campaign_paused",
+        };
+        let code = match result {
+            SendResult::Accepted { .. } => SendCode::None,
+            SendResult::Rejected { error, .. } => SendCode::Graph(error.code),
+            SendResult::Transport(_) => SendCode::Transport,
+        };
+        *self.0.entry((outcome, code)).or_default() += 1;
+    }
+
+    fn publish(self) {
+        for ((outcome, code), n) in self.0 {
+            let code = match code {
+                SendCode::None => "none".to_owned(),
+                SendCode::Graph(code) => code.to_string(),
+                SendCode::Transport => "transport".to_owned(),
+            };
+            metrics::counter!("herald_sends_total", "outcome" => outcome, "code" => code)
+                .increment(n);
+        }
+    }
 }
 
 /// Doubling waits between retries of a step that must eventually succeed.

@@ -33,7 +33,7 @@ use herald_shared::db::{messages, numbers};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus, NumberId};
 use herald_shared::settings::{PacingSettings, RedisSettings};
 use herald_shared::stream::{
-    ENTRY_FIELD, Entry, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, UNPARK, conn,
+    ENTRY_FIELD, Entry, EntryError, Keys, MOVE_DUE_RETRIES, SENDER_GROUP, UNPARK, conn,
 };
 use herald_shared::whatsapp::{CloudApiClient, ErrorClass, SendResult, classify};
 use redis::AsyncCommands;
@@ -467,23 +467,28 @@ impl NumberWorker {
         let count = self.unstarted.len();
         // An entry leaves `unstarted` only once its send is under way (or it is set aside):
         // a stop in between leaves it there, to be handed back.
-        while let Some(raw) = self.unstarted.front().cloned() {
-            self.dispatch(raw).await?;
+        while let Some(raw) = self.unstarted.front() {
+            let decoded = conn::entry_field(raw, ENTRY_FIELD).map(Entry::decode);
+            self.dispatch(raw.id.clone(), decoded).await?;
             self.unstarted.pop_front();
         }
         Ok(count)
     }
 
-    async fn dispatch(&mut self, raw: StreamId) -> anyhow::Result<()> {
-        let entry = match conn::entry_field(&raw, ENTRY_FIELD).map(Entry::decode) {
+    async fn dispatch(
+        &mut self,
+        stream_id: String,
+        decoded: Option<Result<Entry, EntryError>>,
+    ) -> anyhow::Result<()> {
+        let entry = match decoded {
             Some(Ok(entry)) => entry,
             other => {
                 // Nothing can ever send it: acknowledge it so it does not block the number.
-                tracing::error!(number = %self.config.number, entry = %raw.id, problem = ?other.map(|r| r.err()), "malformed stream entry dropped");
-                return self.ack(&[&raw.id]).await;
+                tracing::error!(number = %self.config.number, entry = %stream_id, problem = ?other.map(|r| r.err()), "malformed stream entry dropped");
+                return self.ack(&[&stream_id]).await;
             }
         };
-        self.dispatch_entry(raw.id, entry).await
+        self.dispatch_entry(stream_id, entry).await
     }
 
     /// Moves an entry from the stream into the sorted set `set` with `score`, atomically.
