@@ -79,18 +79,22 @@ impl FanOut {
         Ok(queued)
     }
 
-    /// Appends the campaign's pending messages page by page (a page is a span of `batch` ids).
+    /// Appends the campaign's pending messages page by page (a page is a span of ids).
     /// Marking a page `queued` runs beside the next page's append (up to `MARKING` pages at
     /// once): it only records what is already true, a message the sender records first simply
     /// skips `queued`, and one left `pending` by a crash is still sent from its stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<u64> {
         const MARKING: usize = 2;
+        // The first pages are narrow, doubling up to `batch`, so that sending starts at once.
+        const FIRST_PAGE: i64 = 128;
         let (mut cursor, last) = campaigns::fanout_span(&self.pool, campaign).await?;
         let last = last.unwrap_or(0);
+        let mut width = self.batch.min(FIRST_PAGE);
         let mut marking = JoinSet::new();
         let mut queued = 0;
         while cursor < last {
-            let through = last.min(cursor.saturating_add(self.batch));
+            let through = last.min(cursor.saturating_add(width));
+            width = self.batch.min(width * 2);
             let page = campaigns::fanout_page(&self.pool, campaign, cursor, through).await?;
             if page.is_empty() {
                 // Nothing pending here (ids of other campaigns, or sent already): on to the
