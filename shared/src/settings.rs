@@ -153,6 +153,9 @@ pub struct PacingSettings {
     pub throttles_to_slow: u32,
     /// The rate never goes below this; nor above the number's throughput ceiling.
     pub floor: u32,
+    /// No span of one second and this many ms holds more of a number's sends than its rate:
+    /// how late a send may reach Meta without a second there counting one too many.
+    pub guard_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -124,6 +124,52 @@ impl Pacer {
     }
 }
 
+/// Rates above this keep no log of starts: only benchmarks with no cap go there (Meta's highest
+/// tier is 1,000 msg/s), and their log would be megabytes long.
+const MAX_LOGGED_RATE: u32 = 10_000;
+
+/// The starts of a number's latest sends, so that no span of one second and `guard` holds more
+/// sends than the rate. Meta counts sends as they arrive: spacing starts evenly at the rate (the
+/// GCRA limiter) puts exactly `rate` of them in a second, and a send held up on its way (a busy
+/// core, a new connection) then arrives in the same second as the `rate` after it, and one is
+/// refused with 130429. `guard` is how late a send may arrive without that.
+#[derive(Debug)]
+pub struct StartLog {
+    guard: Duration,
+    starts: VecDeque<Instant>,
+}
+
+impl StartLog {
+    pub fn new(guard: Duration) -> Self {
+        Self {
+            guard,
+            starts: VecDeque::new(),
+        }
+    }
+
+    /// How long the next send must wait, at `rate` a second; `None` when it may start now.
+    pub fn wait(&self, rate: u32, now: Instant) -> Option<Duration> {
+        let rate = rate as usize;
+        if rate > MAX_LOGGED_RATE as usize || self.starts.len() < rate {
+            return None;
+        }
+        let opens = self.starts[self.starts.len() - rate] + Duration::from_secs(1) + self.guard;
+        opens.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    /// Notes a send started at `now`.
+    pub fn record(&mut self, rate: u32, now: Instant) {
+        if rate > MAX_LOGGED_RATE {
+            self.starts.clear();
+            return;
+        }
+        self.starts.push_back(now);
+        while self.starts.len() > rate as usize {
+            self.starts.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +182,7 @@ mod tests {
             decrease: 0.20,
             throttles_to_slow: 3,
             floor: 10,
+            guard_ms: 20,
         }
     }
 
@@ -223,5 +270,75 @@ mod tests {
         p.record(Signal::Failed, t0);
         assert_eq!(p.record(Signal::Fine, t0 + Duration::from_secs(300)), None);
         assert_eq!(p.rate(), 80);
+    }
+
+    /// Starts as a sender makes them: as soon as both the even spacing and the log allow.
+    fn starts(log: &mut StartLog, rate: u32, from: Instant, until: Instant) -> Vec<Instant> {
+        let spacing = Duration::from_secs(1) / rate;
+        let (mut now, mut out) = (from, Vec::new());
+        while now < until {
+            if let Some(wait) = log.wait(rate, now) {
+                now += wait;
+                continue;
+            }
+            log.record(rate, now);
+            out.push(now);
+            now += spacing;
+        }
+        out
+    }
+
+    /// The most starts within any span of `span` beginning at a start.
+    fn densest(starts: &[Instant], span: Duration) -> usize {
+        (0..starts.len())
+            .map(|i| {
+                starts[i..]
+                    .iter()
+                    .take_while(|t| **t < starts[i] + span)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn no_second_and_guard_holds_more_starts_than_the_rate() {
+        let guard = Duration::from_millis(20);
+        let mut log = StartLog::new(guard);
+        let t0 = Instant::now();
+        let made = starts(&mut log, 80, t0, t0 + Duration::from_secs(5));
+        assert_eq!(densest(&made, Duration::from_secs(1) + guard), 80);
+        // The 81st waits for the first's second and the guard, no longer.
+        assert_eq!(made[80] - made[0], Duration::from_secs(1) + guard);
+        // What the guard costs: 80 sends in each 1.02 s.
+        assert!(made.len() >= 390, "{} starts in 5 s", made.len());
+        // A send 20 ms late on its way still leaves every arriving second at 80 at most.
+        let mut arrivals = made.clone();
+        arrivals[0] += guard;
+        arrivals.sort();
+        assert_eq!(densest(&arrivals, Duration::from_secs(1)), 80);
+    }
+
+    #[test]
+    fn a_lowered_rate_counts_the_latest_starts_against_the_new_one() {
+        let mut log = StartLog::new(Duration::from_millis(20));
+        let t0 = Instant::now();
+        let made = starts(&mut log, 100, t0, t0 + Duration::from_millis(1000));
+        assert_eq!(made.len(), 100);
+        let now = t0 + Duration::from_millis(1000);
+        // At 80 a second, the 80th latest start (the 21st made) opens the next one.
+        let wait = log.wait(80, now).expect("must wait");
+        assert_eq!(now + wait, made[20] + Duration::from_millis(1020));
+    }
+
+    #[test]
+    fn rates_beyond_any_tier_keep_no_log() {
+        let mut log = StartLog::new(Duration::from_millis(20));
+        let t0 = Instant::now();
+        for i in 0..20_000u32 {
+            log.record(1_000_000, t0 + Duration::from_nanos(u64::from(i)));
+        }
+        assert_eq!(log.wait(1_000_000, t0), None);
+        assert!(log.starts.is_empty());
     }
 }

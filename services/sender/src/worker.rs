@@ -3,7 +3,8 @@
 //!
 //! Invariants: sends start only while this sender holds the number's lease; at most
 //! `in_flight` are under way (a permit is held from before the limiter wait until the outcome
-//! is handed over); they start no faster than the number's rate (GCRA, no burst). An entry
+//! is handed over); they start no faster than the number's rate (GCRA, no burst), and no span
+//! of one second and the pacing guard holds more than the rate of them. An entry
 //! stays in the group's pending list until the recorder has made its outcome durable.
 //!
 //! Takeover: the new owner claims every pending entry of the number. One whose message is no
@@ -49,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daily_cap::DailyCap;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
-use crate::pacing::{Pacer, Signal};
+use crate::pacing::{Pacer, Signal, StartLog};
 use crate::recorder::{Outcome, Tally};
 use crate::scope::{ScopeThrottles, scope_of};
 
@@ -104,6 +105,7 @@ pub struct NumberWorker {
     rate: u32,
     pacer: Arc<Mutex<Pacer>>,
     target_rate: Arc<AtomicU32>,
+    starts: StartLog,
     permits: Arc<Semaphore>,
     outcomes: mpsc::Sender<Outcome>,
     lease: Arc<Lease>,
@@ -152,6 +154,7 @@ impl NumberWorker {
             rate,
             target_rate: Arc::new(AtomicU32::new(rate)),
             pacer: Arc::new(Mutex::new(pacer)),
+            starts: StartLog::new(Duration::from_millis(config.pacing.guard_ms)),
             permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
             stream: stream.into(),
             retry_set: keys.retry(config.number).into(),
@@ -543,6 +546,9 @@ impl NumberWorker {
             self.rate = target;
         }
         self.limiter.until_ready().await;
+        while let Some(wait) = self.starts.wait(self.rate, Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
         // The app or the number's WABA met a Graph rate limit: nothing goes until it ends.
         while let Some(left) = self.scopes.hold(&self.config.waba_id) {
             tokio::time::sleep(left.min(crate::scope::REFRESH)).await;
@@ -551,6 +557,7 @@ impl NumberWorker {
             // Left pending: the next owner takes it over.
             return Err(LeaseLost.into());
         }
+        self.starts.record(self.rate, Instant::now());
         let client = self.client.clone();
         let config = self.config.clone();
         let outcomes = self.outcomes.clone();
