@@ -28,6 +28,16 @@ need_wrk() {
   fi
 }
 
+# The commit measured, and whether the tree differed from it (BENCHMARKS.md aside).
+commit_label() {
+  local label
+  label=$(git rev-parse --short HEAD)
+  if [ -n "$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md')" ]; then
+    label="$label with uncommitted changes"
+  fi
+  echo "$label"
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 free_port() {
@@ -77,7 +87,7 @@ bench_sim() {
   cargo build --release --quiet -p herald
   write_lua
   local commit cores wrk_cmd
-  commit=$(git rev-parse --short HEAD)
+  commit=$(commit_label)
   cores=$(nproc)
   wrk_cmd="wrk -t2 -c64 -d${seconds}s --latency -s $work/send.lua"
 
@@ -145,7 +155,7 @@ bench_herald() {
   local workload=$1 commit cores
   source scripts/services.sh
   cargo build --release --quiet -p herald
-  commit=$(git rev-parse --short HEAD)
+  commit=$(commit_label)
   cores=$(nproc)
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
@@ -182,7 +192,7 @@ bench_adaptation() {
   local commit cores
   source scripts/services.sh
   cargo build --release --quiet -p herald
-  commit=$(git rev-parse --short HEAD)
+  commit=$(commit_label)
   cores=$(nproc)
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
@@ -220,7 +230,7 @@ bench_webhook() {
   need_wrk
   source scripts/services.sh
   cargo build --release --quiet -p herald
-  commit=$(git rev-parse --short HEAD)
+  commit=$(commit_label)
   cores=$(nproc)
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
