@@ -94,7 +94,7 @@ impl FanOut {
         let mut queued = 0;
         while cursor < last {
             let through = last.min(cursor.saturating_add(width));
-            width = self.batch.min(width * 2);
+            width = self.batch.min(width.saturating_mul(2));
             let page = campaigns::fanout_page(&self.pool, campaign, cursor, through).await?;
             if page.is_empty() {
                 // Nothing pending here (ids of other campaigns, or sent already): on to the
