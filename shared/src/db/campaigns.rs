@@ -192,9 +192,14 @@ pub async fn fanout_page(
 }
 
 /// Where fan-out stopped, and the campaign's highest message id (`None` without messages).
+///
+/// `ORDER BY id … LIMIT 1` rather than `max(id)` (and `min(id)` below): with an upload's
+/// statistics not yet gathered the planner aggregated every one of the campaign's rows for
+/// `max`; a limited index scan reads one entry whatever the estimates.
 pub async fn fanout_span(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<(i64, Option<i64>)> {
     sqlx::query_as(
-        "SELECT fanout_cursor, (SELECT max(id) FROM messages WHERE campaign_id = $1)
+        "SELECT fanout_cursor,
+                (SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id DESC LIMIT 1)
          FROM campaigns WHERE id = $1",
     )
     .bind(campaign)
@@ -208,11 +213,13 @@ pub async fn next_message_id(
     campaign: CampaignId,
     after: i64,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT min(id) FROM messages WHERE campaign_id = $1 AND id > $2")
-        .bind(campaign)
-        .bind(after)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE campaign_id = $1 AND id > $2 ORDER BY id LIMIT 1",
+    )
+    .bind(campaign)
+    .bind(after)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn advance_fanout_cursor(
