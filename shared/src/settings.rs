@@ -97,6 +97,9 @@ pub struct IngestSettings {
     #[serde(flatten)]
     pub listen: HttpListener,
     pub fanout_batch: i64,
+    /// Entries a number's stream may hold (read or not, not yet acknowledged) before fan-out
+    /// waits for its sender.
+    pub fanout_window: usize,
     pub fanout_poll_ms: u64,
     pub max_body_bytes: usize,
 }

@@ -3,12 +3,50 @@
 
 use std::sync::Arc;
 
-use herald_ingest::FanOut;
-use herald_shared::db::{campaigns, messages};
+use herald_ingest::{FanOut, Fanned};
+use herald_shared::db::{campaigns, messages, numbers};
 use herald_shared::domain::{CampaignId, CampaignState, MessageId, MessageStatus, NumberId};
+use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Entry, Keys, conn::entry_field};
-use herald_tests::{TestContext, seed_campaign, set_status, status_of};
+use herald_tests::{TestContext, assert_counters_match, seed_campaign, set_status, status_of};
+use redis::AsyncCommands;
 use sqlx::PgPool;
+
+/// A fan-out over the test's database and Redis with pages `batch` ids wide and streams
+/// `window` entries long.
+async fn fan_out(ctx: &TestContext, batch: i64, window: usize) -> FanOut {
+    let settings = IngestSettings {
+        fanout_batch: batch,
+        fanout_window: window,
+        ..ctx.settings.ingest.clone()
+    };
+    FanOut::new(
+        ctx.pool.clone(),
+        ctx.redis().await,
+        Keys::new(ctx.settings.redis.key_prefix.clone()),
+        &settings,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+}
+
+async fn start(pool: &PgPool, campaign: CampaignId) {
+    let tenant = sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")
+        .bind(campaign)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(
+        campaigns::transition_campaign(
+            pool,
+            tenant,
+            campaign,
+            &[CampaignState::Draft],
+            CampaignState::Running
+        )
+        .await
+        .unwrap()
+    );
+}
 
 /// Adds `n` recipients to `campaign` (ids after every message so far, of any campaign).
 async fn add_recipients(pool: &PgPool, campaign: CampaignId, tag: &str, n: usize) {
@@ -70,35 +108,16 @@ async fn fan_out_streams_a_campaigns_pending_messages_in_order_across_other_camp
         )
         .await;
     }
-    let tenant = sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")
-        .bind(a)
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap();
-    assert!(
-        campaigns::transition_campaign(
-            &ctx.pool,
-            tenant,
-            a,
-            &[CampaignState::Draft],
-            CampaignState::Running
-        )
-        .await
-        .unwrap()
-    );
-
-    let mut settings = ctx.settings.ingest.clone();
-    settings.fanout_batch = 4;
+    start(&ctx.pool, a).await;
     let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let mut fan_out = FanOut::new(
-        ctx.pool.clone(),
-        ctx.redis().await,
-        keys.clone(),
-        &settings,
-        wake,
+    let mut fan_out = fan_out(&ctx, 4, 1000).await;
+    assert_eq!(
+        fan_out.process_running().await.unwrap(),
+        Fanned {
+            queued: 8,
+            held: false
+        }
     );
-    assert_eq!(fan_out.process_running().await.unwrap(), 8);
 
     let mut redis = ctx.redis().await;
     let a_number = campaigns::campaign_numbers(&ctx.pool, a).await.unwrap()[0];
@@ -117,12 +136,160 @@ async fn fan_out_streams_a_campaigns_pending_messages_in_order_across_other_camp
 
     // Recipients added while it runs are fanned out next time, and nothing before them again.
     add_recipients(&ctx.pool, a, "4", 3).await;
-    assert_eq!(fan_out.process_running().await.unwrap(), 3);
+    assert_eq!(fan_out.process_running().await.unwrap().queued, 3);
     let a_ids = message_ids(&ctx.pool, a).await;
     assert_eq!(
         streamed(&mut redis, &keys, a_number).await,
         a_ids[4..].to_vec()
     );
-    herald_tests::assert_counters_match(&ctx.pool, a).await;
+    assert_counters_match(&ctx.pool, a).await;
+    ctx.cleanup().await;
+}
+
+/// Takes up to `n` entries off the front of a number's stream, as its sender would once they
+/// are sent and recorded; returns their messages.
+async fn drain(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    number: NumberId,
+    n: usize,
+) -> Vec<MessageId> {
+    let reply: redis::streams::StreamRangeReply = redis
+        .xrange_count(keys.stream(number), "-", "+", n)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = reply.ids.iter().map(|e| e.id.as_str()).collect();
+    if !ids.is_empty() {
+        let _: () = redis.xdel(keys.stream(number), &ids).await.unwrap();
+    }
+    reply
+        .ids
+        .iter()
+        .map(|e| Entry::decode(entry_field(e, "e").unwrap()).unwrap().message)
+        .collect()
+}
+
+/// A draft campaign over two new numbers, `per_number` recipients each, alternating.
+async fn two_number_campaign(ctx: &TestContext, per_number: usize) -> (CampaignId, [NumberId; 2]) {
+    let (tenant, _) = herald::tenant::create(&ctx.pool, "two numbers")
+        .await
+        .unwrap();
+    let pair = [NumberId::new(), NumberId::new()];
+    for number in pair {
+        let phone_number_id = format!("8{}", &number.0.simple().to_string()[22..]);
+        assert!(
+            numbers::insert_number(
+                &ctx.pool,
+                &numbers::NewNumber {
+                    id: number,
+                    tenant,
+                    phone_number_id: &phone_number_id,
+                    waba_id: "waba",
+                    display_number: "+447400000000",
+                    access_token: b"not used",
+                    throughput_ceiling: 80,
+                    current_rate: 80,
+                    portfolio_id: None,
+                },
+            )
+            .await
+            .unwrap()
+        );
+    }
+    let campaign = CampaignId::new();
+    let mut tx = ctx.pool.begin().await.unwrap();
+    campaigns::insert_campaign(
+        &mut tx,
+        &campaigns::NewCampaign {
+            id: campaign,
+            tenant,
+            name: "two numbers",
+            template_name: "t",
+            template_language: "en",
+            numbers: &pair,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let rows: Vec<messages::NewMessage> = (0..2 * per_number)
+        .map(|i| messages::NewMessage {
+            number: pair[i % 2],
+            recipient: format!("+447600{i:06}"),
+            variables: serde_json::json!(["x", "y"]),
+        })
+        .collect();
+    messages::insert_recipients(&ctx.pool, campaign, &rows)
+        .await
+        .unwrap();
+    (campaign, pair)
+}
+
+async fn ids_of(pool: &PgPool, campaign: CampaignId, number: NumberId) -> Vec<MessageId> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE campaign_id = $1 AND sender_number_id = $2 ORDER BY id",
+    )
+    .bind(campaign)
+    .bind(number)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn each_stream_stays_within_its_window_and_a_number_that_does_not_drain_holds_back_no_other()
+{
+    let ctx = TestContext::new().await;
+    let (campaign, [fast, stuck]) = two_number_campaign(&ctx, 30).await;
+    start(&ctx.pool, campaign).await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let mut redis = ctx.redis().await;
+    let mut fan_out = fan_out(&ctx, 4, 10).await;
+
+    // Each number's stream fills to its window, or nearly (fan-out tops a stream up by pages
+    // of at least 4 here), and the rest waits in Postgres.
+    let fanned = fan_out.process_running().await.unwrap();
+    assert!(fanned.held);
+    let mut lengths = Vec::new();
+    for number in [fast, stuck] {
+        let length: u64 = redis.xlen(keys.stream(number)).await.unwrap();
+        assert!(
+            (7..=10).contains(&length),
+            "{length} entries in a window of 10"
+        );
+        lengths.push(length);
+    }
+    assert_eq!(fanned.queued, lengths.iter().sum::<u64>());
+
+    // One number's sender drains its stream a few entries at a time; the other never does.
+    // The first is topped up after each pass, in order, until its every message went out.
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        sent.extend(drain(&mut redis, &keys, fast, 3).await);
+        let fanned = fan_out.process_running().await.unwrap();
+        assert!(fanned.held, "the stuck number's stream stays full");
+        let length: usize = redis.xlen(keys.stream(fast)).await.unwrap();
+        assert!(length <= 10, "{length} entries in a window of 10");
+    }
+    sent.extend(drain(&mut redis, &keys, fast, 100).await);
+    assert_eq!(sent, ids_of(&ctx.pool, campaign, fast).await);
+    let stuck_ids = ids_of(&ctx.pool, campaign, stuck).await;
+    let held = lengths[1] as usize;
+    assert_eq!(
+        streamed(&mut redis, &keys, stuck).await,
+        stuck_ids[..held].to_vec()
+    );
+    for &id in &stuck_ids[held..] {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Pending);
+    }
+    assert_counters_match(&ctx.pool, campaign).await;
+
+    // Once the stuck number drains, the rest of its share follows.
+    let mut rest = drain(&mut redis, &keys, stuck, 100).await;
+    for _ in 0..5 {
+        fan_out.process_running().await.unwrap();
+        rest.extend(drain(&mut redis, &keys, stuck, 100).await);
+    }
+    assert_eq!(rest, stuck_ids);
     ctx.cleanup().await;
 }

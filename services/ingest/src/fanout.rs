@@ -7,15 +7,18 @@
 //! messages are skipped by the script and then marked `queued`. Status changes go through
 //! `messages::mark_queued`, which moves only messages still `pending`, so a message the sender
 //! already recorded as `sent` is not moved back.
+//!
+//! Each (campaign, number) has its own cursor, and a number's stream is kept at most `window`
+//! entries long: the rest of a campaign waits in Postgres, and a number that does not drain
+//! (paused, or slower) holds back none of the others.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
-use herald_shared::db::campaigns::{self, FanoutRow};
+use herald_shared::db::campaigns::{self, FanoutRow, Lane};
 use herald_shared::db::messages;
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::IngestSettings;
@@ -28,11 +31,16 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How often fan-out tops up a number's stream held at its window: a number at 1,000 msg/s
+/// sends 100 entries meanwhile, far fewer than a window holds.
+const HELD_POLL: Duration = Duration::from_millis(100);
+
 pub struct FanOut {
     pool: PgPool,
     redis: ConnectionManager,
     keys: Keys,
     batch: i64,
+    window: usize,
     poll: Duration,
     wake: Arc<Notify>,
 }
@@ -50,118 +58,177 @@ impl FanOut {
             redis,
             keys,
             batch: settings.fanout_batch.max(1),
+            window: settings.fanout_window.max(1),
             poll: Duration::from_millis(settings.fanout_poll_ms),
             wake,
         }
     }
 
     /// Fans out every running campaign whenever woken, and every `poll` in case a campaign
-    /// was started by another process or this one restarted mid-campaign.
+    /// was started by another process or this one restarted mid-campaign; every `HELD_POLL`
+    /// while a number's stream is full, to top it up as its sender drains it.
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
-            if let Err(e) = self.process_running().await {
-                tracing::error!(error = %format!("{e:#}"), "fan-out failed; will retry");
-            }
+            let wait = match self.process_running().await {
+                Ok(fanned) if fanned.held => HELD_POLL.min(self.poll),
+                Ok(_) => self.poll,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "fan-out failed; will retry");
+                    self.poll
+                }
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// Fans out all running campaigns with pending messages; returns how many were queued.
-    pub async fn process_running(&mut self) -> anyhow::Result<u64> {
-        let mut queued = 0;
+    /// Fans out all running campaigns with pending messages, as far as the numbers' windows
+    /// allow.
+    pub async fn process_running(&mut self) -> anyhow::Result<Fanned> {
+        let mut fanned = Fanned::default();
         for campaign in campaigns::running_campaigns(&self.pool).await? {
-            queued += self.fan_out_campaign(campaign).await?;
+            let one = self.fan_out_campaign(campaign).await?;
+            fanned.queued += one.queued;
+            fanned.held |= one.held;
         }
-        Ok(queued)
+        Ok(fanned)
     }
 
-    /// Appends the campaign's pending messages page by page (a page is a span of ids).
-    /// Marking a page `queued` runs beside the next page's append (up to `MARKING` pages at
-    /// once): it only records what is already true, a message the sender records first simply
-    /// skips `queued`, and one left `pending` by a crash is still sent from its stream.
-    async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<u64> {
+    /// Appends the campaign's pending messages, each number's in id order, a page per number
+    /// in turn (a page is a span of ids), until each number is done or its stream holds
+    /// `window` entries. Marking a page `queued` runs beside the next page's append (up to
+    /// `MARKING` pages at once): it only records what is already true, a message the sender
+    /// records first simply skips `queued`, and one left `pending` by a crash is still sent
+    /// from its stream.
+    async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<Fanned> {
         const MARKING: usize = 2;
         // The first pages are narrow, doubling up to `batch`, so that sending starts at once.
         const FIRST_PAGE: i64 = 128;
-        let (mut cursor, last) = campaigns::fanout_span(&self.pool, campaign).await?;
-        let last = last.unwrap_or(0);
+        let mut fanned = Fanned::default();
+        let Some(last) = campaigns::last_message_id(&self.pool, campaign).await? else {
+            return Ok(fanned);
+        };
+        let mut lanes = campaigns::fanout_lanes(&self.pool, campaign).await?;
         let mut width = self.batch.min(FIRST_PAGE);
         let mut marking = JoinSet::new();
-        let mut queued = 0;
-        while cursor < last {
-            let through = last.min(cursor.saturating_add(width));
+        lanes.retain(|lane| lane.cursor < last);
+        while !lanes.is_empty() {
+            let rooms = self.rooms(&lanes).await?;
+            let mut going = Vec::with_capacity(lanes.len());
+            for (mut lane, room) in lanes.into_iter().zip(rooms) {
+                if room < self.batch.min(self.window as i64 / 2).max(1) as usize {
+                    // Full, or nearly: topped up later by a page worth its statements.
+                    fanned.held = true;
+                    continue;
+                }
+                let next =
+                    campaigns::next_message_id(&self.pool, campaign, lane.number, lane.cursor)
+                        .await?;
+                let Some(next) = next.filter(|next| *next <= last) else {
+                    continue;
+                };
+                // A page is a span of ids from the number's next message, no wider than its
+                // stream has room for (an upload stores each number's messages together, so
+                // the span is mostly the number's).
+                let through = last.min(next - 1 + width.min(room as i64));
+                let page =
+                    campaigns::fanout_page(&self.pool, campaign, lane.number, next - 1, through)
+                        .await?;
+                if !page.is_empty() {
+                    self.append(campaign, lane.number, &page).await?;
+                    while marking.len() >= MARKING {
+                        fanned.queued += marked(marking.join_next().await);
+                    }
+                    // The cursor moves once the page is marked; a crash before that repeats
+                    // the page, and `FAN_OUT` appends none of it twice.
+                    let (pool, number) = (self.pool.clone(), lane.number);
+                    let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
+                    marking.spawn(async move {
+                        let queued = messages::mark_queued(&pool, &ids, Utc::now()).await?;
+                        campaigns::advance_fanout_cursor(&pool, campaign, number, through).await?;
+                        Ok::<_, sqlx::Error>(queued)
+                    });
+                }
+                lane.cursor = through;
+                if lane.cursor < last {
+                    going.push(lane);
+                }
+            }
+            lanes = going;
             width = self.batch.min(width.saturating_mul(2));
-            let page = campaigns::fanout_page(&self.pool, campaign, cursor, through).await?;
-            if page.is_empty() {
-                // Nothing pending here (ids of other campaigns, or sent already): on to the
-                // campaign's next message.
-                let next = campaigns::next_message_id(&self.pool, campaign, through).await?;
-                cursor = next.map_or(last, |next| next - 1);
-                continue;
-            }
-            self.append(campaign, &page).await?;
-            campaigns::advance_fanout_cursor(&self.pool, campaign, through).await?;
-            cursor = through;
-            while marking.len() >= MARKING {
-                queued += marked(marking.join_next().await);
-            }
-            let pool = self.pool.clone();
-            let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
-            marking.spawn(async move { messages::mark_queued(&pool, &ids, Utc::now()).await });
         }
         while let Some(done) = marking.join_next().await {
-            queued += marked(Some(done));
+            fanned.queued += marked(Some(done));
         }
-        if queued > 0 {
-            tracing::info!(campaign = %campaign, queued, "fanned out");
+        if fanned.queued > 0 {
+            tracing::info!(campaign = %campaign, queued = fanned.queued, held = fanned.held, "fanned out");
         }
-        Ok(queued)
+        Ok(fanned)
     }
 
-    /// Appends one page to the numbers' streams, each number's share in one script call.
-    async fn append(&mut self, campaign: CampaignId, page: &[FanoutRow]) -> anyhow::Result<()> {
-        let mut by_number: BTreeMap<NumberId, Vec<&FanoutRow>> = BTreeMap::new();
-        for row in page {
-            by_number.entry(row.sender_number_id).or_default().push(row);
+    /// How many more entries each lane's stream may take.
+    async fn rooms(&mut self, lanes: &[Lane]) -> anyhow::Result<Vec<usize>> {
+        let mut pipe = redis::pipe();
+        for lane in lanes {
+            pipe.xlen(self.keys.stream(lane.number));
         }
-        for (number, rows) in by_number {
-            let mut script = FAN_OUT.key(self.keys.stream(number));
-            script
-                .key(self.keys.fanout(number))
-                .arg(campaign.to_string());
-            for row in rows {
-                let callback = row.id.0.to_string();
-                let payload = TemplateMessage::new(
-                    &row.recipient,
-                    &row.template_name,
-                    &row.template_language,
-                    &row.variables,
-                    &callback,
-                );
-                let entry = Entry {
-                    message: row.id,
-                    campaign,
-                    attempt: 0,
-                    payload: Bytes::from(serde_json::to_vec(&payload)?),
-                };
-                script.arg(row.id.0).arg(entry.encode());
-            }
-            let _: i64 = script
-                .invoke_async(&mut self.redis)
-                .await
-                .with_context(|| format!("appending to the stream of number {number}"))?;
-            // The sender discovers numbers through this set; re-adding is harmless.
-            let _: () = self
-                .redis
-                .sadd(self.keys.numbers(), number.to_string())
-                .await?;
+        let lengths: Vec<usize> = pipe.query_async(&mut self.redis).await?;
+        Ok(lengths
+            .into_iter()
+            .map(|length| self.window.saturating_sub(length))
+            .collect())
+    }
+
+    /// Appends one number's page to its stream in one script call.
+    async fn append(
+        &mut self,
+        campaign: CampaignId,
+        number: NumberId,
+        rows: &[FanoutRow],
+    ) -> anyhow::Result<()> {
+        let mut script = FAN_OUT.key(self.keys.stream(number));
+        script
+            .key(self.keys.fanout(number))
+            .arg(campaign.to_string());
+        for row in rows {
+            let callback = row.id.0.to_string();
+            let payload = TemplateMessage::new(
+                &row.recipient,
+                &row.template_name,
+                &row.template_language,
+                &row.variables,
+                &callback,
+            );
+            let entry = Entry {
+                message: row.id,
+                campaign,
+                attempt: 0,
+                payload: Bytes::from(serde_json::to_vec(&payload)?),
+            };
+            script.arg(row.id.0).arg(entry.encode());
         }
+        let _: i64 = script
+            .invoke_async(&mut self.redis)
+            .await
+            .with_context(|| format!("appending to the stream of number {number}"))?;
+        // The sender discovers numbers through this set; re-adding is harmless.
+        let _: () = self
+            .redis
+            .sadd(self.keys.numbers(), number.to_string())
+            .await?;
         Ok(())
     }
+}
+
+/// What a fan-out pass did: messages queued, and whether a number's full stream held some
+/// back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fanned {
+    pub queued: u64,
+    pub held: bool,
 }
 
 /// How many a finished marking task marked; a failure is logged, not fatal (see
@@ -170,7 +237,7 @@ fn marked(done: Option<Result<sqlx::Result<i64>, tokio::task::JoinError>>) -> u6
     match done {
         Some(Ok(Ok(n))) => n as u64,
         Some(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "could not mark a page queued; its messages stay pending until sent");
+            tracing::warn!(error = %e, "could not mark a page queued (its messages stay pending until sent) or move the cursor (the page is read again)");
             0
         }
         Some(Err(e)) => {

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use fanout::FanOut;
+pub use fanout::{FanOut, Fanned};
 
 /// What every handler can reach.
 pub struct AppState {

@@ -1,4 +1,4 @@
-//! Campaigns: creation, state, counters and the fan-out cursor.
+//! Campaigns: creation, state, counters and the fan-out cursors.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
@@ -16,7 +16,6 @@ pub struct CampaignRow {
     pub template_language: String,
     #[sqlx(flatten)]
     pub counters: Counters,
-    pub fanout_cursor: i64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -164,7 +163,37 @@ pub struct FanoutRow {
     pub template_language: String,
 }
 
-/// The pending messages of a campaign with ids in `after..=through`, by id.
+/// A campaign's number and how far its fan-out has gone (every message of the campaign for
+/// that number at or below the cursor was handled).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Lane {
+    pub number: NumberId,
+    pub cursor: i64,
+}
+
+pub async fn fanout_lanes(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<Lane>> {
+    sqlx::query_as(
+        "SELECT sender_number_id AS number, fanout_cursor AS cursor FROM campaign_numbers
+         WHERE campaign_id = $1 ORDER BY position",
+    )
+    .bind(campaign)
+    .fetch_all(pool)
+    .await
+}
+
+/// The campaign's highest message id, if it has messages.
+///
+/// `ORDER BY id … LIMIT 1` rather than `max(id)` (and `min(id)` below): with an upload's
+/// statistics not yet gathered the planner aggregated every one of the campaign's rows for
+/// `max`; a limited index scan reads one entry whatever the estimates.
+pub async fn last_message_id(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id DESC LIMIT 1")
+        .bind(campaign)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The pending messages of a campaign for one number with ids in `after..=through`, by id.
 ///
 /// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
 /// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
@@ -173,6 +202,7 @@ pub struct FanoutRow {
 pub async fn fanout_page(
     pool: &PgPool,
     campaign: CampaignId,
+    number: NumberId,
     after: i64,
     through: i64,
 ) -> sqlx::Result<Vec<FanoutRow>> {
@@ -180,10 +210,12 @@ pub async fn fanout_page(
         "SELECT m.id, m.sender_number_id, m.recipient, m.variables,
                 c.template_name, c.template_language
          FROM messages m JOIN campaigns c ON c.id = m.campaign_id
-         WHERE m.campaign_id = $1 AND m.id > $2 AND m.id <= $3 AND m.status = $4
+         WHERE m.campaign_id = $1 AND m.sender_number_id = $2 AND m.id > $3 AND m.id <= $4
+           AND m.status = $5
          ORDER BY m.id",
     )
     .bind(campaign)
+    .bind(number)
     .bind(after)
     .bind(through)
     .bind(MessageStatus::Pending)
@@ -191,32 +223,19 @@ pub async fn fanout_page(
     .await
 }
 
-/// Where fan-out stopped, and the campaign's highest message id (`None` without messages).
-///
-/// `ORDER BY id … LIMIT 1` rather than `max(id)` (and `min(id)` below): with an upload's
-/// statistics not yet gathered the planner aggregated every one of the campaign's rows for
-/// `max`; a limited index scan reads one entry whatever the estimates.
-pub async fn fanout_span(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<(i64, Option<i64>)> {
-    sqlx::query_as(
-        "SELECT fanout_cursor,
-                (SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id DESC LIMIT 1)
-         FROM campaigns WHERE id = $1",
-    )
-    .bind(campaign)
-    .fetch_one(pool)
-    .await
-}
-
-/// The campaign's first message id after `after`, if any.
+/// The campaign's first message for `number` after `after`, if any.
 pub async fn next_message_id(
     pool: &PgPool,
     campaign: CampaignId,
+    number: NumberId,
     after: i64,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
-        "SELECT id FROM messages WHERE campaign_id = $1 AND id > $2 ORDER BY id LIMIT 1",
+        "SELECT id FROM messages
+         WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 ORDER BY id LIMIT 1",
     )
     .bind(campaign)
+    .bind(number)
     .bind(after)
     .fetch_optional(pool)
     .await
@@ -225,13 +244,18 @@ pub async fn next_message_id(
 pub async fn advance_fanout_cursor(
     pool: &PgPool,
     campaign: CampaignId,
+    number: NumberId,
     cursor: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE campaigns SET fanout_cursor = greatest(fanout_cursor, $2) WHERE id = $1")
-        .bind(campaign)
-        .bind(cursor)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE campaign_numbers SET fanout_cursor = greatest(fanout_cursor, $3)
+         WHERE campaign_id = $1 AND sender_number_id = $2",
+    )
+    .bind(campaign)
+    .bind(number)
+    .bind(cursor)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

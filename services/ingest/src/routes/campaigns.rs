@@ -216,7 +216,8 @@ pub async fn add_recipients(
 
 /// Parses every row (phone parsing is CPU-bound, hence the blocking thread) and assigns each
 /// recipient a sender number by a stable hash of its number, so a recipient always hears
-/// from the same number of the campaign. Also returns how many rows repeated an earlier row.
+/// from the same number of the campaign; grouped by number. Also returns how many rows
+/// repeated an earlier row.
 fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec<RowError>, i64) {
     let mut valid = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
@@ -267,6 +268,9 @@ fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec
             variables: serde_json::json!(row.variables),
         });
     }
+    // Each number's recipients stored together (in upload order): fan-out reads and marks a
+    // number's messages from neighbouring rows rather than from one row in every few.
+    valid.sort_by_key(|m| m.number);
     (valid, rejected, repeats)
 }
 
