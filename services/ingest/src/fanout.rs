@@ -98,8 +98,8 @@ impl FanOut {
     }
 
     /// Appends the campaign's pending messages, each number's in id order, a page per number
-    /// in turn (a page is a span of ids), until each number is done or its stream holds
-    /// `window` entries. Marking a page `queued` runs beside the next page's append (up to
+    /// in turn (a page is a span of ids), until each number is done or its stream has no
+    /// room left for a page within `window` entries. Marking a page `queued` runs beside the next page's append (up to
     /// `MARKING` pages at once): it only records what is already true, a message the sender
     /// records first simply skips `queued`, and one left `pending` by a crash is still sent
     /// from its stream.
