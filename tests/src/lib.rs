@@ -209,28 +209,51 @@ pub async fn seed_campaign(
     herald_shared::domain::CampaignId,
     Vec<herald_shared::domain::MessageId>,
 ) {
-    use herald_shared::db::{campaigns, messages, numbers};
+    let (campaign, _) = seed_campaign_over(ctx, 1, n).await;
+    let ids = sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id")
+        .bind(campaign)
+        .fetch_all(&ctx.pool)
+        .await
+        .unwrap();
+    (campaign, ids)
+}
+
+/// A tenant, `numbers` sender numbers and a draft campaign over them of `n` recipients, given
+/// to the numbers in turn, made directly in the database.
+pub async fn seed_campaign_over(
+    ctx: &TestContext,
+    numbers: usize,
+    n: usize,
+) -> (
+    herald_shared::domain::CampaignId,
+    Vec<herald_shared::domain::NumberId>,
+) {
+    use herald_shared::db::{campaigns, messages, numbers as db_numbers};
     use herald_shared::domain::{CampaignId, NumberId};
     let (tenant, _) = herald::tenant::create(&ctx.pool, "seeded").await.unwrap();
-    let number = NumberId::new();
-    // The random end of the id: its start is the time, shared by numbers made in one moment.
-    let phone_number_id = format!("9{}", &number.0.simple().to_string()[22..]);
-    numbers::insert_number(
-        &ctx.pool,
-        &numbers::NewNumber {
-            id: number,
-            tenant,
-            phone_number_id: &phone_number_id,
-            waba_id: "waba",
-            display_number: "+447400000000",
-            access_token: b"not used",
-            throughput_ceiling: 80,
-            current_rate: 80,
-            portfolio_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let numbers: Vec<NumberId> = (0..numbers.max(1)).map(|_| NumberId::new()).collect();
+    for &number in &numbers {
+        // The random end of the id: its start is the time, shared by numbers made in one moment.
+        let phone_number_id = format!("9{}", &number.0.simple().to_string()[22..]);
+        assert!(
+            db_numbers::insert_number(
+                &ctx.pool,
+                &db_numbers::NewNumber {
+                    id: number,
+                    tenant,
+                    phone_number_id: &phone_number_id,
+                    waba_id: "waba",
+                    display_number: "+447400000000",
+                    access_token: b"not used",
+                    throughput_ceiling: 80,
+                    current_rate: 80,
+                    portfolio_id: None,
+                },
+            )
+            .await
+            .unwrap()
+        );
+    }
     let campaign = CampaignId::new();
     let mut tx = ctx.pool.begin().await.unwrap();
     campaigns::insert_campaign(
@@ -241,7 +264,7 @@ pub async fn seed_campaign(
             name: "seeded",
             template_name: "t",
             template_language: "en",
-            numbers: &[number],
+            numbers: &numbers,
         },
     )
     .await
@@ -249,8 +272,9 @@ pub async fn seed_campaign(
     tx.commit().await.unwrap();
     let rows: Vec<messages::NewMessage> = recipients(n)
         .into_iter()
-        .map(|(phone, vars)| messages::NewMessage {
-            number,
+        .enumerate()
+        .map(|(i, (phone, vars))| messages::NewMessage {
+            number: numbers[i % numbers.len()],
             recipient: phone,
             variables: serde_json::json!(vars),
         })
@@ -258,12 +282,7 @@ pub async fn seed_campaign(
     messages::insert_recipients(&ctx.pool, campaign, &rows)
         .await
         .unwrap();
-    let ids = sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id")
-        .bind(campaign)
-        .fetch_all(&ctx.pool)
-        .await
-        .unwrap();
-    (campaign, ids)
+    (campaign, numbers)
 }
 
 /// Applies one transition to one message, as Herald's own code would.

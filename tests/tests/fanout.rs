@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use herald_ingest::{FanOut, Fanned};
-use herald_shared::db::{campaigns, messages, numbers};
+use herald_shared::db::{campaigns, messages};
 use herald_shared::domain::{CampaignId, CampaignState, MessageId, MessageStatus, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Entry, Keys, conn::entry_field};
-use herald_tests::{TestContext, assert_counters_match, seed_campaign, set_status, status_of};
+use herald_tests::{
+    TestContext, assert_counters_match, seed_campaign, seed_campaign_over, set_status, status_of,
+};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
@@ -169,62 +171,6 @@ async fn drain(
         .collect()
 }
 
-/// A draft campaign over two new numbers, `per_number` recipients each, alternating.
-async fn two_number_campaign(ctx: &TestContext, per_number: usize) -> (CampaignId, [NumberId; 2]) {
-    let (tenant, _) = herald::tenant::create(&ctx.pool, "two numbers")
-        .await
-        .unwrap();
-    let pair = [NumberId::new(), NumberId::new()];
-    for number in pair {
-        let phone_number_id = format!("8{}", &number.0.simple().to_string()[22..]);
-        assert!(
-            numbers::insert_number(
-                &ctx.pool,
-                &numbers::NewNumber {
-                    id: number,
-                    tenant,
-                    phone_number_id: &phone_number_id,
-                    waba_id: "waba",
-                    display_number: "+447400000000",
-                    access_token: b"not used",
-                    throughput_ceiling: 80,
-                    current_rate: 80,
-                    portfolio_id: None,
-                },
-            )
-            .await
-            .unwrap()
-        );
-    }
-    let campaign = CampaignId::new();
-    let mut tx = ctx.pool.begin().await.unwrap();
-    campaigns::insert_campaign(
-        &mut tx,
-        &campaigns::NewCampaign {
-            id: campaign,
-            tenant,
-            name: "two numbers",
-            template_name: "t",
-            template_language: "en",
-            numbers: &pair,
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let rows: Vec<messages::NewMessage> = (0..2 * per_number)
-        .map(|i| messages::NewMessage {
-            number: pair[i % 2],
-            recipient: format!("+447600{i:06}"),
-            variables: serde_json::json!(["x", "y"]),
-        })
-        .collect();
-    messages::insert_recipients(&ctx.pool, campaign, &rows)
-        .await
-        .unwrap();
-    (campaign, pair)
-}
-
 async fn ids_of(pool: &PgPool, campaign: CampaignId, number: NumberId) -> Vec<MessageId> {
     sqlx::query_scalar(
         "SELECT id FROM messages WHERE campaign_id = $1 AND sender_number_id = $2 ORDER BY id",
@@ -240,7 +186,8 @@ async fn ids_of(pool: &PgPool, campaign: CampaignId, number: NumberId) -> Vec<Me
 async fn each_stream_stays_within_its_window_and_a_number_that_does_not_drain_holds_back_no_other()
 {
     let ctx = TestContext::new().await;
-    let (campaign, [fast, stuck]) = two_number_campaign(&ctx, 30).await;
+    let (campaign, numbers) = seed_campaign_over(&ctx, 2, 60).await;
+    let (fast, stuck) = (numbers[0], numbers[1]);
     start(&ctx.pool, campaign).await;
     let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
     let mut redis = ctx.redis().await;

@@ -156,7 +156,6 @@ pub async fn running_campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignId>> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FanoutRow {
     pub id: MessageId,
-    pub sender_number_id: NumberId,
     pub recipient: String,
     pub variables: sqlx::types::Json<Vec<String>>,
     pub template_name: String,
@@ -207,7 +206,7 @@ pub async fn fanout_page(
     through: i64,
 ) -> sqlx::Result<Vec<FanoutRow>> {
     sqlx::query_as(
-        "SELECT m.id, m.sender_number_id, m.recipient, m.variables,
+        "SELECT m.id, m.recipient, m.variables,
                 c.template_name, c.template_language
          FROM messages m JOIN campaigns c ON c.id = m.campaign_id
          WHERE m.campaign_id = $1 AND m.sender_number_id = $2 AND m.id > $3 AND m.id <= $4
