@@ -1,7 +1,8 @@
 //! Logging: `tracing` with a filter from settings (or `RUST_LOG`), pretty or JSON. Metrics:
 //! the `metrics` facade, recorded for Prometheus and rendered at each role's `/metrics`.
 
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -9,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing),
-/// which tests rely on.
+/// Installs the global subscriber, writing to stderr. Safe to call more than once (later calls
+/// do nothing), which tests rely on.
 pub fn init(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.filter.clone()));
@@ -21,6 +22,23 @@ pub fn init(settings: &TelemetrySettings) {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+}
+
+/// Installs the global subscriber writing to the file at `path` (created or truncated), for a
+/// command whose terminal shows something else (the demo's progress).
+pub fn init_to_file(settings: &TelemetrySettings, path: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(settings.filter.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(Mutex::new(file));
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+    Ok(())
 }
 
 /// The process's Prometheus recorder, installed on first use (so call this before any role

@@ -173,6 +173,27 @@ pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domai
     );
 }
 
+/// How many messages the simulator meant to end at each status.
+pub fn intended_final(
+    stats: &herald_simulator::StatsReport,
+) -> std::collections::HashMap<herald_shared::domain::MessageStatus, i64> {
+    use herald_shared::domain::MessageStatus;
+    stats
+        .intended_final
+        .iter()
+        .map(|(status, n)| {
+            let status = match status.as_str() {
+                "sent" => MessageStatus::Sent,
+                "delivered" => MessageStatus::Delivered,
+                "read" => MessageStatus::Read,
+                "failed" => MessageStatus::Failed,
+                other => panic!("unexpected intended status {other}"),
+            };
+            (status, *n as i64)
+        })
+        .collect()
+}
+
 /// What the simulator at `url` has seen.
 pub async fn simulator_stats(url: &str) -> herald_simulator::StatsReport {
     reqwest::get(format!("{url}/sim/stats"))
@@ -292,21 +313,12 @@ pub async fn set_status(
     status: herald_shared::domain::MessageStatus,
     wa_message_id: Option<&str>,
 ) {
-    use herald_shared::db::messages::{self, MessageRef, Transition};
-    messages::apply_transitions(
-        pool,
-        &[Transition {
-            message: MessageRef::Id(message),
-            status,
-            wa_message_id: wa_message_id.map(str::to_owned),
-            at: chrono::Utc::now(),
-            error_code: None,
-            error_title: None,
-            attempts: 0,
-        }],
-    )
-    .await
-    .unwrap();
+    use herald_shared::db::transitions::{self, Transition};
+    let transition = Transition {
+        wa_message_id: wa_message_id.map(str::to_owned),
+        ..Transition::to(message, status, chrono::Utc::now())
+    };
+    transitions::apply(pool, &[transition]).await.unwrap();
 }
 
 /// The status of one message.

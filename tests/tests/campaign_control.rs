@@ -64,7 +64,7 @@ async fn a_paused_campaign_keeps_its_unsent_messages_until_resumed_and_loses_non
     let (sent, parked) = eventually("the rest parked", Duration::from_secs(20), || {
         let (mut redis, keys, api) = (redis.clone(), &keys, &api);
         async move {
-            let parked: i64 = redis.zcard(keys.parked(number.id)).await.unwrap();
+            let parked: i64 = redis.zcard(keys.number(number.id).parked).await.unwrap();
             let pending: redis::streams::StreamPendingReply = redis
                 .xpending(keys.stream(number.id), SENDER_GROUP)
                 .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
-use herald_shared::db::messages::{self, Sent};
+use herald_shared::db::transitions::{self, Sent};
 use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients, signed};
 use serde_json::{Value, json};
@@ -85,7 +85,7 @@ async fn sent_campaign(ctx: &TestContext, api: &ApiClient) -> (CampaignId, Vec<M
             at: chrono::Utc::now(),
         })
         .collect();
-    let unrecorded = messages::record_sent(&ctx.pool, &sends).await.unwrap();
+    let unrecorded = transitions::record_sent(&ctx.pool, &sends).await.unwrap();
     assert!(
         unrecorded.is_empty(),
         "pending messages are recorded as sent"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually, intended_final, recipients};
 use serde_json::json;
 
 const MESSAGES: usize = 5_000;
@@ -45,22 +45,6 @@ async fn receipts_sent_twice_and_out_of_order_end_where_the_simulator_meant() {
         .unwrap();
     api.start(campaign.id).await.unwrap();
 
-    let intended = |stats: &herald_simulator::StatsReport| -> HashMap<MessageStatus, i64> {
-        stats
-            .intended_final
-            .iter()
-            .map(|(status, n)| {
-                let status = match status.as_str() {
-                    "sent" => MessageStatus::Sent,
-                    "delivered" => MessageStatus::Delivered,
-                    "read" => MessageStatus::Read,
-                    "failed" => MessageStatus::Failed,
-                    other => panic!("unexpected intended status {other}"),
-                };
-                (status, *n as i64)
-            })
-            .collect()
-    };
     let (stats, statuses) = eventually(
         "every message at its intended status",
         Duration::from_secs(120),
@@ -72,7 +56,7 @@ async fn receipts_sent_twice_and_out_of_order_end_where_the_simulator_meant() {
                     .unwrap()
                     .into_iter()
                     .collect();
-            let meant = intended(&stats);
+            let meant = intended_final(&stats);
             (meant.values().sum::<i64>() == MESSAGES as i64 && statuses == meant)
                 .then_some((stats, statuses))
         },

@@ -1,7 +1,9 @@
 //! The stream protocol's scripts, against a real Redis.
 
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
-use herald_shared::stream::{Entry, FAN_OUT, Keys, MOVE_DUE_RETRIES};
+use std::sync::Arc;
+
+use herald_shared::stream::{Entry, Keys, NumberQueue, fanout};
 use herald_tests::TestContext;
 use redis::AsyncCommands;
 
@@ -10,6 +12,7 @@ fn entry(id: i64, campaign: CampaignId) -> Entry {
         message: MessageId(id),
         campaign,
         attempt: 0,
+        recipient: format!("+44740000{id:04}"),
         payload: bytes::Bytes::from(format!("{{\"to\":\"+44740000{id:04}\"}}")),
     }
 }
@@ -21,12 +24,11 @@ async fn fan_out(
     campaign: CampaignId,
     ids: std::ops::RangeInclusive<i64>,
 ) -> i64 {
-    let mut script = FAN_OUT.key(keys.stream(number));
-    script.key(keys.fanout(number)).arg(campaign.to_string());
-    for id in ids {
-        script.arg(id).arg(entry(id, campaign).encode());
-    }
-    script.invoke_async(redis).await.unwrap()
+    let entries: Vec<Entry> = ids.map(|id| entry(id, campaign)).collect();
+    let added = fanout::append(redis, keys, &keys.number(number), campaign, &entries)
+        .await
+        .unwrap();
+    added as i64
 }
 
 #[tokio::test]
@@ -62,14 +64,8 @@ async fn due_retries_move_to_the_stream_and_later_ones_stay() {
             .await
             .unwrap();
     }
-    let moved: usize = MOVE_DUE_RETRIES
-        .key(keys.retry(number))
-        .key(keys.stream(number))
-        .arg(now)
-        .arg(100)
-        .invoke_async(&mut redis)
-        .await
-        .unwrap();
+    let mut queue = NumberQueue::new(Arc::new(keys.number(number)), redis.clone());
+    let moved = queue.promote_due(now, 100).await.unwrap();
     assert_eq!(moved, 2);
     let left: usize = redis.zcard(keys.retry(number)).await.unwrap();
     assert_eq!(left, 1);

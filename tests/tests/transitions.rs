@@ -1,7 +1,9 @@
 //! The one statement that moves statuses: forward only, counters exact, under any order.
 
 use chrono::Utc;
-use herald_shared::db::messages::{self, MessageRef, Sent, Transition};
+use herald_shared::db::counters::Delta;
+use herald_shared::db::messages;
+use herald_shared::db::transitions::{self, Engine, MessageRef, Sent, Transition};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
 use herald_tests::{TestContext, assert_counters_match, seed_campaign, status_of};
 use rand::rngs::StdRng;
@@ -36,7 +38,7 @@ async fn random_batches_in_random_order_end_where_the_forward_only_rule_says() {
         }
         batch.shuffle(&mut rng);
         // The model: the reduced batch's one status per message, applied if it advances.
-        let reduced = messages::reduce(batch.iter().map(|(_, t)| t.clone()).collect());
+        let reduced = transitions::reduce(batch.iter().map(|(_, t)| t.clone()).collect());
         for t in &reduced {
             let i = ids
                 .iter()
@@ -46,9 +48,7 @@ async fn random_batches_in_random_order_end_where_the_forward_only_rule_says() {
                 expected[i] = t.status;
             }
         }
-        messages::apply_transitions(&ctx.pool, &reduced)
-            .await
-            .unwrap();
+        transitions::apply(&ctx.pool, &reduced).await.unwrap();
         assert_counters_match(&ctx.pool, campaign).await;
     }
     for (i, id) in ids.iter().enumerate() {
@@ -61,7 +61,7 @@ async fn random_batches_in_random_order_end_where_the_forward_only_rule_says() {
 async fn a_receipt_for_an_unknown_wamid_is_counted_as_unmatched_and_changes_nothing() {
     let ctx = TestContext::new().await;
     let (campaign, _) = seed_campaign(&ctx, 3).await;
-    let applied = messages::apply_transitions(
+    let applied = transitions::apply(
         &ctx.pool,
         &[Transition {
             message: MessageRef::WaId("wamid.nobody".into()),
@@ -72,7 +72,7 @@ async fn a_receipt_for_an_unknown_wamid_is_counted_as_unmatched_and_changes_noth
     .unwrap();
     assert_eq!(
         applied,
-        messages::Applied {
+        transitions::Applied {
             changed: 0,
             unmatched: 1,
             unmatched_wamids: vec!["wamid.nobody".into()],
@@ -118,9 +118,7 @@ async fn a_wamid_claimed_twice_is_recorded_once_and_the_batch_still_lands() {
             ..transition(*id, MessageStatus::Sent)
         })
         .collect();
-    let applied = messages::apply_transitions(&ctx.pool, &batch)
-        .await
-        .unwrap();
+    let applied = transitions::apply(&ctx.pool, &batch).await.unwrap();
     assert_eq!(applied.changed, 2);
     let holder: MessageId = sqlx::query_scalar(
         "SELECT message_id FROM message_wamids WHERE wa_message_id = 'wamid.SAME'",
@@ -184,7 +182,7 @@ async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest()
     herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
     herald_tests::set_status(&ctx.pool, ids[2], MessageStatus::Failed, None).await;
     let batch: Vec<Sent> = ids.iter().map(|id| sent(*id)).collect();
-    let unrecorded = messages::record_sent(&ctx.pool, &batch).await.unwrap();
+    let unrecorded = transitions::record_sent(&ctx.pool, &batch).await.unwrap();
     let handed_back: Vec<MessageId> = unrecorded.iter().map(|s| s.message).collect();
     assert_eq!(handed_back, vec![ids[1], ids[2]]);
     for id in [ids[0], ids[3], ids[4]] {
@@ -204,7 +202,7 @@ async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest()
     // What was handed back goes the general way: the delivered one keeps its status and
     // gains its wamid, the failed one stays failed.
     let rest: Vec<Transition> = unrecorded.into_iter().map(Transition::from).collect();
-    messages::apply_transitions(&ctx.pool, &rest).await.unwrap();
+    transitions::apply(&ctx.pool, &rest).await.unwrap();
     assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Delivered);
     assert_eq!(status_of(&ctx.pool, ids[2]).await, MessageStatus::Failed);
     assert_eq!(
@@ -224,32 +222,51 @@ async fn the_recorder_moves_rows_first_and_counts_them_after() {
         .unwrap();
     herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
     let batch: Vec<Sent> = ids.iter().rev().map(|id| sent(*id)).collect();
-    let (moves, unrecorded) = messages::record_sent_rows(&ctx.pool, &batch).await.unwrap();
+    let mut tx = ctx.pool.begin().await.unwrap();
+    let mut engine = Engine::default();
+    let unrecorded = engine.record_sent(&mut tx, &batch, &[]).await.unwrap();
     // One left `queued`, two left `pending`; the delivered one is handed back.
-    assert_eq!(moves, messages::SentMoves(vec![(campaign, 1, 2)]));
+    assert_eq!(
+        engine.deltas().get(campaign),
+        Some(&Delta {
+            queued: -1,
+            pending: -2,
+            sent: 3,
+            ..Delta::default()
+        })
+    );
     assert_eq!(
         unrecorded.iter().map(|s| s.message).collect::<Vec<_>>(),
         vec![ids[1]]
     );
     for id in [ids[0], ids[2], ids[3]] {
-        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Sent);
-    }
-    let sent_counter = || async {
-        sqlx::query_scalar::<_, i64>("SELECT sent FROM campaigns WHERE id = $1")
-            .bind(campaign)
-            .fetch_one(&ctx.pool)
+        let status: MessageStatus = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
             .await
-            .unwrap()
-    };
+            .unwrap();
+        assert_eq!(status, MessageStatus::Sent);
+    }
+    let sent_counter = || sqlx::query_scalar::<_, i64>("SELECT sent FROM campaigns WHERE id = $1");
     assert_eq!(
-        sent_counter().await,
+        sent_counter()
+            .bind(campaign)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap(),
         0,
-        "the counters wait for add_sent_counters"
+        "the counters wait for the engine's finish"
     );
-    messages::add_sent_counters(&ctx.pool, &moves)
-        .await
-        .unwrap();
-    assert_eq!(sent_counter().await, 3);
+    engine.finish(&mut tx).await.unwrap();
+    assert_eq!(
+        sent_counter()
+            .bind(campaign)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap(),
+        3
+    );
+    tx.commit().await.unwrap();
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
@@ -273,11 +290,11 @@ async fn recording_the_last_sends_completes_a_running_campaign() {
             .await
             .unwrap()
     };
-    messages::record_sent(&ctx.pool, &[sent(ids[0]), sent(ids[1])])
+    transitions::record_sent(&ctx.pool, &[sent(ids[0]), sent(ids[1])])
         .await
         .unwrap();
     assert_eq!(state().await, CampaignState::Running);
-    messages::record_sent(&ctx.pool, &[sent(ids[2])])
+    transitions::record_sent(&ctx.pool, &[sent(ids[2])])
         .await
         .unwrap();
     assert_eq!(state().await, CampaignState::Completed);
@@ -289,7 +306,7 @@ async fn recording_the_last_sends_completes_a_running_campaign() {
 async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 1).await;
-    messages::record_sent(&ctx.pool, &[sent(ids[0])])
+    transitions::record_sent(&ctx.pool, &[sent(ids[0])])
         .await
         .unwrap();
     // The first send's outcome was lost; the resend got another wamid.
@@ -297,8 +314,10 @@ async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() 
         wa_message_id: "wamid.resend".into(),
         ..sent(ids[0])
     };
-    let rest = messages::record_sent(&ctx.pool, &[resend]).await.unwrap();
-    messages::apply_transitions(
+    let rest = transitions::record_sent(&ctx.pool, &[resend])
+        .await
+        .unwrap();
+    transitions::apply(
         &ctx.pool,
         &rest.into_iter().map(Transition::from).collect::<Vec<_>>(),
     )
@@ -309,24 +328,22 @@ async fn a_resent_message_is_found_by_either_wamid_and_deleting_it_drops_both() 
         ..transition(ids[0], status)
     };
     let first = format!("wamid.{}", ids[0].0);
-    let applied =
-        messages::apply_transitions(&ctx.pool, &[receipt(&first, MessageStatus::Delivered)])
-            .await
-            .unwrap();
+    let applied = transitions::apply(&ctx.pool, &[receipt(&first, MessageStatus::Delivered)])
+        .await
+        .unwrap();
     assert_eq!(
         applied,
-        messages::Applied {
+        transitions::Applied {
             changed: 1,
             ..Default::default()
         }
     );
-    let applied =
-        messages::apply_transitions(&ctx.pool, &[receipt("wamid.resend", MessageStatus::Read)])
-            .await
-            .unwrap();
+    let applied = transitions::apply(&ctx.pool, &[receipt("wamid.resend", MessageStatus::Read)])
+        .await
+        .unwrap();
     assert_eq!(
         applied,
-        messages::Applied {
+        transitions::Applied {
             changed: 1,
             ..Default::default()
         }

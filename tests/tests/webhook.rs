@@ -336,9 +336,9 @@ async fn a_failed_receipt_before_the_send_record_is_held_until_the_wamid_is_know
     .await;
     assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Queued);
     // The sender records the send.
-    let rest = herald_shared::db::messages::record_sent(
+    let rest = herald_shared::db::transitions::record_sent(
         &ctx.pool,
-        &[herald_shared::db::messages::Sent {
+        &[herald_shared::db::transitions::Sent {
             message: ids[0],
             wa_message_id: "wamid.early".into(),
             at: chrono::Utc::now(),

@@ -13,10 +13,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
 
 use crate::client::ApiClient;
+use crate::fixtures::{self, Simulator, World};
 use crate::stack::{Roles, Stack};
 
 const TEMPLATE: &str = "spring_sale_2026";
 const LANGUAGE: &str = "en_GB";
+
+/// Where `herald demo` writes the roles' logs.
+pub fn log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join("herald-demo.log")
+}
 
 /// What the demo saw.
 pub struct Summary {
@@ -24,6 +30,9 @@ pub struct Summary {
     pub simulator: StatsReport,
     pub elapsed: Duration,
     pub counters_match: bool,
+    /// Deadlocks Postgres detected in the database while the demo ran (other clients of the
+    /// same database count too).
+    pub deadlocks: i64,
 }
 
 impl Summary {
@@ -36,23 +45,19 @@ impl Summary {
 
 /// Runs the demo campaign; `Ok(summary)` even when it did not finish, so the caller can show
 /// what happened.
-pub async fn run(mut settings: Settings) -> anyhow::Result<Summary> {
+pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     check_services(&settings).await?;
     // A fresh key prefix per run: earlier runs' streams cannot interfere.
-    settings.redis.key_prefix = format!(
-        "{}:demo-{}",
-        settings.redis.key_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let pool = db::pool(&settings.database)?;
-    db::migrate(&pool).await.context("migrating the database")?;
-
-    let demo = settings.demo.clone();
-    let stack = Stack::start(settings.clone(), Roles::ALL_WITH_SIMULATOR).await?;
-    let outcome = drive(&stack, &pool, &demo).await;
+    let world = World::isolate(settings, "demo").await?;
+    let demo = world.settings.demo.clone();
+    let deadlocks_before = db::deadlocks(&world.pool).await?;
+    let stack = Stack::start(world.settings.clone(), Roles::ALL_WITH_SIMULATOR).await?;
+    let outcome = drive(&stack, &world.pool, &demo).await;
     stack.stop().await?;
-    cleanup_keys(&settings).await?;
-    outcome
+    world.clear_keys().await?;
+    let mut summary = outcome?;
+    summary.deadlocks = db::deadlocks(&world.pool).await? - deadlocks_before;
+    Ok(summary)
 }
 
 async fn drive(
@@ -81,23 +86,7 @@ async fn drive(
     let campaign = api
         .create_campaign("Spring sale (demo)", TEMPLATE, LANGUAGE, &numbers)
         .await?;
-    let rows: Vec<(String, Vec<String>)> = (0..demo.recipients)
-        .map(|i| {
-            // UK mobile numbers in the +44 7400 range parse as valid.
-            (
-                format!("+447400{i:06}"),
-                vec![format!("Customer {i}"), "25%".into()],
-            )
-        })
-        .collect();
-    for chunk in rows.chunks(5_000) {
-        let report = api.upload(campaign.id, chunk).await?;
-        anyhow::ensure!(
-            report.rejected.is_empty(),
-            "the demo's own recipients were refused: {:?}",
-            report.rejected.first()
-        );
-    }
+    fixtures::upload_recipients(&api, campaign.id, demo.recipients).await?;
     let started = Instant::now();
     api.start(campaign.id).await?;
 
@@ -120,15 +109,13 @@ async fn drive(
         .iter()
         .all(|(status, n)| campaign.counters.of(*status) == *n)
         && counts.iter().map(|(_, n)| n).sum::<i64>() == campaign.counters.total;
-    let simulator: StatsReport = reqwest::get(format!("{}/sim/stats", stack.simulator_url))
-        .await?
-        .json()
-        .await?;
+    let simulator = Simulator::new(stack.simulator_url.clone()).stats().await?;
     Ok(Summary {
         campaign,
         simulator,
         elapsed,
         counters_match,
+        deadlocks: 0,
     })
 }
 
@@ -167,12 +154,14 @@ pub fn print_summary(s: &Summary) {
         "counters = GROUP BY status",
         if s.counters_match { "yes" } else { "NO" }
     );
+    println!("  {:<28} {:>10}", "deadlocks (Postgres)", s.deadlocks);
     println!();
     if s.all_final() {
         println!("Every message reached a final status.");
     } else {
         println!("Not every message reached a final status in time.");
     }
+    println!("The roles' log: {}", log_path().display());
 }
 
 /// Fails with a clear message when Postgres or Redis is not reachable.
@@ -193,7 +182,7 @@ async fn check_services(settings: &Settings) -> anyhow::Result<()> {
                 redact(settings.redis.url.expose_secret())
             )
         })?;
-    let _: String = redis::cmd("PING").query_async(&mut redis).await?;
+    herald_shared::stream::admin::ping(&mut redis).await?;
     Ok(())
 }
 
@@ -206,25 +195,6 @@ fn redact(url: &str) -> String {
         }
         None => url.to_owned(),
     }
-}
-
-async fn cleanup_keys(settings: &Settings) -> anyhow::Result<()> {
-    let mut redis =
-        herald_shared::stream::conn::connect(&settings.redis, Some(Duration::from_secs(5))).await?;
-    let pattern = format!("{}:*", settings.redis.key_prefix);
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(&mut redis, &pattern).await?;
-        let mut keys = Vec::new();
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            keys.push(k?);
-        }
-        keys
-    };
-    for chunk in keys.chunks(500) {
-        let _: () = redis::AsyncCommands::del(&mut redis, chunk).await?;
-    }
-    Ok(())
 }
 
 /// A progress bar on a terminal; a line a second otherwise.

@@ -37,10 +37,11 @@ enum Command {
     Migrate,
     /// Runs a campaign through the whole pipeline against the simulator, with live progress.
     Demo,
-    /// Runs a benchmark workload (b1, b1-lat, b2, b3; b5 needs no simulator) against the simulator at --simulator and
-    /// prints its figures as JSON.
+    /// Runs a benchmark workload against the simulator at --simulator (b5 needs none, but
+    /// takes the flag) and prints its figures as JSON.
     Bench {
-        workload: String,
+        #[arg(value_enum)]
+        workload: herald::bench::Workload,
         #[arg(long)]
         simulator: String,
         /// Overrides the workload's recipient count.
@@ -73,11 +74,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo | Command::Bench { .. }) {
-        // The demo shows progress; the roles' logs would drown it (RUST_LOG still wins).
-        settings.telemetry.filter = "warn".into();
+    if matches!(cli.command, Command::Demo) {
+        // The demo's screen shows progress and its summary, nothing else: the roles' logs go
+        // to a file it names at the end.
+        let log = herald::demo::log_path();
+        if let Err(e) = herald_shared::telemetry::init_to_file(&settings.telemetry, &log) {
+            eprintln!(
+                "herald: cannot write the demo's log to {}: {e}",
+                log.display()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    } else {
+        if matches!(cli.command, Command::Bench { .. }) {
+            // The roles' logs would drown the bench's figures (RUST_LOG still wins).
+            settings.telemetry.filter = "warn".into();
+        }
+        herald_shared::telemetry::init(&settings.telemetry);
     }
-    herald_shared::telemetry::init(&settings.telemetry);
     match run(cli.command, settings).await {
         Ok(code) => code,
         Err(e) => {
@@ -123,25 +137,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             simulator,
             recipients,
         } => {
-            if workload == "b5" {
-                let mut figures = Vec::new();
-                for statuses in [1, 100] {
-                    let run = herald::bench::run_webhook(settings.clone(), statuses, 5).await?;
-                    figures.push(run);
-                }
-                println!("{}", serde_json::to_string(&figures)?);
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
-            if workload == "b3" {
-                let figures = herald::bench::run_adaptation(settings, &simulator).await?;
-                println!("{}", serde_json::to_string(&figures)?);
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
-            let mut w = herald::bench::workload(&workload)?;
-            if let Some(n) = recipients {
-                w.recipients = n;
-            }
-            let figures = herald::bench::run(settings, &simulator, &w).await?;
+            let figures = herald::bench::run(settings, workload, &simulator, recipients).await?;
             println!("{}", serde_json::to_string(&figures)?);
             return Ok(std::process::ExitCode::SUCCESS);
         }

@@ -1,7 +1,7 @@
 //! Fan-out: moves a running campaign's `pending` messages into their numbers' streams.
 //!
 //! Invariants: a message is appended to its stream at most once, and marked `queued` only
-//! after it is there. Each page is appended through the `FAN_OUT` script, which remembers per
+//! after it is there. Each page is appended through `stream::fanout::append`, which remembers per
 //! (number, campaign) the highest message id appended and skips anything at or below it, so
 //! a crash anywhere in a page is repaired by running fan-out again: appended-but-still-pending
 //! messages are skipped by the script and then marked `queued`. Status changes go through
@@ -22,10 +22,8 @@ use herald_shared::db::campaigns::{self, FanoutRow, Lane};
 use herald_shared::db::messages;
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::IngestSettings;
-use herald_shared::stream::{Entry, FAN_OUT, Keys};
+use herald_shared::stream::{Connection, Entry, Keys, fanout};
 use herald_shared::whatsapp::TemplateMessage;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -37,7 +35,7 @@ const HELD_POLL: Duration = Duration::from_millis(100);
 
 pub struct FanOut {
     pool: PgPool,
-    redis: ConnectionManager,
+    redis: Connection,
     keys: Keys,
     batch: i64,
     window: usize,
@@ -48,7 +46,7 @@ pub struct FanOut {
 impl FanOut {
     pub fn new(
         pool: PgPool,
-        redis: ConnectionManager,
+        redis: Connection,
         keys: Keys,
         settings: &IngestSettings,
         wake: Arc<Notify>,
@@ -143,7 +141,7 @@ impl FanOut {
                         fanned.queued += marked(marking.join_next().await);
                     }
                     // The cursor moves once the page is marked; a crash before that repeats
-                    // the page, and `FAN_OUT` appends none of it twice.
+                    // the page, and `append` appends none of it twice.
                     let (pool, number) = (self.pool.clone(), lane.number);
                     let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
                     marking.spawn(async move {
@@ -171,11 +169,8 @@ impl FanOut {
 
     /// How many more entries each lane's stream may take.
     async fn rooms(&mut self, lanes: &[Lane]) -> anyhow::Result<Vec<usize>> {
-        let mut pipe = redis::pipe();
-        for lane in lanes {
-            pipe.xlen(self.keys.stream(lane.number));
-        }
-        let lengths: Vec<usize> = pipe.query_async(&mut self.redis).await?;
+        let numbers: Vec<NumberId> = lanes.iter().map(|l| l.number).collect();
+        let lengths = fanout::lengths(&mut self.redis, &self.keys, &numbers).await?;
         Ok(lengths
             .into_iter()
             .map(|length| self.window.saturating_sub(length))
@@ -189,10 +184,7 @@ impl FanOut {
         number: NumberId,
         rows: &[FanoutRow],
     ) -> anyhow::Result<()> {
-        let mut script = FAN_OUT.key(self.keys.stream(number));
-        script
-            .key(self.keys.fanout(number))
-            .arg(campaign.to_string());
+        let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let callback = row.id.0.to_string();
             let payload = TemplateMessage::new(
@@ -202,23 +194,23 @@ impl FanOut {
                 &row.variables,
                 &callback,
             );
-            let entry = Entry {
+            entries.push(Entry {
                 message: row.id,
                 campaign,
                 attempt: 0,
+                recipient: row.recipient.clone(),
                 payload: Bytes::from(serde_json::to_vec(&payload)?),
-            };
-            script.arg(row.id.0).arg(entry.encode());
+            });
         }
-        let _: i64 = script
-            .invoke_async(&mut self.redis)
-            .await
-            .with_context(|| format!("appending to the stream of number {number}"))?;
-        // The sender discovers numbers through this set; re-adding is harmless.
-        let _: () = self
-            .redis
-            .sadd(self.keys.numbers(), number.to_string())
-            .await?;
+        fanout::append(
+            &mut self.redis,
+            &self.keys,
+            &self.keys.number(number),
+            campaign,
+            &entries,
+        )
+        .await
+        .with_context(|| format!("appending to the stream of number {number}"))?;
         Ok(())
     }
 }

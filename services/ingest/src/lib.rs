@@ -28,7 +28,7 @@ pub use fanout::{FanOut, Fanned};
 /// What every handler can reach.
 pub struct AppState {
     pub pool: sqlx::PgPool,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: herald_shared::stream::Connection,
     pub keys: Keys,
     pub cipher: TokenCipher,
     pub default_rate: u32,

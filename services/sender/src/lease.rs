@@ -8,47 +8,11 @@
 //! loses its lease stops before its next send, before anyone else can take the number over.
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_shared::domain::NumberId;
-use herald_shared::stream::Keys;
-use redis::aio::ConnectionManager;
+use herald_shared::stream::{Connection, NumberKeys, RedisResult, lease};
 use tokio::time::Instant;
-
-/// Takes a free lease. KEYS: lease, fence. ARGV: owner, ttl ms. Returns the fencing token, or
-/// 0 when the lease is held.
-static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fence = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
-return fence
-"#,
-    )
-});
-
-/// Extends a lease its holder still has. KEYS: lease. ARGV: value, ttl ms. Returns 1 or 0.
-static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#,
-    )
-});
-
-/// Drops a lease its holder still has. KEYS: lease. ARGV: value.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#,
-    )
-});
 
 /// A held lease, shared by the supervisor (which renews it) and the worker (which checks it
 /// before each send).
@@ -67,26 +31,18 @@ pub struct Lease {
 impl Lease {
     /// Tries to take `number`'s lease for `owner`.
     pub async fn acquire(
-        redis: &mut ConnectionManager,
-        keys: &Keys,
-        number: NumberId,
+        redis: &mut Connection,
+        keys: &NumberKeys,
         owner: &str,
         ttl: Duration,
-    ) -> redis::RedisResult<Option<Arc<Lease>>> {
+    ) -> RedisResult<Option<Arc<Lease>>> {
         let started = Instant::now();
-        let fence: i64 = ACQUIRE
-            .key(keys.lease(number))
-            .key(keys.fence(number))
-            .arg(owner)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(redis)
-            .await?;
-        if fence == 0 {
+        let Some(fence) = lease::acquire(redis, keys, owner, ttl).await? else {
             return Ok(None);
-        }
+        };
         let lease = Lease {
             fence,
-            key: keys.lease(number),
+            key: keys.lease.clone(),
             value: format!("{owner}:{fence}"),
             ttl,
             epoch: started,
@@ -120,15 +76,10 @@ impl Lease {
     }
 
     /// Extends the lease; `Ok(false)` when it is no longer ours.
-    pub async fn renew(&self, redis: &mut ConnectionManager) -> redis::RedisResult<bool> {
+    pub async fn renew(&self, redis: &mut Connection) -> RedisResult<bool> {
         let sent = Instant::now();
-        let renewed: i64 = RENEW
-            .key(&self.key)
-            .arg(&self.value)
-            .arg(self.ttl.as_millis() as u64)
-            .invoke_async(redis)
-            .await?;
-        if renewed == 1 && self.valid_until_ms.load(Ordering::Acquire) != 0 {
+        let renewed = lease::renew(redis, &self.key, &self.value, self.ttl).await?;
+        if renewed && self.valid_until_ms.load(Ordering::Acquire) != 0 {
             self.extend_from(sent);
             Ok(true)
         } else {
@@ -138,13 +89,8 @@ impl Lease {
     }
 
     /// Gives the lease up so another sender can take the number at once.
-    pub async fn release(&self, redis: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub async fn release(&self, redis: &mut Connection) -> RedisResult<()> {
         self.invalidate();
-        let _: i64 = RELEASE
-            .key(&self.key)
-            .arg(&self.value)
-            .invoke_async(redis)
-            .await?;
-        Ok(())
+        lease::release(redis, &self.key, &self.value).await
     }
 }

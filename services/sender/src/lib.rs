@@ -2,7 +2,6 @@
 //! number with its own limiter and in-flight window, calls the Cloud API, and records every
 //! outcome in Postgres before acknowledging it.
 
-mod daily_cap;
 mod held;
 mod lease;
 mod outcome;
@@ -39,6 +38,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let (recorder, outcomes) = recorder::Recorder::new(
         pool.clone(),
         commands.clone(),
+        keys.clone(),
         &settings.sender,
         RetryPolicy::from_settings(&settings.sender),
     );

@@ -1,29 +1,35 @@
 //! App- and WABA-wide holds (THROTTLE-SCOPE in the reference: codes 4 and 80007). When one
 //! number meets such a limit, every number of that scope holds its sends: in this process at
-//! once, and in every other sender within `REFRESH`, through a Redis key whose expiry is the
-//! end of the hold. The message that met the limit is retried without using an attempt.
+//! once, and in every other sender within `REFRESH` of the recorder sharing it, through a Redis
+//! key whose expiry is the end of the hold. The message that met the limit is retried without
+//! using an attempt.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_shared::stream::Keys;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use herald_shared::stream::{Connection, Keys, RedisResult, holds};
 use tokio_util::sync::CancellationToken;
 
 pub const REFRESH: Duration = Duration::from_millis(250);
 
-/// Sets a scope's hold to end at ARGV[1] (Unix ms; the key expires then, ARGV[2] ms from now)
-/// unless it already ends later.
-const EXTEND_HOLD: &str = r"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return 0
-";
+/// A hold this process set, for the recorder to share with every other sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeHold {
+    pub scope: String,
+    /// When it ends, Unix ms.
+    pub end_ms: i64,
+    pub length: Duration,
+}
+
+impl ScopeHold {
+    /// Writes the hold to Redis, where other senders read it; a longer one there is kept.
+    pub async fn share(&self, redis: &mut Connection, keys: &Keys) -> RedisResult<()> {
+        let key = keys.scope_throttle(&self.scope);
+        holds::extend_hold(redis, &key, self.end_ms, self.length).await
+    }
+}
 
 /// The scope a Graph rate-limit error holds: the whole app (4) or the number's WABA (80007).
 pub fn scope_of(code: i64, waba: &str) -> Option<String> {
@@ -77,22 +83,17 @@ impl ScopeThrottles {
         (left > 0).then(|| Duration::from_millis(left as u64))
     }
 
-    /// Holds every number of `scope` for `length`, here at once and in other senders through
-    /// Redis; a longer hold already under way is kept.
-    pub async fn throttle(
-        &self,
-        redis: &mut ConnectionManager,
-        scope: &str,
-        length: Duration,
-    ) -> redis::RedisResult<()> {
-        let end = Utc::now().timestamp_millis() + length.as_millis() as i64;
+    /// Holds every number of `scope` in this process for `length`; a longer hold already
+    /// under way is kept. The hold to share with other senders (`share`), when it grew.
+    pub fn hold_here(&self, scope: &str, length: Duration) -> Option<ScopeHold> {
+        let end_ms = Utc::now().timestamp_millis() + length.as_millis() as i64;
         {
             let mut until = self.until.write().expect("scope lock");
             let kept = until.entry(scope.to_owned()).or_default();
-            if *kept >= end {
-                return Ok(());
+            if *kept >= end_ms {
+                return None;
             }
-            *kept = end;
+            *kept = end_ms;
         }
         tracing::warn!(
             scope,
@@ -100,16 +101,15 @@ impl ScopeThrottles {
             "Graph rate limit: every number of the scope holds its sends"
         );
         metrics::counter!("herald_sender_scope_holds_total").increment(1);
-        redis::Script::new(EXTEND_HOLD)
-            .key(self.keys.scope_throttle(scope))
-            .arg(end)
-            .arg(length.as_millis() as u64)
-            .invoke_async(redis)
-            .await
+        Some(ScopeHold {
+            scope: scope.to_owned(),
+            end_ms,
+            length,
+        })
     }
 
     /// Reads the holds of the watched scopes from Redis.
-    pub async fn refresh(&self, redis: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub async fn refresh(&self, redis: &mut Connection) -> RedisResult<()> {
         let scopes: Vec<String> = self
             .watched
             .lock()
@@ -118,7 +118,7 @@ impl ScopeThrottles {
             .cloned()
             .collect();
         let keys: Vec<String> = scopes.iter().map(|s| self.keys.scope_throttle(s)).collect();
-        let ends: Vec<Option<i64>> = redis.mget(&keys).await?;
+        let ends = holds::hold_ends(redis, &keys).await?;
         let mut fresh: HashMap<String, i64> = scopes
             .into_iter()
             .zip(ends)
@@ -136,7 +136,7 @@ impl ScopeThrottles {
     }
 
     /// Refreshes until `shutdown`.
-    pub async fn keep_fresh(&self, mut redis: ConnectionManager, shutdown: CancellationToken) {
+    pub async fn keep_fresh(&self, mut redis: Connection, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.refresh(&mut redis).await {
                 tracing::error!(error = %e, "cannot read app and WABA holds");

@@ -14,34 +14,28 @@ use herald_shared::crypto::TokenCipher;
 use herald_shared::db::numbers;
 use herald_shared::domain::{NumberId, NumberState};
 use herald_shared::settings::Settings;
-use herald_shared::stream::Keys;
+use herald_shared::stream::holds::DailyLimit;
+use herald_shared::stream::{Connection, Keys, registry};
 use herald_shared::whatsapp::CloudApiClient;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::daily_cap::DailyCap;
-use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::Outcome;
 use crate::scope::ScopeThrottles;
-use crate::worker::{NumberWorker, WorkerConfig};
+use crate::worker::{NumberWorker, Shared, WorkerConfig};
 
 pub struct Supervisor {
     settings: Settings,
-    pool: PgPool,
-    redis: ConnectionManager,
+    redis: Connection,
     keys: Keys,
-    client: CloudApiClient,
     cipher: TokenCipher,
-    outcomes: mpsc::Sender<Outcome>,
     consumer: String,
     ttl: Duration,
-    held: Arc<HeldCampaigns>,
-    scopes: Arc<ScopeThrottles>,
+    /// What every worker shares.
+    shared: Shared,
 }
 
 /// A number this sender holds.
@@ -56,7 +50,7 @@ impl Supervisor {
     pub fn new(
         settings: Settings,
         pool: PgPool,
-        redis: ConnectionManager,
+        redis: Connection,
         keys: Keys,
         client: CloudApiClient,
         outcomes: mpsc::Sender<Outcome>,
@@ -71,16 +65,18 @@ impl Supervisor {
         };
         Ok(Self {
             settings,
-            pool,
             redis,
             keys,
-            client,
             cipher,
-            outcomes,
             consumer,
             ttl,
-            held: Arc::default(),
-            scopes: Arc::new(ScopeThrottles::new(keys_for_scopes)),
+            shared: Shared {
+                held: Arc::default(),
+                scopes: Arc::new(ScopeThrottles::new(keys_for_scopes)),
+                pool,
+                client,
+                outcomes,
+            },
         })
     }
 
@@ -94,7 +90,7 @@ impl Supervisor {
         let mut tasks: HashMap<tokio::task::Id, NumberId> = HashMap::new();
         let mut workers = JoinSet::new();
         // Know the paused campaigns before the first send, then keep up with them.
-        while let Err(e) = self.held.refresh(&self.pool).await {
+        while let Err(e) = self.shared.held.refresh(&self.shared.pool).await {
             tracing::error!(error = %e, "cannot read paused campaigns; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -102,11 +98,19 @@ impl Supervisor {
             }
         }
         let refresher = {
-            let (held, pool, stop) = (self.held.clone(), self.pool.clone(), shutdown.clone());
+            let (held, pool, stop) = (
+                self.shared.held.clone(),
+                self.shared.pool.clone(),
+                shutdown.clone(),
+            );
             tokio::spawn(async move { held.keep_fresh(pool, stop).await })
         };
         let scope_refresher = {
-            let (scopes, redis, stop) = (self.scopes.clone(), self.redis.clone(), shutdown.clone());
+            let (scopes, redis, stop) = (
+                self.shared.scopes.clone(),
+                self.redis.clone(),
+                shutdown.clone(),
+            );
             tokio::spawn(async move { scopes.keep_fresh(redis, stop).await })
         };
         loop {
@@ -145,7 +149,7 @@ impl Supervisor {
         for o in owned.values() {
             let _ = o.lease.release(&mut self.redis).await;
         }
-        let _: redis::RedisResult<()> = self.redis.zrem(self.keys.senders(), &self.consumer).await;
+        let _ = registry::leave(&mut self.redis, &self.keys, &self.consumer).await;
         let _ = refresher.await;
         let _ = scope_refresher.await;
     }
@@ -160,16 +164,14 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let senders = self.keys.senders();
-        let _: () = self.redis.zadd(&senders, &self.consumer, now_ms).await?;
-        let _: () = self
-            .redis
-            .zrembyscore(&senders, "-inf", now_ms - 3 * self.ttl.as_millis() as i64)
-            .await?;
-        let live: usize = self
-            .redis
-            .zcount(&senders, now_ms - self.ttl.as_millis() as i64, "+inf")
-            .await?;
+        let live = registry::heartbeat(
+            &mut self.redis,
+            &self.keys,
+            &self.consumer,
+            now_ms,
+            self.ttl,
+        )
+        .await?;
 
         for (number, o) in owned.iter() {
             if o.stop.is_cancelled() {
@@ -181,13 +183,10 @@ impl Supervisor {
             }
         }
 
-        let listed: Vec<NumberId> = {
-            let members: Vec<String> = self.redis.smembers(self.keys.numbers()).await?;
-            members.iter().filter_map(|m| m.parse().ok()).collect()
-        };
+        let listed = registry::numbers(&mut self.redis, &self.keys).await?;
         // Only active numbers send: a paused one keeps its queue until it resumes.
         let mut all = Vec::with_capacity(listed.len());
-        for (number, state, version) in numbers::number_states(&self.pool, &listed).await? {
+        for (number, state, version) in numbers::number_states(&self.shared.pool, &listed).await? {
             if state == NumberState::Active {
                 all.push(number);
             }
@@ -226,8 +225,7 @@ impl Supervisor {
             }
             let Some(lease) = Lease::acquire(
                 &mut self.redis,
-                &self.keys,
-                number,
+                &self.keys.number(number),
                 &self.consumer,
                 self.ttl,
             )
@@ -267,7 +265,7 @@ impl Supervisor {
         id: NumberId,
         lease: Arc<Lease>,
     ) -> anyhow::Result<Option<(NumberWorker, chrono::DateTime<chrono::Utc>)>> {
-        let Some(row) = numbers::get_number(&self.pool, id).await? else {
+        let Some(row) = numbers::get_number(&self.shared.pool, id).await? else {
             tracing::warn!(number = %id, "number in the active set is not in the database");
             return Ok(None);
         };
@@ -297,7 +295,7 @@ impl Supervisor {
                 consumer: self.consumer.clone(),
                 scope_throttle: Duration::from_millis(s.scope_throttle_ms),
                 daily_cap: match (&row.portfolio_id, row.daily_recipient_limit) {
-                    (Some(portfolio), Some(limit)) => Some(DailyCap {
+                    (Some(portfolio), Some(limit)) => Some(DailyLimit {
                         key: self.keys.portfolio_reached(row.tenant_id, portfolio),
                         limit: limit.max(1) as u32,
                         window: Duration::from_millis(s.daily_cap_window_ms.max(1)),
@@ -305,15 +303,11 @@ impl Supervisor {
                     _ => None,
                 },
             },
+            self.shared.clone(),
             lease,
-            self.held.clone(),
-            self.scopes.clone(),
             &self.settings.redis,
-            self.redis.clone(),
-            self.pool.clone(),
             &self.keys,
-            self.client.clone(),
-            self.outcomes.clone(),
+            self.redis.clone(),
         )
         .await?;
         tracing::info!(number = %id, fence, rate = row.current_rate, "sending for number");

@@ -5,6 +5,7 @@
 //! configurable chances, delays, shuffling and duplication. Controlled at run time under
 //! `/sim`; every random choice follows a seed.
 
+mod account;
 mod admin;
 mod api;
 mod config;
@@ -91,9 +92,9 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/{version}/{waba_id}/message_templates",
-            get(api::message_templates),
+            get(account::message_templates),
         )
-        .route("/{version}/{phone_number_id}", get(api::phone_number))
+        .route("/{version}/{phone_number_id}", get(account::phone_number))
         .route("/sim/stats", get(admin::stats).delete(admin::reset_stats))
         .route(
             "/sim/config",

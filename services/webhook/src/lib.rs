@@ -1,7 +1,9 @@
 //! Meta's webhooks: the GET handshake, signed POSTs buffered raw in a Redis stream and
 //! answered at once, and a processor that applies the buffer to Postgres in batches.
 
+mod inbound;
 mod processor;
+mod receipts;
 mod routes;
 
 use std::sync::Arc;
@@ -40,7 +42,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .with_context(|| format!("webhook cannot listen on {address}"))?;
     let state = Arc::new(routes::AppState {
         redis,
-        buffer_key: keys.webhooks(),
+        keys: keys.clone(),
         verify_token: settings.webhook.verify_token.clone(),
         app_secrets: settings.webhook.app_secrets.clone(),
     });

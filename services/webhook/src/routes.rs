@@ -9,15 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use herald_shared::signature;
-use herald_shared::stream::ENTRY_FIELD;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use herald_shared::stream::{Connection, Keys, webhooks};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub struct AppState {
-    pub redis: ConnectionManager,
-    pub buffer_key: String,
+    pub redis: Connection,
+    pub keys: Keys,
     pub verify_token: SecretString,
     pub app_secrets: Vec<SecretString>,
 }
@@ -75,10 +73,7 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let mut redis = state.redis.clone();
-    let added: redis::RedisResult<String> = redis
-        .xadd(&state.buffer_key, "*", &[(ENTRY_FIELD, body.as_ref())])
-        .await;
-    match added {
+    match webhooks::buffer(&mut redis, &state.keys, &body).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "webhook not buffered; answering 503 so Meta retries");

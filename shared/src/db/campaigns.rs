@@ -300,28 +300,44 @@ pub async fn pause_campaign(
     Ok(done.rows_affected() == 1)
 }
 
-/// Pauses the running campaigns that send template `name` (in `language`, or any when `None`)
-/// from a number of WABA `waba`: Meta paused or disabled it. Returns how many.
-pub async fn pause_for_template(
+/// The running campaigns that send template `name` (in `language`, or any when `None`) from a
+/// number of WABA `waba`.
+pub async fn running_with_template(
     db: impl PgExecutor<'_>,
     waba: &str,
     name: &str,
     language: Option<&str>,
-    reason: &str,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE campaigns c SET state = $5, state_reason = $4
-         WHERE c.state = $6 AND c.template_name = $2
+) -> sqlx::Result<Vec<CampaignId>> {
+    sqlx::query_scalar(
+        "SELECT c.id FROM campaigns c
+         WHERE c.state = $4 AND c.template_name = $2
            AND ($3::text IS NULL OR c.template_language = $3)
            AND EXISTS (SELECT 1 FROM campaign_numbers cn
                        JOIN sender_numbers n ON n.id = cn.sender_number_id
-                       WHERE cn.campaign_id = c.id AND n.waba_id = $1)",
+                       WHERE cn.campaign_id = c.id AND n.waba_id = $1)
+         ORDER BY c.id",
     )
     .bind(waba)
     .bind(name)
     .bind(language)
-    .bind(reason)
+    .bind(CampaignState::Running)
+    .fetch_all(db)
+    .await
+}
+
+/// Pauses those of `ids` still running, with a reason. Returns how many. The caller has locked
+/// them (see `transitions`).
+pub async fn pause_running(
+    db: impl PgExecutor<'_>,
+    ids: &[CampaignId],
+    reason: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE campaigns SET state = $2, state_reason = $3 WHERE id = ANY($1) AND state = $4",
+    )
+    .bind(ids)
     .bind(CampaignState::Paused)
+    .bind(reason)
     .bind(CampaignState::Running)
     .execute(db)
     .await?;

@@ -3,6 +3,9 @@
 
 use sqlx::PgExecutor;
 
+use crate::db::counters::Delta;
+use crate::domain::CampaignId;
+
 /// An inbound message that answers one of Herald's.
 #[derive(Debug, Clone)]
 pub struct Inbound<'a> {
@@ -30,13 +33,25 @@ impl Engagement {
             Self::Clicked => "clicked",
         }
     }
+
+    /// The campaign counter it moves.
+    pub fn counter(self, delta: &mut Delta) -> &mut i64 {
+        match self {
+            Self::Replied => &mut delta.replied,
+            Self::Clicked => &mut delta.clicked,
+        }
+    }
 }
 
-/// Counts an inbound message on its campaign: the one of the message it answers, else of the
-/// last message sent to that recipient from that number. `false` when it was counted before
-/// or answers nothing Herald sent.
-pub async fn record_inbound(db: impl PgExecutor<'_>, inbound: &Inbound<'_>) -> sqlx::Result<bool> {
-    let counted: Option<i32> = sqlx::query_scalar(
+/// Records an inbound message against its campaign: the one of the message it answers, else
+/// of the last message sent to that recipient from that number. Returns the campaign, whose
+/// counter the caller moves (through the transition engine, with the transaction's other
+/// campaign changes); `None` when it was recorded before or answers nothing Herald sent.
+pub async fn record_inbound(
+    db: impl PgExecutor<'_>,
+    inbound: &Inbound<'_>,
+) -> sqlx::Result<Option<CampaignId>> {
+    sqlx::query_scalar(
         "WITH number AS (
             SELECT id FROM sender_numbers WHERE phone_number_id = $1
          ), by_context AS (
@@ -50,17 +65,11 @@ pub async fn record_inbound(db: impl PgExecutor<'_>, inbound: &Inbound<'_>) -> s
             SELECT campaign_id FROM by_context
             UNION ALL SELECT campaign_id FROM by_recipient
             LIMIT 1
-         ), inserted AS (
-            INSERT INTO engagements (wa_message_id, campaign_id, kind, recipient)
-            SELECT $3, campaign_id, $5, $2 FROM campaign
-            ON CONFLICT (wa_message_id) DO NOTHING
-            RETURNING campaign_id
          )
-         UPDATE campaigns c SET
-            replied = c.replied + CASE WHEN $5 = 'replied' THEN 1 ELSE 0 END,
-            clicked = c.clicked + CASE WHEN $5 = 'clicked' THEN 1 ELSE 0 END
-         FROM inserted i WHERE c.id = i.campaign_id
-         RETURNING 1",
+         INSERT INTO engagements (wa_message_id, campaign_id, kind, recipient)
+         SELECT $3, campaign_id, $5, $2 FROM campaign
+         ON CONFLICT (wa_message_id) DO NOTHING
+         RETURNING campaign_id",
     )
     .bind(inbound.phone_number_id)
     .bind(&inbound.recipient)
@@ -68,8 +77,7 @@ pub async fn record_inbound(db: impl PgExecutor<'_>, inbound: &Inbound<'_>) -> s
     .bind(inbound.context)
     .bind(inbound.kind.as_str())
     .fetch_optional(db)
-    .await?;
-    Ok(counted.is_some())
+    .await
 }
 
 /// Adds (`stop`) or removes (`!stop`) an opt-out of `recipient` for the tenant that owns the

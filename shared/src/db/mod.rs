@@ -2,10 +2,12 @@
 //! one small function per statement.
 
 pub mod campaigns;
+pub mod counters;
 pub mod engagement;
 pub mod messages;
 pub mod numbers;
 pub mod tenants;
+pub mod transitions;
 pub mod webhook_events;
 
 use secrecy::ExposeSecret;
@@ -39,6 +41,14 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), sqlx::Er
         Postgres::create_database(url).await?;
     }
     Ok(())
+}
+
+/// Deadlocks Postgres has detected in the current database since its statistics were reset
+/// (as far as its backends have reported them).
+pub async fn deadlocks(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(pool)
+        .await
 }
 
 /// Applies every pending migration.

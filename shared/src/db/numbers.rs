@@ -148,11 +148,11 @@ pub async fn number_states(
 
 /// Stores a number's adaptive rate, so that its next owner starts there. Leaves `updated_at`
 /// alone: a rate change is not a new configuration of the number.
-pub async fn set_rate(pool: &PgPool, id: NumberId, rate: i32) -> sqlx::Result<()> {
+pub async fn set_rate(db: impl PgExecutor<'_>, id: NumberId, rate: i32) -> sqlx::Result<()> {
     sqlx::query("UPDATE sender_numbers SET current_rate = $2 WHERE id = $1")
         .bind(id)
         .bind(rate)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(())
 }

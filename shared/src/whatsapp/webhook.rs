@@ -42,7 +42,7 @@ pub struct ChangeValue {
     pub user_preferences: Vec<UserPreference>,
     /// `field: "message_template_status_update"`: `APPROVED`, `PAUSED`, `DISABLED`…
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
+    pub event: Option<TemplateEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_template_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,9 +96,75 @@ pub struct InboundButton {
 pub struct UserPreference {
     pub wa_id: String,
     #[serde(default)]
-    pub category: String,
-    /// `stop` or `resume`.
-    pub value: String,
+    pub category: PreferenceCategory,
+    pub value: PreferenceValue,
+}
+
+/// What kind of messages a user's preference is about; Herald acts on marketing only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreferenceCategory {
+    MarketingMessages,
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+/// A user's choice: stop or resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreferenceValue {
+    Stop,
+    Resume,
+    #[serde(other)]
+    Other,
+}
+
+/// A `message_template_status_update` event (reference §4.7, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TemplateEvent {
+    Approved,
+    Pending,
+    Rejected,
+    Paused,
+    Disabled,
+    InAppeal,
+    PendingDeletion,
+    Deleted,
+    Archived,
+    LimitExceeded,
+    Locked,
+    Flagged,
+    Reinstated,
+    Unarchived,
+    #[serde(other)]
+    Other,
+}
+
+impl std::fmt::Display for TemplateEvent {
+    /// The event's name as Meta writes it (`PENDING_DELETION`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}
+
+impl TemplateEvent {
+    /// Whether a template after this event cannot be sent: its campaigns must pause.
+    pub fn stops_sending(self) -> bool {
+        matches!(
+            self,
+            Self::Paused
+                | Self::Disabled
+                | Self::Rejected
+                | Self::PendingDeletion
+                | Self::Deleted
+                | Self::Locked
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,8 +6,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign};
-use herald_shared::db::messages::{self, MessageRef, NewMessage, Transition};
+use herald_shared::db::messages::{self, NewMessage};
 use herald_shared::db::numbers;
+use herald_shared::db::transitions::{self, Transition};
 use herald_shared::domain::{
     CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber, TenantId,
 };
@@ -352,17 +353,9 @@ pub async fn cancel(
     for chunk in unsent.chunks(5_000) {
         let batch: Vec<Transition> = chunk
             .iter()
-            .map(|m| Transition {
-                message: MessageRef::Id(*m),
-                status: MessageStatus::Cancelled,
-                wa_message_id: None,
-                at: now,
-                error_code: None,
-                error_title: None,
-                attempts: 0,
-            })
+            .map(|m| Transition::to(*m, MessageStatus::Cancelled, now))
             .collect();
-        messages::apply_transitions(&state.pool, &batch).await?;
+        transitions::apply(&state.pool, &batch).await?;
     }
     tracing::info!(campaign = %id, cancelled = unsent.len(), "campaign cancelled");
     Ok(Json(load(&state, tenant, id).await?.into()))

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herald_shared::db::numbers::{self, NewNumber};
 use herald_shared::domain::{NumberId, NumberState};
-use redis::AsyncCommands;
+use herald_shared::stream::registry;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +110,7 @@ pub async fn create(
         )));
     }
     let mut redis = state.redis.clone();
-    let _: () = redis.sadd(state.keys.numbers(), id.to_string()).await?;
+    registry::add_number(&mut redis, &state.keys, id).await?;
     tracing::info!(number = %id, phone_number_id = %req.phone_number_id, "sender number registered");
     Ok((
         StatusCode::CREATED,

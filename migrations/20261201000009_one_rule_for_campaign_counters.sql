@@ -1,0 +1,53 @@
+-- The one place a campaign's counters change, and the one place a running campaign with
+-- nothing left to send becomes `completed` (the rule was written out in three statements).
+--
+-- `deltas` is a JSON array of objects `{"id": <campaign>, "pending": n, ...}`; a missing
+-- counter is 0. Every writer of `messages` and `campaigns` calls this once per transaction,
+-- after it has changed every message row it changes (each statement locks those in id order):
+-- campaigns are locked here, all at once and in id order, so no two writers can wait on each
+-- other. A campaign listed with no counter at all is only locked, for a later statement of the
+-- same transaction that changes its state (a pause).
+--
+-- Completion applies when a message status moved: a running campaign left with nothing
+-- pending or queued. Returns how many campaigns it changed.
+CREATE FUNCTION apply_campaign_deltas(deltas jsonb) RETURNS bigint
+LANGUAGE sql AS $$
+    WITH d AS (
+        SELECT d.id,
+               coalesce(d.total, 0) AS total, coalesce(d.pending, 0) AS pending,
+               coalesce(d.queued, 0) AS queued, coalesce(d.sent, 0) AS sent,
+               coalesce(d.delivered, 0) AS delivered, coalesce(d.read, 0) AS read,
+               coalesce(d.failed, 0) AS failed, coalesce(d.cancelled, 0) AS cancelled,
+               coalesce(d.suppressed, 0) AS suppressed, coalesce(d.replied, 0) AS replied,
+               coalesce(d.clicked, 0) AS clicked
+        FROM jsonb_to_recordset(deltas) AS d(
+            id uuid, total bigint, pending bigint, queued bigint, sent bigint,
+            delivered bigint, read bigint, failed bigint, cancelled bigint,
+            suppressed bigint, replied bigint, clicked bigint)
+    ), locked AS (
+        SELECT c.id FROM campaigns c WHERE c.id IN (SELECT id FROM d)
+        ORDER BY c.id FOR UPDATE
+    ), moved AS (
+        SELECT d.*, (d.pending <> 0 OR d.queued <> 0 OR d.sent <> 0 OR d.delivered <> 0
+                     OR d.read <> 0 OR d.failed <> 0 OR d.cancelled <> 0) AS status_moved
+        FROM d JOIN locked USING (id)
+    ), changed AS (
+        UPDATE campaigns c SET
+            total = c.total + m.total,
+            pending = c.pending + m.pending, queued = c.queued + m.queued,
+            sent = c.sent + m.sent, delivered = c.delivered + m.delivered,
+            read = c.read + m.read, failed = c.failed + m.failed,
+            cancelled = c.cancelled + m.cancelled, suppressed = c.suppressed + m.suppressed,
+            replied = c.replied + m.replied, clicked = c.clicked + m.clicked,
+            -- Receipts keep moving a completed campaign's counters afterwards.
+            state = CASE WHEN m.status_moved AND c.state = 'running'
+                              AND c.pending + m.pending = 0 AND c.queued + m.queued = 0
+                         THEN 'completed' ELSE c.state END,
+            completed_at = CASE WHEN m.status_moved AND c.state = 'running'
+                                     AND c.pending + m.pending = 0 AND c.queued + m.queued = 0
+                                THEN now() ELSE c.completed_at END
+        FROM moved m WHERE c.id = m.id
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+$$;

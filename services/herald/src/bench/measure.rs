@@ -1,0 +1,47 @@
+//! What a run costs: this process's CPU, the whole machine's, and the peak memory.
+
+use anyhow::Context;
+
+/// user + sys of this process, from /proc/self/stat (fields 14 and 15, in clock ticks).
+pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or(&stat);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks())
+}
+
+/// Busy CPU of the whole machine, from /proc/stat's first line.
+pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    let busy: f64 = cpu
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Ok(busy / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    // Linux reports /proc times in USER_HZ, which is 100 on every mainstream platform.
+    100.0
+}
+
+pub fn peak_rss_kb() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}

@@ -1,0 +1,202 @@
+//! The gate before a send, in order: the campaign must not be held (a paused one's entry is
+//! parked, a cancelled one's dropped), the portfolio's daily limit must have room (else the
+//! entry waits in the retry set), a place in the in-flight window, the number's pace, no app
+//! or WABA hold, and a lease still valid.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use herald_shared::domain::CampaignState;
+use herald_shared::stream::Entry;
+use herald_shared::whatsapp::{ErrorClass, SendResult, classify};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{LeaseLost, NumberWorker, WorkerConfig};
+use crate::pacing::{Pacer, Signal, StartLog};
+
+/// What the gate says of one entry.
+pub(super) enum Admission {
+    /// Send it, holding this place in the window until its outcome is handed over.
+    Go(OwnedSemaphorePermit),
+    /// Its campaign is paused.
+    Park,
+    /// Its campaign is cancelled.
+    Drop,
+    /// The portfolio is at its daily limit for this long.
+    Defer(Duration),
+}
+
+impl NumberWorker {
+    pub(super) async fn admit(&mut self, entry: &Entry) -> anyhow::Result<Admission> {
+        match self.shared.held.state(entry.campaign) {
+            None => {}
+            Some(CampaignState::Paused) => return Ok(Admission::Park),
+            Some(_) => return Ok(Admission::Drop),
+        }
+        if let Some(limit) = &self.config.daily_cap {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if let Some(wait) = limit
+                .admit(&mut self.commands, now_ms, &entry.recipient)
+                .await?
+            {
+                return Ok(Admission::Defer(wait));
+            }
+        }
+        let permit = self.pace.permits.clone().acquire_owned().await?;
+        self.pace.wait().await;
+        // The app or the number's WABA met a Graph rate limit: nothing goes until it ends.
+        while let Some(left) = self.shared.scopes.hold(&self.config.waba_id) {
+            tokio::time::sleep(left.min(crate::scope::REFRESH)).await;
+        }
+        if !self.lease.is_valid() {
+            // Left pending: the next owner takes it over.
+            return Err(LeaseLost.into());
+        }
+        self.pace.started();
+        Ok(Admission::Go(permit))
+    }
+}
+
+/// A number's pace: the in-flight window, a GCRA limiter at the rate the pacer wants, and the
+/// log of recent starts.
+pub(super) struct Pace {
+    pub permits: Arc<Semaphore>,
+    limiter: DefaultDirectRateLimiter,
+    /// The rate `limiter` runs at.
+    rate: u32,
+    feedback: Feedback,
+    starts: StartLog,
+}
+
+impl Pace {
+    pub fn new(config: &WorkerConfig, now: Instant) -> Self {
+        let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, now);
+        let rate = pacer.rate();
+        Self {
+            permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
+            limiter: limiter(rate),
+            rate,
+            feedback: Feedback {
+                pacer: Arc::new(Mutex::new(pacer)),
+                target: Arc::new(AtomicU32::new(rate)),
+            },
+            starts: StartLog::new(Duration::from_millis(config.pacing.guard_ms)),
+        }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// What a send reports its result to.
+    pub fn feedback(&self) -> Feedback {
+        self.feedback.clone()
+    }
+
+    /// Waits until the next send may start.
+    pub async fn wait(&mut self) {
+        let target = self.feedback.target.load(Ordering::Relaxed);
+        if target != self.rate {
+            // A quota cannot change in place: a new limiter at the new rate.
+            self.limiter = limiter(target);
+            self.rate = target;
+        }
+        self.limiter.until_ready().await;
+        while let Some(wait) = self.starts.wait(self.rate, Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Notes that a send started now.
+    pub fn started(&mut self) {
+        self.starts.record(self.rate, Instant::now());
+    }
+}
+
+/// Where sends report their results, so the pacer can move the number's rate.
+#[derive(Clone)]
+pub(super) struct Feedback {
+    pacer: Arc<Mutex<Pacer>>,
+    target: Arc<AtomicU32>,
+}
+
+impl Feedback {
+    /// Feeds a send's result to the pacer; the new rate when it changed.
+    pub fn record(&self, result: &SendResult) -> Option<u32> {
+        let changed = self
+            .pacer
+            .lock()
+            .expect("pacer lock")
+            .record(signal(result), Instant::now());
+        if let Some(rate) = changed {
+            self.target.store(rate, Ordering::Relaxed);
+        }
+        changed
+    }
+}
+
+/// A GCRA limiter admitting `rate` sends a second, evenly spaced (no burst over the rate).
+fn limiter(rate: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(quota(rate))
+}
+
+fn quota(rate: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(NonZeroU32::MIN)
+}
+
+/// What a send's result says about the number's rate.
+fn signal(result: &SendResult) -> Signal {
+    match result {
+        SendResult::Accepted { .. } => Signal::Fine,
+        SendResult::Rejected { error, .. } => match classify(error.code) {
+            ErrorClass::ThrottleNumber | ErrorClass::ThrottleScope => Signal::Throttled,
+            ErrorClass::Transient => Signal::Failed,
+            _ => Signal::Fine,
+        },
+        SendResult::Transport(_) => Signal::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn the_limiter_spaces_sends_evenly_and_never_lets_a_second_exceed_the_rate() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(quota(80), clock.clone());
+        // One at once, then one every 12.5 ms: no burst.
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_err());
+        clock.advance(Duration::from_micros(12_400));
+        assert!(limiter.check().is_err());
+        clock.advance(Duration::from_micros(100));
+        assert!(limiter.check().is_ok());
+        // Over any second, polling every millisecond, at most 80 go.
+        let mut admitted = Vec::new();
+        for ms in 0..3000u64 {
+            if limiter.check().is_ok() {
+                admitted.push(ms);
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        for (i, start) in admitted.iter().enumerate() {
+            let within = admitted[i..]
+                .iter()
+                .take_while(|t| **t < start + 1000)
+                .count();
+            assert!(within <= 80, "{within} sends in the second from {start} ms");
+        }
+        // Polled each millisecond, a send goes up to 1 ms after its slot: 13 ms apart.
+        assert!(
+            admitted.len() >= 3000 / 13,
+            "the rate is used: {}",
+            admitted.len()
+        );
+    }
+}

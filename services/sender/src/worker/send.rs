@@ -1,0 +1,75 @@
+//! The send: one Cloud API call, off the loop. Its outcome carries everything the send
+//! changed — a new rate for the number, an app or WABA hold to share — to the recorder, the
+//! only writer to Postgres; here only memory changes (the pacer, this process's holds).
+
+use herald_shared::stream::Entry;
+use herald_shared::whatsapp::SendResult;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::NumberWorker;
+use crate::recorder::Outcome;
+use crate::scope::scope_of;
+
+impl NumberWorker {
+    /// Starts the send of `entry` (the gate let it through; `permit` is its place in the
+    /// window, held until its outcome is handed over).
+    pub(super) fn start_send(
+        &mut self,
+        stream_id: String,
+        entry: Entry,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let client = self.shared.client.clone();
+        let config = self.config.clone();
+        let outcomes = self.shared.outcomes.clone();
+        let scopes = self.shared.scopes.clone();
+        let feedback = self.pace.feedback();
+        let queue = self.queue.clone();
+        let tally = self.tally.clone();
+        let fence = self.lease.fence;
+        let started = chrono::Utc::now();
+        self.handed += 1;
+        let send = async move {
+            let result = client
+                .send_message(
+                    &config.phone_number_id,
+                    &config.token,
+                    fence,
+                    entry.payload.clone(),
+                )
+                .await;
+            let rate = feedback.record(&result);
+            if let Some(rate) = rate {
+                tracing::info!(rate, "number's rate changed");
+                metrics::gauge!("herald_sender_rate", "number" => config.number.to_string())
+                    .set(rate);
+            }
+            let hold = match &result {
+                SendResult::Rejected {
+                    error, retry_after, ..
+                } => scope_of(error.code, &config.waba_id).and_then(|scope| {
+                    let length = config.scope_throttle.max(retry_after.unwrap_or_default());
+                    scopes.hold_here(&scope, length)
+                }),
+                _ => None,
+            };
+            let outcome = Outcome {
+                number: config.number,
+                number_version: config.version,
+                started,
+                queue,
+                stream_id,
+                entry,
+                result,
+                rate,
+                hold,
+                tally,
+            };
+            // Fails only if the recorder is gone, at shutdown; the entry then stays pending.
+            let _ = outcomes.send(outcome).await;
+            drop(permit);
+        };
+        tokio::spawn(send.in_current_span());
+    }
+}

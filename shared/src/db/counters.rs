@@ -1,0 +1,175 @@
+//! Campaign counters: what a transaction changed, per campaign, and the one statement that
+//! adds it (the SQL function `apply_campaign_deltas`, which also completes a running campaign
+//! left with nothing to send).
+//!
+//! Invariant: a campaign's status counters equal a `GROUP BY status` over its messages. Every
+//! writer changes the counters in the transaction that moves the messages, after the messages
+//! (see `transitions`), and through `apply`: campaigns are locked in one statement, in id
+//! order, last.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgExecutor;
+
+use crate::domain::{CampaignId, MessageStatus};
+
+/// How much each counter of one campaign moves. Missing fields (in the JSON the statements
+/// exchange) are 0.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Delta {
+    pub total: i64,
+    pub pending: i64,
+    pub queued: i64,
+    pub sent: i64,
+    pub delivered: i64,
+    pub read: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub suppressed: i64,
+    pub replied: i64,
+    pub clicked: i64,
+}
+
+impl Delta {
+    /// The counter of `status`.
+    pub fn of(&mut self, status: MessageStatus) -> &mut i64 {
+        match status {
+            MessageStatus::Pending => &mut self.pending,
+            MessageStatus::Queued => &mut self.queued,
+            MessageStatus::Sent => &mut self.sent,
+            MessageStatus::Delivered => &mut self.delivered,
+            MessageStatus::Read => &mut self.read,
+            MessageStatus::Failed => &mut self.failed,
+            MessageStatus::Cancelled => &mut self.cancelled,
+            MessageStatus::Suppressed => &mut self.suppressed,
+        }
+    }
+
+    fn add(&mut self, other: &Delta) {
+        let Delta {
+            total,
+            pending,
+            queued,
+            sent,
+            delivered,
+            read,
+            failed,
+            cancelled,
+            suppressed,
+            replied,
+            clicked,
+        } = other;
+        self.total += total;
+        self.pending += pending;
+        self.queued += queued;
+        self.sent += sent;
+        self.delivered += delivered;
+        self.read += read;
+        self.failed += failed;
+        self.cancelled += cancelled;
+        self.suppressed += suppressed;
+        self.replied += replied;
+        self.clicked += clicked;
+    }
+}
+
+/// One campaign's delta as the statements write it: `{"id": …, "sent": 3, …}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub id: CampaignId,
+    #[serde(flatten)]
+    pub delta: Delta,
+}
+
+/// What one transaction changes in campaigns, and which it locks for a later state change.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deltas(BTreeMap<CampaignId, Delta>);
+
+impl Deltas {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The delta of `campaign`, zero until something is added.
+    pub fn of(&mut self, campaign: CampaignId) -> &mut Delta {
+        self.0.entry(campaign).or_default()
+    }
+
+    /// Locks `campaign` with the others, for a statement after `apply` that changes it.
+    pub fn lock(&mut self, campaign: CampaignId) {
+        self.of(campaign);
+    }
+
+    /// One message moved from `old` to `new` in `campaign`.
+    pub fn moved(&mut self, campaign: CampaignId, old: MessageStatus, new: MessageStatus) {
+        let delta = self.of(campaign);
+        *delta.of(old) -= 1;
+        *delta.of(new) += 1;
+    }
+
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
+        for row in rows {
+            self.of(row.id).add(&row.delta);
+        }
+    }
+
+    pub fn get(&self, campaign: CampaignId) -> Option<&Delta> {
+        self.0.get(&campaign)
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.0
+            .iter()
+            .map(|(id, delta)| Row {
+                id: *id,
+                delta: *delta,
+            })
+            .collect()
+    }
+}
+
+/// Adds `deltas` to their campaigns (locking every one of them, in id order) and completes a
+/// running campaign left with nothing pending or queued. Call it once per transaction, after
+/// every message statement of that transaction.
+pub async fn apply(db: impl PgExecutor<'_>, deltas: &Deltas) -> sqlx::Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT apply_campaign_deltas($1)")
+        .bind(sqlx::types::Json(deltas.rows()))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_add_up_per_campaign_and_rows_round_trip_through_json() {
+        let (a, b) = (CampaignId::new(), CampaignId::new());
+        let mut deltas = Deltas::default();
+        deltas.moved(a, MessageStatus::Queued, MessageStatus::Sent);
+        deltas.moved(a, MessageStatus::Pending, MessageStatus::Sent);
+        deltas.lock(b);
+        let a_delta = Delta {
+            pending: -1,
+            queued: -1,
+            sent: 2,
+            ..Delta::default()
+        };
+        assert_eq!(deltas.get(a), Some(&a_delta));
+        assert_eq!(deltas.get(b), Some(&Delta::default()));
+        let json = serde_json::to_string(&deltas.rows()).unwrap();
+        let rows: Vec<Row> = serde_json::from_str(&json).unwrap();
+        let mut again = Deltas::default();
+        again.extend(rows);
+        assert_eq!(again, deltas);
+        let partial: Row = serde_json::from_str(&format!(r#"{{"id": "{a}", "sent": 4}}"#)).unwrap();
+        assert_eq!(partial.delta.sent, 4);
+        assert_eq!(partial.delta.pending, 0);
+    }
+}

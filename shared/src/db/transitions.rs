@@ -1,0 +1,379 @@
+//! The transition engine: the one way message statuses move, with their campaigns' counters.
+//!
+//! Lock order (why no two writers can deadlock): within a transaction, every message row is
+//! locked before any campaign row; message rows are locked in id order by the transaction's
+//! first statement that touches them (`Engine::record_sent` locks the whole batch it is given,
+//! `Engine::apply` the rows it changes); campaigns are locked once, all together and in id
+//! order, by `Engine::finish` (the SQL function `apply_campaign_deltas`). A statement that
+//! changes a campaign's state after that (a pause) touches only campaigns it locked.
+//!
+//! Statuses only move forward (the Postgres function `message_status_advances`); timestamps
+//! and Meta's ids are recorded even when the status does not move (a late `sent` after a
+//! `delivered`); counters move by exactly the transitions that happened.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::db::counters::{self, Deltas, Row};
+use crate::domain::{CampaignId, MessageId, MessageStatus};
+
+/// Which message a transition is about: Herald's id when known (our own results, or a
+/// receipt carrying `biz_opaque_callback_data`), else Meta's wamid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageRef {
+    Id(MessageId),
+    WaId(String),
+}
+
+/// A status a message should move to, with what came with it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub message: MessageRef,
+    pub status: MessageStatus,
+    /// Meta's id for a message named by `MessageRef::Id`, recorded in `message_wamids` (a
+    /// resent message may have more than one).
+    pub wa_message_id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<i32>,
+    pub error_title: Option<String>,
+    /// Added to `attempts` (1 for a send Herald made, 0 for a receipt).
+    pub attempts: i32,
+}
+
+impl Transition {
+    /// A move Herald decides itself (no wamid, no error, no attempt).
+    pub fn to(message: MessageId, status: MessageStatus, at: DateTime<Utc>) -> Self {
+        Self {
+            message: MessageRef::Id(message),
+            status,
+            wa_message_id: None,
+            at,
+            error_code: None,
+            error_title: None,
+            attempts: 0,
+        }
+    }
+
+    /// A send that failed for good.
+    pub fn failed(message: MessageId, code: i32, title: String, at: DateTime<Utc>) -> Self {
+        Self {
+            error_code: Some(code),
+            error_title: Some(title),
+            attempts: 1,
+            ..Self::to(message, MessageStatus::Failed, at)
+        }
+    }
+
+    /// A send that will be tried again: one attempt more, still `queued`.
+    pub fn retried(message: MessageId, at: DateTime<Utc>) -> Self {
+        Self {
+            attempts: 1,
+            ..Self::to(message, MessageStatus::Queued, at)
+        }
+    }
+
+    /// A status Meta reported for a message (its error, if any, set by the caller).
+    pub fn receipt(
+        message: MessageRef,
+        status: MessageStatus,
+        wa_message_id: String,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            message,
+            status,
+            wa_message_id: Some(wa_message_id),
+            at,
+            error_code: None,
+            error_title: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// A send Meta accepted.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: MessageId,
+    pub wa_message_id: String,
+    pub at: DateTime<Utc>,
+}
+
+impl From<Sent> for Transition {
+    fn from(sent: Sent) -> Self {
+        Transition {
+            wa_message_id: Some(sent.wa_message_id),
+            attempts: 1,
+            ..Transition::to(sent.message, MessageStatus::Sent, sent.at)
+        }
+    }
+}
+
+/// What a batch of transitions did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Messages whose status changed.
+    pub changed: i64,
+    /// Transitions whose message was not found.
+    pub unmatched: i64,
+    /// The wamids of those named by wamid (`MessageRef::WaId`): perhaps receipts that came
+    /// before the sender recorded the send.
+    pub unmatched_wamids: Vec<String>,
+}
+
+/// One transaction's changes to messages and campaigns, in the lock order above.
+#[derive(Debug, Default)]
+pub struct Engine {
+    deltas: Deltas,
+}
+
+impl Engine {
+    /// The recorder's common case, lean: moves still-`queued` (or still-`pending`, when the
+    /// fan-out's marking has not landed yet) messages to `sent` with one attempt more and
+    /// records their wamids. It first locks, in id order, the messages of `sent` and those of
+    /// `also`: the rest of the batch, for `apply` in the same transaction. Returns the sends it
+    /// did not record (their message had moved on: a receipt got there first), for `apply`.
+    pub async fn record_sent(
+        &mut self,
+        conn: &mut PgConnection,
+        sent: &[Sent],
+        also: &[MessageId],
+    ) -> sqlx::Result<Vec<Sent>> {
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut locks: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
+        locks.extend(also.iter().map(|m| m.0));
+        locks.sort_unstable();
+        locks.dedup();
+        let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
+        let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
+        let moved: Vec<(i64, CampaignId, MessageStatus)> = sqlx::query_as(RECORD_SENT)
+            .bind(locks)
+            .bind(ids)
+            .bind(wa_ids)
+            .bind(ats)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut recorded = std::collections::HashSet::with_capacity(moved.len());
+        for (id, campaign, old) in moved {
+            self.deltas.moved(campaign, old, MessageStatus::Sent);
+            recorded.insert(id);
+        }
+        Ok(sent
+            .iter()
+            .filter(|s| !recorded.contains(&s.message.0))
+            .cloned()
+            .collect())
+    }
+
+    /// Applies a batch of transitions in one statement, locking the rows it changes in id
+    /// order. A batch should name each message once; reduce it first with `reduce`.
+    pub async fn apply(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: &[Transition],
+    ) -> sqlx::Result<Applied> {
+        if batch.is_empty() {
+            return Ok(Applied::default());
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut wa_ids = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut ats = Vec::with_capacity(batch.len());
+        let mut codes = Vec::with_capacity(batch.len());
+        let mut titles = Vec::with_capacity(batch.len());
+        let mut attempts = Vec::with_capacity(batch.len());
+        for t in batch {
+            let (id, wa) = match &t.message {
+                MessageRef::Id(id) => (Some(id.0), t.wa_message_id.as_deref()),
+                MessageRef::WaId(wa) => (None, Some(wa.as_str())),
+            };
+            ids.push(id);
+            wa_ids.push(wa);
+            statuses.push(t.status);
+            ats.push(t.at);
+            codes.push(t.error_code);
+            titles.push(t.error_title.as_deref());
+            attempts.push(t.attempts);
+        }
+        let (changed, unmatched, unmatched_wamids, deltas): (
+            i64,
+            i64,
+            Vec<String>,
+            sqlx::types::Json<Vec<Row>>,
+        ) = sqlx::query_as(APPLY)
+            .bind(ids)
+            .bind(wa_ids)
+            .bind(statuses)
+            .bind(ats)
+            .bind(codes)
+            .bind(titles)
+            .bind(attempts)
+            .fetch_one(&mut *conn)
+            .await?;
+        self.deltas.extend(deltas.0);
+        Ok(Applied {
+            changed,
+            unmatched,
+            unmatched_wamids,
+        })
+    }
+
+    /// The campaigns' deltas so far; a caller adds its own (engagement counts, campaigns to
+    /// lock for a pause).
+    pub fn deltas(&mut self) -> &mut Deltas {
+        &mut self.deltas
+    }
+
+    /// Locks the campaigns and moves their counters: the transaction's last change to
+    /// messages or counters.
+    pub async fn finish(self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        counters::apply(conn, &self.deltas).await
+    }
+}
+
+/// Applies one batch of transitions in a transaction of its own.
+pub async fn apply(pool: &PgPool, batch: &[Transition]) -> sqlx::Result<Applied> {
+    let mut tx = pool.begin().await?;
+    let mut engine = Engine::default();
+    let applied = engine.apply(&mut tx, batch).await?;
+    engine.finish(&mut tx).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Records sends in a transaction of their own (`Engine::record_sent`, then the counters);
+/// returns those it did not record, for the caller to `apply` or drop. For seeding sent
+/// messages (benchmarks, tests); the recorder applies the rest in the same transaction.
+pub async fn record_sent(pool: &PgPool, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
+    let mut tx = pool.begin().await?;
+    let mut engine = Engine::default();
+    let unrecorded = engine.record_sent(&mut tx, sent, &[]).await?;
+    engine.finish(&mut tx).await?;
+    tx.commit().await?;
+    Ok(unrecorded)
+}
+
+/// Reduces a batch so that each message appears once, keeping the furthest status (and the
+/// first wamid, error and timestamp that came with it), in first-seen order.
+pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
+    let mut index = std::collections::HashMap::with_capacity(batch.len());
+    let mut out: Vec<Transition> = Vec::with_capacity(batch.len());
+    for t in batch {
+        match index.get(&t.message) {
+            None => {
+                index.insert(t.message.clone(), out.len());
+                out.push(t);
+            }
+            Some(&i) => {
+                let kept = &mut out[i];
+                kept.attempts += t.attempts;
+                if kept.wa_message_id.is_none() {
+                    kept.wa_message_id = t.wa_message_id.clone();
+                }
+                if t.status.rank() > kept.status.rank() {
+                    kept.status = t.status;
+                    kept.at = t.at;
+                    kept.error_code = t.error_code;
+                    kept.error_title = t.error_title;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `Engine::record_sent`'s statement. $1: every id the batch will touch, sorted; $2–$4: the
+/// sends. Returns each moved row's id, campaign and old status.
+const RECORD_SENT: &str = "WITH locked AS (
+        SELECT m.id FROM messages m WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
+     ), input AS (
+        SELECT t.* FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[]) AS t(id, wa_id, at)
+        JOIN locked USING (id)
+     ), from_queued AS (
+        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+        FROM input i WHERE m.id = i.id AND m.status = 'queued'
+        RETURNING m.id, m.campaign_id
+     ), from_pending AS (
+        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+        FROM input i WHERE m.id = i.id AND m.status = 'pending'
+        RETURNING m.id, m.campaign_id
+     ), moved AS (
+        SELECT id, campaign_id, 'queued'::message_status AS old FROM from_queued
+        UNION ALL SELECT id, campaign_id, 'pending' FROM from_pending
+     ), wamids AS (
+        INSERT INTO message_wamids (wa_message_id, message_id)
+        SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)
+        ON CONFLICT DO NOTHING
+     )
+     SELECT id, campaign_id, old FROM moved";
+
+/// `Engine::apply`'s statement: changes messages and returns, besides what it did, the
+/// campaigns' deltas as JSON rows (`counters::Row`).
+const APPLY: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::message_status[],
+                             $4::timestamptz[], $5::int[], $6::text[], $7::int[])
+            AS t(id, wa_id, status, at, error_code, error_title, attempts)
+     ), resolved AS (
+        SELECT coalesce(i.id, w.message_id) AS id, i.id IS NOT NULL AS by_id, i.wa_id,
+               i.status, i.at, i.error_code, i.error_title, i.attempts
+        FROM input i
+        LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+     ), locked AS (
+        -- Only rows the transition changes: a repeated receipt (Meta repeats them) must
+        -- cost a lookup, not a lock and a new row version. Statuses only advance and
+        -- timestamps are only ever set, so a row that needs nothing now never will.
+        SELECT m.id, m.status AS old_status FROM messages m JOIN resolved r ON r.id = m.id
+        WHERE message_status_advances(m.status, r.status)
+           OR r.attempts <> 0
+           OR (r.status IN ('sent', 'delivered', 'read') AND m.sent_at IS NULL)
+           OR (r.status IN ('delivered', 'read') AND m.delivered_at IS NULL)
+           OR (r.status = 'read' AND m.read_at IS NULL)
+        ORDER BY m.id FOR UPDATE OF m
+     ), plan AS (
+        SELECT r.*, l.old_status, message_status_advances(l.old_status, r.status) AS moves
+        FROM resolved r JOIN locked l ON l.id = r.id
+     ), changed AS (
+        UPDATE messages m SET
+            status = CASE WHEN p.moves THEN p.status ELSE m.status END,
+            attempts = m.attempts + p.attempts,
+            queued_at = coalesce(m.queued_at,
+                CASE WHEN p.moves AND p.status = 'queued' THEN p.at END),
+            sent_at = coalesce(m.sent_at,
+                CASE WHEN p.status IN ('sent', 'delivered', 'read') THEN p.at END),
+            delivered_at = coalesce(m.delivered_at,
+                CASE WHEN p.status IN ('delivered', 'read') THEN p.at END),
+            read_at = coalesce(m.read_at, CASE WHEN p.status = 'read' THEN p.at END),
+            failed_at = CASE WHEN p.moves AND p.status = 'failed' THEN p.at
+                             ELSE m.failed_at END,
+            error_code = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_code
+                              ELSE m.error_code END,
+            error_title = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_title
+                               ELSE m.error_title END
+        FROM plan p WHERE m.id = p.id
+        RETURNING m.campaign_id, p.old_status, m.status AS new_status
+     ), wamids AS (
+        INSERT INTO message_wamids (wa_message_id, message_id)
+        SELECT r.wa_id, r.id FROM resolved r
+        WHERE r.by_id AND r.wa_id IS NOT NULL
+          AND EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
+        ON CONFLICT DO NOTHING
+     ), moves AS (
+        SELECT campaign_id, old_status, new_status, count(*) AS n FROM changed
+        WHERE old_status <> new_status GROUP BY 1, 2, 3
+     ), deltas AS (
+        SELECT campaign_id AS id, s.status, sum(s.n)::bigint AS n
+        FROM moves, LATERAL (VALUES (old_status, -n), (new_status, n)) AS s(status, n)
+        GROUP BY 1, 2
+     ), unmatched AS (
+        SELECT r.by_id, r.wa_id FROM resolved r
+        WHERE r.id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
+     )
+     SELECT (SELECT coalesce(sum(n), 0)::bigint FROM moves),
+            (SELECT count(*) FROM unmatched),
+            (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id),
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id) || counts), '[]')
+             FROM (SELECT id, jsonb_object_agg(status::text, n) AS counts
+                   FROM deltas GROUP BY id) g)";

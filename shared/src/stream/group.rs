@@ -1,0 +1,150 @@
+//! Reading a stream through a consumer group: the sender's number streams and the webhook
+//! buffer share this. An entry stays in the group's pending list from its read until it is
+//! acknowledged, which also deletes it: an acknowledged entry is never read again, and the
+//! stream would otherwise keep everything ever written to it.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+};
+
+use super::{Connection, ENTRY_FIELD, RedisResult, conn};
+use crate::settings::RedisSettings;
+
+/// An entry read from a stream: its id and its one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub id: String,
+    /// `None` for an entry without the field (nothing Herald wrote).
+    pub body: Option<Vec<u8>>,
+}
+
+impl From<StreamId> for Read {
+    fn from(mut raw: StreamId) -> Self {
+        let body = match raw.map.remove(ENTRY_FIELD) {
+            Some(redis::Value::BulkString(bytes)) => Some(bytes),
+            _ => None,
+        };
+        Self { id: raw.id, body }
+    }
+}
+
+/// One consumer of one stream's group.
+pub struct GroupReader {
+    stream: String,
+    group: &'static str,
+    consumer: String,
+    /// Blocking reads hold a connection of their own, with no response timeout.
+    reads: Connection,
+    commands: Connection,
+}
+
+impl GroupReader {
+    /// Connects the reader's blocking connection and makes the group unless it exists.
+    pub async fn new(
+        settings: &RedisSettings,
+        commands: Connection,
+        stream: String,
+        group: &'static str,
+        consumer: String,
+    ) -> RedisResult<Self> {
+        let reads = conn::connect(settings, None).await?;
+        let mut reader = Self {
+            stream,
+            group,
+            consumer,
+            reads,
+            commands,
+        };
+        reader.ensure_group().await?;
+        Ok(reader)
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Makes the group again (after Redis lost its data, see `conn::group_is_gone`).
+    pub async fn ensure_group(&mut self) -> RedisResult<()> {
+        conn::ensure_group(&mut self.commands, &self.stream, self.group).await
+    }
+
+    /// Up to `count` entries never read by the group, waiting up to `block_ms` for the first.
+    pub async fn read(&mut self, count: usize, block_ms: u64) -> RedisResult<Vec<Read>> {
+        let options = StreamReadOptions::default()
+            .group(self.group, &self.consumer)
+            .count(count.max(1))
+            .block(block_ms as usize);
+        let reply: Option<StreamReadReply> = self
+            .reads
+            .xread_options(&[&self.stream], &[">"], &options)
+            .await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(Read::from)
+            .collect())
+    }
+
+    /// Takes over up to `count` entries pending for at least `min_idle` on any consumer.
+    pub async fn claim(&mut self, min_idle: Duration, count: usize) -> RedisResult<Vec<Read>> {
+        Ok(self.claim_page(min_idle, "0-0", count).await?.0)
+    }
+
+    /// Takes over every entry pending on the group, whoever read it.
+    pub async fn claim_all(&mut self) -> RedisResult<Vec<Read>> {
+        let mut start = "0-0".to_owned();
+        let mut claimed = Vec::new();
+        loop {
+            let (page, next) = self.claim_page(Duration::ZERO, &start, 500).await?;
+            claimed.extend(page);
+            if next == "0-0" {
+                return Ok(claimed);
+            }
+            start = next;
+        }
+    }
+
+    async fn claim_page(
+        &mut self,
+        min_idle: Duration,
+        start: &str,
+        count: usize,
+    ) -> RedisResult<(Vec<Read>, String)> {
+        let reply: StreamAutoClaimReply = self
+            .commands
+            .xautoclaim_options(
+                &self.stream,
+                self.group,
+                &self.consumer,
+                min_idle.as_millis() as u64,
+                start,
+                StreamAutoClaimOptions::default().count(count.max(1)),
+            )
+            .await?;
+        let page = reply.claimed.into_iter().map(Read::from).collect();
+        Ok((page, reply.next_stream_id))
+    }
+
+    /// Acknowledges and deletes entries that are done with.
+    pub async fn ack(&mut self, ids: &[&str]) -> RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::pipe()
+            .atomic()
+            .xack(&self.stream, self.group, ids)
+            .ignore()
+            .xdel(&self.stream, ids)
+            .ignore()
+            .query_async(&mut self.commands)
+            .await
+    }
+}
