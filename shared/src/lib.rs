@@ -2,6 +2,7 @@
 //!
 //! Lower modules never import higher ones: `domain` ← `config` ← `db` / `stream` / `whatsapp`.
 
+pub mod clock;
 pub mod crypto;
 pub mod db;
 pub mod domain;

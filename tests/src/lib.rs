@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herald::client::ApiClient;
+use herald::fixtures;
 use herald::stack::{Roles, Stack};
 use herald_shared::settings::Settings;
 use secrecy::{ExposeSecret, SecretString};
@@ -25,30 +26,20 @@ impl TestContext {
         let mut settings = Settings::load_from(&config, "test").expect("test settings load");
         herald_shared::telemetry::init(&settings.telemetry);
         let id = uuid::Uuid::new_v4().simple().to_string();
-        settings.redis.key_prefix = format!("test-{}", &id[..12]);
         let database = format!("herald_test_{id}");
         let server_url = with_database(settings.database.url.expose_secret(), "postgres");
-        let mut admin = PgConnection::connect(&server_url)
-            .await
-            .expect("Postgres is reachable (scripts/test.sh starts one)");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "CREATE DATABASE \"{database}\""
-            )))
-            .await
-            .expect("create the test database");
         settings.database.url = SecretString::from(with_database(
             settings.database.url.expose_secret(),
             &database,
         ));
         settings.database.max_connections = 8;
-        let pool = herald_shared::db::pool(&settings.database).expect("pool");
-        herald_shared::db::migrate(&pool)
+        // Its own database, made and migrated, and its own key prefix.
+        let world = fixtures::World::isolate(settings, "test")
             .await
-            .expect("migrations apply");
+            .expect("Postgres is reachable (scripts/test.sh starts one)");
         Self {
-            settings,
-            pool,
+            settings: world.settings,
+            pool: world.pool,
             database,
             server_url,
         }
@@ -89,24 +80,10 @@ impl TestContext {
             )))
             .await
             .expect("drop the test database");
-        let mut redis = herald_shared::stream::conn::connect(
-            &self.settings.redis,
-            Some(Duration::from_secs(5)),
-        )
-        .await
-        .expect("redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.settings.redis.key_prefix))
-            .query_async(&mut redis)
+        let mut redis = self.redis().await;
+        herald_shared::stream::admin::delete_prefixed(&mut redis, &self.settings.redis.key_prefix)
             .await
-            .expect("keys");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut redis)
-                .await
-                .expect("del");
-        }
+            .expect("delete the test's keys");
     }
 }
 
@@ -134,16 +111,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let poll = Duration::from_millis(20);
+    let checked = || {
+        let check = condition();
+        async move { Ok(check.await) }
+    };
+    match fixtures::wait_until(what, timeout, poll, checked).await {
+        Ok(value) => value,
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -196,12 +171,10 @@ pub fn intended_final(
 
 /// What the simulator at `url` has seen.
 pub async fn simulator_stats(url: &str) -> herald_simulator::StatsReport {
-    reqwest::get(format!("{url}/sim/stats"))
+    fixtures::Simulator::new(url)
+        .stats()
         .await
         .expect("the simulator answers")
-        .json()
-        .await
-        .expect("stats")
 }
 
 /// Signs `body` as Meta would with the test app secret.
@@ -209,17 +182,7 @@ pub fn signed(settings: &Settings, body: &[u8]) -> String {
     herald_shared::signature::sign(&settings.webhook.app_secrets[0], body)
 }
 
-/// `n` distinct valid recipients.
-pub fn recipients(n: usize) -> Vec<(String, Vec<String>)> {
-    (0..n)
-        .map(|i| {
-            (
-                format!("+447400{i:06}"),
-                vec![format!("Customer {i}"), "10%".into()],
-            )
-        })
-        .collect()
-}
+pub use herald::fixtures::recipients;
 
 /// A tenant, one sender number and a draft campaign of `n` recipients, made directly in the
 /// database (for tests of one role).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use herald_shared::clock::Clock;
 use herald_shared::stream::{Connection, NumberKeys, RedisResult, lease};
 use tokio::time::Instant;
 
@@ -23,6 +24,7 @@ pub struct Lease {
     key: String,
     value: String,
     ttl: Duration,
+    clock: Clock,
     epoch: Instant,
     /// Milliseconds after `epoch` until which sends may start; 0 once lost or released.
     valid_until_ms: AtomicU64,
@@ -35,8 +37,9 @@ impl Lease {
         keys: &NumberKeys,
         owner: &str,
         ttl: Duration,
+        clock: Clock,
     ) -> RedisResult<Option<Arc<Lease>>> {
-        let started = Instant::now();
+        let started = clock.now();
         let Some(fence) = lease::acquire(redis, keys, owner, ttl).await? else {
             return Ok(None);
         };
@@ -45,6 +48,7 @@ impl Lease {
             key: keys.lease.clone(),
             value: format!("{owner}:{fence}"),
             ttl,
+            clock,
             epoch: started,
             valid_until_ms: AtomicU64::new(0),
         };
@@ -66,7 +70,7 @@ impl Lease {
 
     /// Whether a send may start now.
     pub fn is_valid(&self) -> bool {
-        let now = Instant::now().duration_since(self.epoch).as_millis() as u64;
+        let now = self.clock.now().duration_since(self.epoch).as_millis() as u64;
         now < self.valid_until_ms.load(Ordering::Acquire)
     }
 
@@ -77,7 +81,7 @@ impl Lease {
 
     /// Extends the lease; `Ok(false)` when it is no longer ours.
     pub async fn renew(&self, redis: &mut Connection) -> RedisResult<bool> {
-        let sent = Instant::now();
+        let sent = self.clock.now();
         let renewed = lease::renew(redis, &self.key, &self.value, self.ttl).await?;
         if renewed && self.valid_until_ms.load(Ordering::Acquire) != 0 {
             self.extend_from(sent);
@@ -92,5 +96,41 @@ impl Lease {
     pub async fn release(&self, redis: &mut Connection) -> RedisResult<()> {
         self.invalidate();
         lease::release(redis, &self.key, &self.value).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_may_start_until_the_ttl_less_its_margin_after_the_renewal_was_sent() {
+        let clock = Clock::driven(0);
+        let lease = Lease {
+            fence: 1,
+            key: "lease".into(),
+            value: "sender:1".into(),
+            ttl: Duration::from_millis(1000),
+            clock,
+            epoch: clock.now(),
+            valid_until_ms: AtomicU64::new(0),
+        };
+        assert!(!lease.is_valid(), "not before it is taken");
+        lease.extend_from(clock.now());
+        tokio::time::advance(Duration::from_millis(749)).await;
+        assert!(lease.is_valid());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!lease.is_valid(), "the margin is a quarter of the TTL");
+        // A renewal counts from when it was sent, not from when its answer came.
+        let sent = clock.now();
+        tokio::time::advance(Duration::from_millis(300)).await;
+        lease.extend_from(sent);
+        tokio::time::advance(Duration::from_millis(449)).await;
+        assert!(lease.is_valid());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!lease.is_valid());
+        lease.extend_from(clock.now());
+        lease.invalidate();
+        assert!(!lease.is_valid(), "a lost lease stops sends at once");
     }
 }

@@ -12,6 +12,7 @@ mod supervisor;
 mod worker;
 
 use anyhow::Context;
+use herald_shared::clock::Clock;
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, conn};
 use herald_shared::whatsapp::CloudApiClient;
@@ -29,6 +30,7 @@ pub struct App {
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let keys = Keys::new(settings.redis.key_prefix.clone());
+    let clock = Clock::system();
     let commands = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
         .await
         .context("sender cannot reach Redis")?;
@@ -39,11 +41,19 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         pool.clone(),
         commands.clone(),
         keys.clone(),
+        clock,
         &settings.sender,
         RetryPolicy::from_settings(&settings.sender),
     );
-    let supervisor =
-        supervisor::Supervisor::new(settings.clone(), pool, commands, keys, client, outcomes)?;
+    let supervisor = supervisor::Supervisor::new(
+        settings.clone(),
+        pool,
+        commands,
+        keys,
+        client,
+        outcomes,
+        clock,
+    )?;
     let address = settings.sender.metrics.address();
     let metrics = tokio::net::TcpListener::bind(&address)
         .await

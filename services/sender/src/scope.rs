@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::Utc;
+use herald_shared::clock::Clock;
 use herald_shared::stream::{Connection, Keys, RedisResult, holds};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,7 @@ fn waba_scope(waba: &str) -> String {
 
 pub struct ScopeThrottles {
     keys: Keys,
+    clock: Clock,
     /// Scope → the Unix ms its hold ends.
     until: RwLock<HashMap<String, i64>>,
     /// The scopes of the numbers this process sends for.
@@ -55,9 +56,10 @@ pub struct ScopeThrottles {
 }
 
 impl ScopeThrottles {
-    pub fn new(keys: Keys) -> Self {
+    pub fn new(keys: Keys, clock: Clock) -> Self {
         Self {
             keys,
+            clock,
             until: RwLock::default(),
             watched: Mutex::new(HashSet::from([APP.to_owned()])),
         }
@@ -79,14 +81,14 @@ impl ScopeThrottles {
             .filter_map(|scope| until.get(scope))
             .max()
             .copied()?;
-        let left = end - Utc::now().timestamp_millis();
+        let left = end - self.clock.unix_ms();
         (left > 0).then(|| Duration::from_millis(left as u64))
     }
 
     /// Holds every number of `scope` in this process for `length`; a longer hold already
     /// under way is kept. The hold to share with other senders (`share`), when it grew.
     pub fn hold_here(&self, scope: &str, length: Duration) -> Option<ScopeHold> {
-        let end_ms = Utc::now().timestamp_millis() + length.as_millis() as i64;
+        let end_ms = self.clock.unix_ms() + length.as_millis() as i64;
         {
             let mut until = self.until.write().expect("scope lock");
             let kept = until.entry(scope.to_owned()).or_default();
@@ -125,7 +127,7 @@ impl ScopeThrottles {
             .filter_map(|(scope, end)| Some((scope, end?)))
             .collect();
         let mut until = self.until.write().expect("scope lock");
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.unix_ms();
         // Holds only ever grow: one set here but not yet in Redis is kept until it ends.
         for (scope, end) in until.drain().filter(|(_, end)| *end > now) {
             let kept = fresh.entry(scope).or_default();
@@ -160,26 +162,38 @@ mod tests {
         assert_eq!(scope_of(130429, "w1"), None);
     }
 
-    #[test]
-    fn a_hold_applies_to_its_scope_only_and_ends() {
-        let throttles = ScopeThrottles::new(Keys::new("t"));
-        let now = Utc::now().timestamp_millis();
-        throttles.until.write().unwrap().extend([
-            ("waba:w1".to_owned(), now + 60_000),
-            ("waba:w2".to_owned(), now - 1),
-        ]);
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_applies_to_its_scope_only_and_ends() {
+        let throttles = ScopeThrottles::new(Keys::new("t"), Clock::driven(1_000_000));
+        assert!(
+            throttles
+                .hold_here("waba:w1", Duration::from_secs(60))
+                .is_some()
+        );
+        assert!(
+            throttles
+                .hold_here("waba:w1", Duration::from_secs(30))
+                .is_none(),
+            "a shorter hold changes nothing and is not shared"
+        );
         let left = throttles.hold("w1").expect("w1 is held");
-        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
-        assert_eq!(throttles.hold("w2"), None, "an ended hold holds nothing");
+        assert_eq!(left, Duration::from_secs(60));
         assert_eq!(throttles.hold("w3"), None);
-        throttles
-            .until
-            .write()
-            .unwrap()
-            .insert("app".into(), now + 5_000);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(throttles.hold("w1"), Some(Duration::from_secs(1)));
+        throttles.hold_here("app", Duration::from_secs(5));
         assert!(
             throttles.hold("w3").is_some(),
             "an app hold holds every WABA"
         );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            throttles.hold("w1"),
+            Some(Duration::from_secs(4)),
+            "the app's"
+        );
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(throttles.hold("w1"), None, "an ended hold holds nothing");
+        assert_eq!(throttles.hold("w3"), None);
     }
 }

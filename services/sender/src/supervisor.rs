@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_shared::clock::Clock;
 use herald_shared::crypto::TokenCipher;
 use herald_shared::db::numbers;
 use herald_shared::domain::{NumberId, NumberState};
@@ -54,6 +55,7 @@ impl Supervisor {
         keys: Keys,
         client: CloudApiClient,
         outcomes: mpsc::Sender<Outcome>,
+        clock: Clock,
     ) -> anyhow::Result<Self> {
         let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
         let keys_for_scopes = keys.clone();
@@ -71,8 +73,9 @@ impl Supervisor {
             consumer,
             ttl,
             shared: Shared {
+                clock,
                 held: Arc::default(),
-                scopes: Arc::new(ScopeThrottles::new(keys_for_scopes)),
+                scopes: Arc::new(ScopeThrottles::new(keys_for_scopes, clock)),
                 pool,
                 client,
                 outcomes,
@@ -163,7 +166,7 @@ impl Supervisor {
         workers: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.shared.clock.unix_ms();
         let live = registry::heartbeat(
             &mut self.redis,
             &self.keys,
@@ -228,6 +231,7 @@ impl Supervisor {
                 &self.keys.number(number),
                 &self.consumer,
                 self.ttl,
+                self.shared.clock,
             )
             .await?
             else {

@@ -34,7 +34,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     // keyed by wamid, so the order they apply bodies in does not matter.
     let mut processors = Vec::new();
     for _ in 0..settings.webhook.processors.max(1) {
-        processors.push(Processor::new(settings, pool.clone(), keys.clone()).await?);
+        let clock = herald_shared::clock::Clock::system();
+        processors.push(Processor::new(settings, pool.clone(), keys.clone(), clock).await?);
     }
     let address = settings.webhook.listen.address();
     let listener = TcpListener::bind(&address)

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use herald_shared::clock::Clock;
 use herald_shared::db::transitions::{self, Engine};
 use herald_shared::db::webhook_events::{self, Event, Outcome};
 use herald_shared::settings::Settings;
@@ -39,6 +40,7 @@ pub struct Processor {
     reader: GroupReader,
     redis: Connection,
     keys: Keys,
+    clock: Clock,
     batch: usize,
     block_ms: u64,
     stop_keywords: Vec<String>,
@@ -61,7 +63,12 @@ pub struct Step {
 }
 
 impl Processor {
-    pub async fn new(settings: &Settings, pool: PgPool, keys: Keys) -> anyhow::Result<Self> {
+    pub async fn new(
+        settings: &Settings,
+        pool: PgPool,
+        keys: Keys,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let redis = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT)).await?;
         let reader = GroupReader::new(
             &settings.redis,
@@ -76,6 +83,7 @@ impl Processor {
             reader,
             redis,
             keys,
+            clock,
             batch: settings.webhook.batch.max(1),
             block_ms: settings.webhook.block_ms,
             stop_keywords: settings.webhook.stop_keywords.clone(),
@@ -87,11 +95,11 @@ impl Processor {
 
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::ZERO;
-        let now = tokio::time::Instant::now();
+        let now = self.clock.now();
         let (mut next_claim, mut next_prune, mut next_unmatched) =
             (now, now, now + UNMATCHED_RETRY);
         while !shutdown.is_cancelled() {
-            let now = tokio::time::Instant::now();
+            let now = self.clock.now();
             if now >= next_unmatched {
                 next_unmatched = now + UNMATCHED_RETRY;
                 if let Err(e) = self.retry_unmatched().await {
@@ -100,7 +108,7 @@ impl Processor {
             }
             if now >= next_prune {
                 next_prune = now + PRUNE_EVERY;
-                match webhook_events::prune(&self.pool, Utc::now() - self.retention).await {
+                match webhook_events::prune(&self.pool, self.clock.utc() - self.retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "pruned old webhook bodies"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune webhook bodies"),
@@ -232,13 +240,8 @@ impl Processor {
         step.changed = applied.changed;
         step.unmatched = applied.unmatched;
         // Before the bodies are acknowledged: a crash cannot lose them.
-        receipts::hold(
-            &mut self.redis,
-            &self.keys,
-            &batch,
-            &applied.unmatched_wamids,
-        )
-        .await?;
+        let unknown = &applied.unmatched_wamids;
+        receipts::hold(&mut self.redis, &self.keys, &self.clock, &batch, unknown).await?;
         // After the statuses, so that a tap answering a message whose `sent` came in the same
         // batch finds its wamid.
         let mut counted = Counted::default();
@@ -264,6 +267,7 @@ impl Processor {
 
     /// Tries the held receipts that are due (see `receipts::retry_held`).
     pub async fn retry_unmatched(&mut self) -> anyhow::Result<usize> {
-        receipts::retry_held(&self.pool, &mut self.redis, &self.keys, self.unmatched_hold).await
+        let (pool, keys, clock) = (&self.pool, &self.keys, &self.clock);
+        receipts::retry_held(pool, &mut self.redis, keys, clock, self.unmatched_hold).await
     }
 }

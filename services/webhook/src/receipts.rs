@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use herald_shared::clock::Clock;
 use herald_shared::db::transitions::{self, MessageRef, Transition};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_shared::stream::{Connection, Keys, webhooks};
@@ -89,6 +90,7 @@ impl HeldReceipt {
 pub async fn hold(
     redis: &mut Connection,
     keys: &Keys,
+    clock: &Clock,
     batch: &[Transition],
     unknown: &[String],
 ) -> anyhow::Result<()> {
@@ -102,7 +104,7 @@ pub async fn hold(
             held.push(serde_json::to_string(&receipt)?);
         }
     }
-    let due = (Utc::now() + UNMATCHED_RETRY).timestamp_millis();
+    let due = clock.unix_ms() + UNMATCHED_RETRY.as_millis() as i64;
     webhooks::hold(redis, keys, &held, due)
         .await
         .context("holding receipts for unknown wamids")
@@ -115,9 +117,10 @@ pub async fn retry_held(
     pool: &PgPool,
     redis: &mut Connection,
     keys: &Keys,
+    clock: &Clock,
     hold_for: chrono::Duration,
 ) -> anyhow::Result<usize> {
-    let now = Utc::now();
+    let now = clock.utc();
     let due = webhooks::due(redis, keys, now.timestamp_millis(), 500).await?;
     if due.is_empty() {
         return Ok(0);

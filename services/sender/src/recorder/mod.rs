@@ -14,6 +14,7 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_shared::clock::Clock;
 use herald_shared::domain::NumberId;
 use herald_shared::settings::SenderSettings;
 use herald_shared::stream::{Connection, Entry, Keys, NumberQueue};
@@ -85,6 +86,7 @@ pub struct Recorder {
     /// way at a time), and every statement locks rows in id order, so they cannot deadlock.
     concurrency: usize,
     policy: RetryPolicy,
+    clock: Clock,
 }
 
 impl Recorder {
@@ -92,6 +94,7 @@ impl Recorder {
         pool: PgPool,
         redis: Connection,
         keys: Keys,
+        clock: Clock,
         settings: &SenderSettings,
         policy: RetryPolicy,
     ) -> (Self, mpsc::Sender<Outcome>) {
@@ -105,6 +108,7 @@ impl Recorder {
                 flush_interval: Duration::from_millis(settings.flush_interval_ms),
                 concurrency: settings.flush_concurrency.max(1),
                 policy,
+                clock,
             },
             tx,
         )
@@ -116,14 +120,14 @@ impl Recorder {
         let mut batch = Vec::with_capacity(self.flush_max);
         while let Some(first) = self.rx.recv().await {
             batch.push(first);
-            let deadline = tokio::time::Instant::now() + self.flush_interval;
+            let deadline = self.clock.now() + self.flush_interval;
             while batch.len() < self.flush_max {
                 match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                     Ok(Some(outcome)) => batch.push(outcome),
                     Ok(None) | Err(_) => break,
                 }
             }
-            let plan = Plan::of(batch.drain(..), &self.policy);
+            let plan = Plan::of(batch.drain(..), &self.policy, self.clock.utc());
             while flushing.len() >= self.concurrency {
                 flushing.join_next().await;
             }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_shared::db::transitions::{Sent, Transition};
 use herald_shared::domain::{CampaignId, NumberId, NumberState};
 use herald_shared::stream::{Entry, NumberQueue};
@@ -27,8 +27,11 @@ pub(super) struct Plan {
 
 impl Plan {
     /// Decides every outcome's action once.
-    pub fn of(batch: impl Iterator<Item = Outcome>, policy: &RetryPolicy) -> Self {
-        let now = Utc::now();
+    pub fn of(
+        batch: impl Iterator<Item = Outcome>,
+        policy: &RetryPolicy,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut sent = Vec::new();
         let mut tallies = Vec::new();
         let mut transitions = Vec::new();

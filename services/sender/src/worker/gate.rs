@@ -6,9 +6,10 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use herald_shared::clock::Clock;
 use herald_shared::domain::CampaignState;
 use herald_shared::stream::Entry;
 use herald_shared::whatsapp::{ErrorClass, SendResult, classify};
@@ -37,7 +38,7 @@ impl NumberWorker {
             Some(_) => return Ok(Admission::Drop),
         }
         if let Some(limit) = &self.config.daily_cap {
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_ms = self.shared.clock.unix_ms();
             if let Some(wait) = limit
                 .admit(&mut self.commands, now_ms, &entry.recipient)
                 .await?
@@ -69,11 +70,12 @@ pub(super) struct Pace {
     rate: u32,
     feedback: Feedback,
     starts: StartLog,
+    clock: Clock,
 }
 
 impl Pace {
-    pub fn new(config: &WorkerConfig, now: Instant) -> Self {
-        let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, now);
+    pub fn new(config: &WorkerConfig, clock: Clock) -> Self {
+        let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, clock.now_std());
         let rate = pacer.rate();
         Self {
             permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
@@ -82,8 +84,10 @@ impl Pace {
             feedback: Feedback {
                 pacer: Arc::new(Mutex::new(pacer)),
                 target: Arc::new(AtomicU32::new(rate)),
+                clock,
             },
             starts: StartLog::new(Duration::from_millis(config.pacing.guard_ms)),
+            clock,
         }
     }
 
@@ -105,14 +109,14 @@ impl Pace {
             self.rate = target;
         }
         self.limiter.until_ready().await;
-        while let Some(wait) = self.starts.wait(self.rate, Instant::now()) {
+        while let Some(wait) = self.starts.wait(self.rate, self.clock.now_std()) {
             tokio::time::sleep(wait).await;
         }
     }
 
     /// Notes that a send started now.
     pub fn started(&mut self) {
-        self.starts.record(self.rate, Instant::now());
+        self.starts.record(self.rate, self.clock.now_std());
     }
 }
 
@@ -121,6 +125,7 @@ impl Pace {
 pub(super) struct Feedback {
     pacer: Arc<Mutex<Pacer>>,
     target: Arc<AtomicU32>,
+    clock: Clock,
 }
 
 impl Feedback {
@@ -130,7 +135,7 @@ impl Feedback {
             .pacer
             .lock()
             .expect("pacer lock")
-            .record(signal(result), Instant::now());
+            .record(signal(result), self.clock.now_std());
         if let Some(rate) = changed {
             self.target.store(rate, Ordering::Relaxed);
         }

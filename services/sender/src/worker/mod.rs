@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_shared::clock::Clock;
 use herald_shared::settings::{PacingSettings, RedisSettings};
 use herald_shared::stream::holds::DailyLimit;
 use herald_shared::stream::{
@@ -76,6 +77,7 @@ pub struct WorkerConfig {
 /// What a worker shares with its supervisor and the process's other workers.
 #[derive(Clone)]
 pub struct Shared {
+    pub clock: Clock,
     pub held: Arc<HeldCampaigns>,
     pub scopes: Arc<ScopeThrottles>,
     pub pool: PgPool,
@@ -131,7 +133,7 @@ impl NumberWorker {
         shared.scopes.watch(&config.waba_id);
         shared.scopes.refresh(&mut commands).await?;
         Ok(Self {
-            pace: Pace::new(&config, std::time::Instant::now()),
+            pace: Pace::new(&config, shared.clock),
             queue: NumberQueue::new(number_keys, commands.clone()),
             config: Arc::new(config),
             shared,
@@ -152,7 +154,7 @@ impl NumberWorker {
     }
 
     async fn work(mut self, stop: CancellationToken) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let mut chores = Chores {
             retries: now,
             gauges: now,
@@ -203,11 +205,11 @@ impl NumberWorker {
     /// Moves due retries and resumed campaigns' entries into the stream, and reports gauges,
     /// each when due.
     async fn do_chores(&mut self, chores: &mut Chores) -> anyhow::Result<()> {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         if now >= chores.retries {
             chores.retries = now + self.config.retry_poll;
             self.queue
-                .promote_due(chrono::Utc::now().timestamp_millis(), RETRY_BATCH)
+                .promote_due(self.shared.clock.unix_ms(), RETRY_BATCH)
                 .await?;
             let moved = self.queue.unpark(&self.shared.held.paused()).await?;
             if moved > 0 {
@@ -227,7 +229,7 @@ impl NumberWorker {
     async fn report_gauges(&mut self) -> anyhow::Result<()> {
         let g = self.queue.gauges().await?;
         let oldest_age = g.oldest_ms.map_or(0.0, |ms| {
-            (chrono::Utc::now().timestamp_millis() - ms).max(0) as f64 / 1000.0
+            (self.shared.clock.unix_ms() - ms).max(0) as f64 / 1000.0
         });
         let number = self.config.number.to_string();
         metrics::gauge!("herald_stream_length", "number" => number.clone()).set(g.length as f64);
@@ -293,7 +295,7 @@ impl NumberWorker {
                 // The portfolio reached its limit: back to the retry set, unspent, until a
                 // place frees up.
                 metrics::counter!("herald_sender_daily_cap_waits_total").increment(1);
-                let due_ms = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
+                let due_ms = self.shared.clock.unix_ms() + wait.as_millis() as i64;
                 self.queue
                     .set_aside(Aside::Retry { due_ms }, &entry, &stream_id)
                     .await?

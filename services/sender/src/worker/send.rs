@@ -28,7 +28,7 @@ impl NumberWorker {
         let queue = self.queue.clone();
         let tally = self.tally.clone();
         let fence = self.lease.fence;
-        let started = chrono::Utc::now();
+        let started = self.shared.clock.utc();
         self.handed += 1;
         let send = async move {
             let result = client

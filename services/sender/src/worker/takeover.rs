@@ -47,7 +47,7 @@ impl NumberWorker {
             .into_iter()
             .partition(|read| handed_back.contains(&read.id));
         self.unstarted = unstarted.into();
-        let due = Instant::now() + self.config.reconciliation_window;
+        let due = self.shared.clock.now() + self.config.reconciliation_window;
         let mut waiting = Vec::with_capacity(claimed.len());
         for read in claimed {
             match read.body.as_deref().map(Entry::decode) {
@@ -98,7 +98,7 @@ impl NumberWorker {
 
     /// Sends again the ambiguous entries whose window passed without a receipt.
     pub(super) async fn resolve_ambiguous(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         if !self.ambiguous.iter().any(|a| a.due <= now) {
             return Ok(());
         }
