@@ -177,6 +177,14 @@ pub async fn simulator_stats(url: &str) -> herald_simulator::StatsReport {
         .expect("the simulator answers")
 }
 
+/// Applies a JSON merge patch to the configuration of the stack's simulator.
+pub async fn configure_simulator(stack: &Stack, patch: serde_json::Value) {
+    fixtures::Simulator::new(stack.simulator_url.clone())
+        .configure(&patch)
+        .await
+        .expect("the simulator takes the configuration");
+}
+
 /// Signs `body` as Meta would with the test app secret.
 pub fn signed(settings: &Settings, body: &[u8]) -> String {
     herald_shared::signature::sign(&settings.webhook.app_secrets[0], body)

@@ -1,11 +1,12 @@
 //! Pause, resume and cancel, across the whole pipeline.
 
+use herald::fixtures;
 use std::time::Duration;
 
 use herald_ingest::views::CampaignView;
 use herald_shared::domain::{CampaignState, MessageStatus};
 use herald_shared::stream::{Keys, SENDER_GROUP};
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients, simulator_stats};
+use herald_tests::{TestContext, assert_counters_match, eventually, simulator_stats};
 use redis::AsyncCommands;
 
 fn count(statuses: &[(MessageStatus, i64)], wanted: &[MessageStatus]) -> i64 {
@@ -28,11 +29,9 @@ async fn sending(
 ) {
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api.create_number(phone_number_id, "t", 25).await.unwrap();
-    let campaign = api
-        .create_campaign("control", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "control", &[number.id], 150)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(150)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("some sent", Duration::from_secs(20), || async {
         let c = api.campaign(campaign.id).await.unwrap().counters;

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, NumberState};
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{
+    TestContext, assert_counters_match, configure_simulator, eventually, recipients,
+};
 use serde_json::{Value, json};
 
 const PHONE: &str = "310000000001";
@@ -31,7 +33,7 @@ impl World {
             simulator: true,
         };
         let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
-        configure(&stack, simulator).await;
+        configure_simulator(&stack, simulator).await;
         let api = ctx.tenant(&stack.ingest_url).await;
         let number = api.create_number(PHONE, "t", rate).await.unwrap().id;
         let campaign = api
@@ -84,17 +86,6 @@ impl World {
         self.stack.stop().await.unwrap();
         self.ctx.cleanup().await;
     }
-}
-
-async fn configure(stack: &Stack, patch: Value) {
-    reqwest::Client::new()
-        .post(format!("{}/sim/config", stack.simulator_url))
-        .json(&patch)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
 }
 
 fn fault(code: i64, probability: f64) -> Value {
@@ -174,7 +165,7 @@ async fn the_pair_rate_limit_retries_the_recipient_after_four_seconds() {
         (stats.rejected.get(&131056).copied().unwrap_or(0) > 0).then_some(())
     })
     .await;
-    configure(&w.stack, json!({"faults": []})).await;
+    configure_simulator(&w.stack, json!({"faults": []})).await;
     let messages = w.settled(Duration::from_secs(30)).await;
     assert_eq!(messages, vec![(MessageStatus::Sent, 2, None)]);
     assert!(started.elapsed() >= Duration::from_secs(4), "4^1 s between");
@@ -207,7 +198,7 @@ async fn a_token_or_policy_error_pauses_the_number_and_keeps_its_messages_until_
         .await;
         assert_eq!((c.queued, c.failed, c.sent), (3, 0, 0), "code {code}");
         // The operator fixed it.
-        configure(&w.stack, json!({"faults": []})).await;
+        configure_simulator(&w.stack, json!({"faults": []})).await;
         w.api
             .act(&format!("/v1/numbers/{}/resume", w.number))
             .await
@@ -237,7 +228,7 @@ async fn a_template_error_pauses_the_campaign_with_its_reason_until_resumed() {
             .is_some_and(|r| r.contains("132001")),
         "{view:?}"
     );
-    configure(&w.stack, json!({"faults": []})).await;
+    configure_simulator(&w.stack, json!({"faults": []})).await;
     w.api.resume(w.campaign).await.unwrap();
     let messages = w.settled(Duration::from_secs(20)).await;
     assert_eq!(messages, vec![(MessageStatus::Sent, 1, None); 3]);

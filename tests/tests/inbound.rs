@@ -3,6 +3,7 @@
 //! STOP keyword, an opt-out button or Meta's marketing preference suppresses the user, and a
 //! later upload stores them `suppressed`, never to be sent. Bodies are the fixtures' shapes.
 
+use herald::fixtures;
 use std::time::Duration;
 
 use herald::client::ApiClient;
@@ -65,11 +66,9 @@ async fn suppressed(ctx: &TestContext, recipient: &str) -> bool {
 /// A campaign of three on the fixtures' number, each message sent with wamid `wamid.sent<i>`.
 async fn sent_campaign(ctx: &TestContext, api: &ApiClient) -> (CampaignId, Vec<MessageId>) {
     let number = api.create_number(FIXTURE_NUMBER, "t", 80).await.unwrap();
-    let campaign = api
-        .create_campaign("engaging", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(api, "engaging", &[number.id], 3)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(3)).await.unwrap();
     let ids: Vec<MessageId> =
         sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id")
             .bind(campaign.id)

@@ -57,20 +57,17 @@ async fn the_recorder_and_two_processors_never_deadlock_and_no_receipt_waits() {
     let mut ctx = TestContext::new().await;
     ctx.settings.webhook.processors = 2;
     let stack = ctx.start_stack().await;
-    reqwest::Client::new()
-        .post(format!("{}/sim/config", stack.simulator_url))
-        .json(&json!({
+    herald_tests::configure_simulator(
+        &stack,
+        json!({
             "seed": 17,
             "webhooks": {"delivered": 1.0, "read": 0.5, "duplicate": 1.0, "shuffle": true,
                          "batch": 50,
                          "delivered_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300},
                          "read_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300}}
-        }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        }),
+    )
+    .await;
     let before = deadlocks(&ctx.pool).await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let mut numbers = Vec::new();

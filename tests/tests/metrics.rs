@@ -1,9 +1,10 @@
 //! `/metrics` on every role, in Prometheus's text format: sends by outcome and code, and each
 //! number's stream gauges (what operators and autoscalers watch).
 
+use herald::fixtures;
 use std::time::Duration;
 
-use herald_tests::{TestContext, eventually, recipients};
+use herald_tests::{TestContext, eventually};
 
 async fn scrape(url: &str) -> String {
     let response = reqwest::get(url).await.unwrap();
@@ -17,11 +18,9 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
     let stack = ctx.start_stack().await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api.create_number("500000000001", "t", 200).await.unwrap();
-    let campaign = api
-        .create_campaign("metrics", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "metrics", &[number.id], 20)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(20)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("every message sent", Duration::from_secs(20), || async {
         let c = api.campaign(campaign.id).await.unwrap().counters;

@@ -1,13 +1,14 @@
 //! Several senders: each number is leased by one of them, and the numbers move when a
 //! sender leaves.
 
+use herald::fixtures;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::NumberId;
 use herald_shared::stream::Keys;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually};
 use redis::AsyncCommands;
 
 const SENDER_ONLY: Roles = Roles {
@@ -77,11 +78,9 @@ async fn two_senders_split_the_numbers_and_one_takes_all_when_the_other_stops() 
     .await;
     assert_eq!(split.len(), 2);
 
-    let campaign = api
-        .create_campaign("split", "spring_sale_2026", "en_GB", &numbers)
+    let campaign = fixtures::campaign(&api, "split", &numbers, 400)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(400)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("every message read", Duration::from_secs(60), || async {
         (api.campaign(campaign.id).await.unwrap().counters.read == 400).then_some(())
@@ -125,11 +124,9 @@ async fn a_sender_leaving_on_purpose_hands_its_unsent_entries_straight_to_the_ne
     let leaving = Stack::start(settings.clone(), SENDER_ONLY).await.unwrap();
     let api = ctx.tenant(&world.ingest_url).await;
     let number = api.create_number("400000000009", "t", 20).await.unwrap().id;
-    let campaign = api
-        .create_campaign("handover", "spring_sale_2026", "en_GB", &[number])
+    let campaign = fixtures::campaign(&api, "handover", &[number], 200)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(200)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("some sent", Duration::from_secs(20), || async {
         let c = api.campaign(campaign.id).await.unwrap().counters;

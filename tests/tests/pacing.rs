@@ -1,11 +1,12 @@
 //! A number pushed over its real cap slows down, loses and fails nothing, and keeps the rate
 //! it learned.
 
+use herald::fixtures;
 use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_a_lower_hidden_cap_the_number_slows_down_and_every_message_is_sent() {
@@ -17,11 +18,9 @@ async fn over_a_lower_hidden_cap_the_number_slows_down_and_every_message_is_sent
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api.create_number("700000000001", "t", 200).await.unwrap();
-    let campaign = api
-        .create_campaign("pacing", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "pacing", &[number.id], 300)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(300)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("every message read", Duration::from_secs(60), || async {
         (api.campaign(campaign.id).await.unwrap().counters.read == 300).then_some(())

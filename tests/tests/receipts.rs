@@ -3,11 +3,12 @@
 //! some asynchronous failures: each message ends at the status the simulator meant it to, and
 //! the counters equal a `GROUP BY status`.
 
+use herald::fixtures;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually, intended_final, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually, intended_final};
 use serde_json::json;
 
 const MESSAGES: usize = 5_000;
@@ -16,31 +17,24 @@ const MESSAGES: usize = 5_000;
 async fn receipts_sent_twice_and_out_of_order_end_where_the_simulator_meant() {
     let ctx = TestContext::new().await;
     let stack = ctx.start_stack().await;
-    reqwest::Client::new()
-        .post(format!("{}/sim/config", stack.simulator_url))
-        .json(&json!({
+    herald_tests::configure_simulator(
+        &stack,
+        json!({
             "seed": 11,
             "faults": [{"kind": "async_failure", "code": 131026, "probability": 0.05}],
             "webhooks": {"delivered": 0.9, "read": 0.5, "duplicate": 1.0, "shuffle": true,
                          "batch": 50,
                          "delivered_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300},
                          "read_delay": {"kind": "uniform", "min_ms": 0, "max_ms": 300}}
-        }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        }),
+    )
+    .await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let mut numbers = Vec::new();
     for phone in ["600000000001", "600000000002"] {
         numbers.push(api.create_number(phone, "t", 1000).await.unwrap().id);
     }
-    let campaign = api
-        .create_campaign("receipts", "spring_sale_2026", "en_GB", &numbers)
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(MESSAGES))
+    let campaign = fixtures::campaign(&api, "receipts", &numbers, MESSAGES)
         .await
         .unwrap();
     api.start(campaign.id).await.unwrap();

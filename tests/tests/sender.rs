@@ -1,10 +1,11 @@
 //! The sender against a mocked Cloud API: each class of outcome takes its action.
 
+use herald::fixtures;
 use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -78,11 +79,9 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
         .create_number("300000000001", "the-token", 50)
         .await
         .unwrap();
-    let campaign = api
-        .create_campaign("c", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "c", &[number.id], 1)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(1)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     let row = eventually(
         "the message leaves the queue",
@@ -192,11 +191,9 @@ async fn started(
 ) {
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api.create_number("300000000001", token, 50).await.unwrap();
-    let campaign = api
-        .create_campaign("c", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "c", &[number.id], n)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(n)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     (api, campaign.id, number.id)
 }

@@ -1,12 +1,13 @@
 //! A new owner of a number handles what a dead sender left pending: recorded sends are
 //! acknowledged, unrecorded ones wait for their receipt and are sent again only without one.
 
+use herald::fixtures;
 use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
 use herald_shared::stream::{Keys, SENDER_GROUP};
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients, set_status};
+use herald_tests::{TestContext, assert_counters_match, eventually, set_status};
 use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
@@ -31,11 +32,9 @@ async fn dead_senders_leftovers(ctx: &TestContext) -> (CampaignId, Vec<MessageId
         .unwrap();
     let api = ctx.tenant(&ingest.ingest_url).await;
     let number = api.create_number("500000000001", "t", 100).await.unwrap();
-    let campaign = api
-        .create_campaign("takeover", "spring_sale_2026", "en_GB", &[number.id])
+    let campaign = fixtures::campaign(&api, "takeover", &[number.id], 6)
         .await
         .unwrap();
-    api.upload(campaign.id, &recipients(6)).await.unwrap();
     api.start(campaign.id).await.unwrap();
     eventually("six queued", Duration::from_secs(10), || async {
         let c = api.campaign(campaign.id).await.unwrap().counters;

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use herald_ingest::views::CampaignView;
 use herald_shared::crypto::TokenCipher;
 use herald_shared::db::{self, numbers};
 use herald_shared::domain::{CampaignId, NumberId, TenantId};
@@ -74,6 +75,24 @@ pub async fn upload_recipients(
         );
     }
     Ok(())
+}
+
+/// The template every fixture campaign sends, and its language (the simulator knows it).
+pub const TEMPLATE: &str = "spring_sale_2026";
+pub const LANGUAGE: &str = "en_GB";
+
+/// A draft campaign of `TEMPLATE` over `numbers` with `n` recipients (see `recipients`).
+pub async fn campaign(
+    api: &ApiClient,
+    name: &str,
+    numbers: &[NumberId],
+    n: usize,
+) -> anyhow::Result<CampaignView> {
+    let campaign = api
+        .create_campaign(name, TEMPLATE, LANGUAGE, numbers)
+        .await?;
+    upload_recipients(api, campaign.id, n).await?;
+    Ok(campaign)
 }
 
 /// Sender numbers straight into the database (and listed for the senders), at any rate: the

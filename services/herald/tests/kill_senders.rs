@@ -4,6 +4,7 @@
 //! ever sent for by two owners at once (the simulator checks each send's fencing token), and
 //! the dead sender's numbers send again within seconds.
 
+use herald::fixtures;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{MessageStatus, NumberId};
 use herald_shared::stream::Keys;
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{TestContext, assert_counters_match, eventually};
 use redis::AsyncCommands;
 use secrecy::ExposeSecret;
 use tokio::process::{Child, Command};
@@ -74,24 +75,17 @@ async fn five_kills_among_three_senders_of_20_numbers_lose_nothing_and_send_noth
     };
     let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
     // A little latency, so that sends are in flight when a sender dies.
-    reqwest::Client::new()
-        .post(format!("{}/sim/config", stack.simulator_url))
-        .json(&serde_json::json!({"latency": {"kind": "fixed", "ms": 10}}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    herald_tests::configure_simulator(
+        &stack,
+        serde_json::json!({"latency": {"kind": "fixed", "ms": 10}}),
+    )
+    .await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let mut numbers = Vec::new();
     for i in 0..NUMBERS {
         numbers.push(api.create_number(&phone(i), "t", 250).await.unwrap().id);
     }
-    let campaign = api
-        .create_campaign("kill -9", "spring_sale_2026", "en_GB", &numbers)
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(RECIPIENTS))
+    let campaign = fixtures::campaign(&api, "kill -9", &numbers, RECIPIENTS)
         .await
         .unwrap();
 

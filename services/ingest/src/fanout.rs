@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How often fan-out tops up a number's stream held at its window: a number at 1,000 msg/s
 /// sends 100 entries meanwhile, far fewer than a window holds.
@@ -88,7 +89,8 @@ impl FanOut {
     pub async fn process_running(&mut self) -> anyhow::Result<Fanned> {
         let mut fanned = Fanned::default();
         for campaign in campaigns::running_campaigns(&self.pool).await? {
-            let one = self.fan_out_campaign(campaign).await?;
+            let span = tracing::info_span!("fanout", campaign = %campaign);
+            let one = self.fan_out_campaign(campaign).instrument(span).await?;
             fanned.queued += one.queued;
             fanned.held |= one.held;
         }
@@ -162,7 +164,7 @@ impl FanOut {
             fanned.queued += marked(Some(done));
         }
         if fanned.queued > 0 {
-            tracing::info!(campaign = %campaign, queued = fanned.queued, held = fanned.held, "fanned out");
+            tracing::info!(queued = fanned.queued, held = fanned.held, "fanned out");
         }
         Ok(fanned)
     }

@@ -24,8 +24,9 @@ pub struct CampaignRow {
 /// A campaign's counters: one per message status (always equal to a `GROUP BY status` over
 /// its messages), plus engagement counts that are not statuses.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize,
+    Debug, Default, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize,
 )]
+#[serde(default)]
 pub struct Counters {
     pub total: i64,
     pub pending: i64,

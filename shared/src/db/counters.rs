@@ -12,29 +12,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
+use crate::db::campaigns::Counters;
 use crate::domain::{CampaignId, MessageStatus};
 
-/// How much each counter of one campaign moves. Missing fields (in the JSON the statements
-/// exchange) are 0.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Delta {
-    pub total: i64,
-    pub pending: i64,
-    pub queued: i64,
-    pub sent: i64,
-    pub delivered: i64,
-    pub read: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    pub suppressed: i64,
-    pub replied: i64,
-    pub clicked: i64,
-}
+/// How much each counter of one campaign moves: counters, as differences. Missing fields (in
+/// the JSON the statements exchange) are 0.
+pub type Delta = Counters;
 
-impl Delta {
-    /// The counter of `status`.
-    pub fn of(&mut self, status: MessageStatus) -> &mut i64 {
+impl Counters {
+    /// The counter of `status`, to move.
+    pub fn of_mut(&mut self, status: MessageStatus) -> &mut i64 {
         match status {
             MessageStatus::Pending => &mut self.pending,
             MessageStatus::Queued => &mut self.queued,
@@ -105,8 +92,8 @@ impl Deltas {
     /// One message moved from `old` to `new` in `campaign`.
     pub fn moved(&mut self, campaign: CampaignId, old: MessageStatus, new: MessageStatus) {
         let delta = self.of(campaign);
-        *delta.of(old) -= 1;
-        *delta.of(new) += 1;
+        *delta.of_mut(old) -= 1;
+        *delta.of_mut(new) += 1;
     }
 
     pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {

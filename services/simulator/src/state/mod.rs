@@ -2,8 +2,10 @@
 //! counters, the portfolios' daily recipients, and the decision for each send. What it
 //! reports is in `stats`.
 
+mod active;
 mod stats;
 
+pub use active::Active;
 pub use stats::{Duplicates, StatsReport};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 use herald_shared::hash::fnv1a;
 use herald_shared::whatsapp::webhook::ReceiptStatus;
 
-use crate::config::{CapMode, FaultKind, NumberDef, SimConfig, TemplateDef};
+use crate::config::{CapMode, FaultKind, SimConfig};
 use crate::random::Rand;
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -24,59 +26,6 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Meta's pair rate: one message per 6 s, bursts of up to 45 (reference §3.2).
 const PAIR_INTERVAL: Duration = Duration::from_secs(6);
 const PAIR_BURST: u32 = 45;
-
-/// The configuration in force, with lookups built once.
-pub struct Active {
-    pub config: SimConfig,
-    pub since: Instant,
-    numbers: HashMap<String, NumberDef>,
-    templates: HashMap<(String, String, String), TemplateDef>,
-}
-
-impl Active {
-    pub fn new(config: SimConfig) -> Self {
-        let numbers = config
-            .numbers
-            .iter()
-            .map(|n| (n.phone_number_id.clone(), n.clone()))
-            .collect();
-        let templates = config
-            .templates
-            .iter()
-            .map(|t| {
-                (
-                    (t.waba_id.clone(), t.name.clone(), t.language.clone()),
-                    t.clone(),
-                )
-            })
-            .collect();
-        Self {
-            config,
-            since: Instant::now(),
-            numbers,
-            templates,
-        }
-    }
-
-    pub fn number(&self, phone_number_id: &str) -> Option<&NumberDef> {
-        self.numbers.get(phone_number_id)
-    }
-
-    pub fn template(&self, waba: &str, name: &str, language: &str) -> Option<&TemplateDef> {
-        self.templates
-            .get(&(waba.to_owned(), name.to_owned(), language.to_owned()))
-    }
-
-    fn cap_for(&self, phone_number_id: &str) -> u32 {
-        self.number(phone_number_id)
-            .and_then(|n| n.cap)
-            .unwrap_or(self.config.cap_per_number)
-    }
-
-    fn portfolio_of(&self, phone_number_id: &str) -> Option<&str> {
-        self.number(phone_number_id)?.portfolio_id.as_deref()
-    }
-}
 
 /// One number's limiter state and counters.
 #[derive(Default)]
