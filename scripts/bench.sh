@@ -10,6 +10,10 @@
 #                           Redis and Postgres (started privately like the tests' when absent);
 #                           b3 measures the adaptive rate against a cap it is not told
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
+#   scripts/bench.sh compare REV b1|b1-lat|b2|b5...
+#                           the same workloads on REV (built from a worktree under target/bench)
+#                           and on the working tree, alternating the two builds run by run, each
+#                           with a database of its own; both sides' rows and medians
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -261,10 +265,86 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+# The database URL with another database name.
+database_url_named() {
+  local url=${HERALD__DATABASE__URL:-$(herald_config_value database url)}
+  local query=""
+  [[ $url == *"?"* ]] && query="?${url#*\?}"
+  local base=${url%%\?*}
+  echo "${base%/*}/$1$query"
+}
+
+bench_compare() {
+  local rev=$1 root=$PWD
+  shift
+  need_wrk
+  source scripts/services.sh
+  local before after
+  before=$(git rev-parse --short "$rev")
+  after=$(commit_label)
+  local tree="$work/tree-$before"
+  [ -d "$tree" ] || git worktree add -q --detach "$tree" "$rev"
+  # One target directory: the dependencies are built once for both.
+  (cd "$tree" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet -p herald)
+  cp target/release/herald "$work/herald-$before"
+  cargo build --release --quiet -p herald
+  cp target/release/herald "$work/herald-after"
+  local cores
+  cores=$(nproc)
+  for workload in "$@"; do
+    local rows="" before_runs=() after_runs=() formatter=row median_of=median
+    if [ "$workload" = b5 ]; then formatter=b5-rows median_of=b5-median; fi
+    for run in $(seq 1 "$runs"); do
+      for side in before after; do
+        local bin="$work/herald-after" label=$after
+        [ $side = before ] && bin="$work/herald-$before" label=$before
+        local db
+        db=$(database_url_named "herald_bench_$side")
+        if [ "$workload" = b5 ]; then
+          out=$(HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=error "$bin" bench b5 --simulator none)
+        else
+          start_simulator ""
+          out=$(HERALD__DATABASE__URL=$db "$bin" bench "$workload" --simulator "http://127.0.0.1:$sim_port")
+          stop_simulator
+        fi
+        if [ $side = before ]; then before_runs+=("$out"); else after_runs+=("$out"); fi
+        rows+=$(scripts/bench-figures.py "$formatter" "$run ($label)" "$out")$'\n'
+      done
+    done
+    local before_median after_median
+    before_median=$(printf '%s\n' "${before_runs[@]}" | scripts/bench-figures.py "$median_of")
+    after_median=$(printf '%s\n' "${after_runs[@]}" | scripts/bench-figures.py "$median_of")
+    local header="| run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    if [ "$workload" = b5 ]; then
+      header="| run | statuses per POST | requests/s | statuses/s accepted | p99 | statuses/s applied |
+| --- | --- | --- | --- | --- | --- |"
+    fi
+    local report
+    report=$(cat <<MD
+
+## $workload, before and after — $(date -u +%Y-%m-%d), $before against $after, $cores cores
+
+\`scripts/bench.sh compare $before $workload\`: the two release builds alternate run by run
+(before, after, before, …), each with a database of its own, against the same simulator
+build; $runs runs each.
+
+$header
+$rows
+**Median before ($before): $before_median.**
+**Median after ($after): $after_median.**
+MD
+)
+    echo "$report"
+    echo "$report" >>BENCHMARKS.md
+  done
+}
+
 case "${1:-}" in
   sim) bench_sim ;;
   b5) bench_webhook ;;
   b1 | b1-lat | b2) bench_herald "$1" ;;
   b3) bench_adaptation ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b5" >&2; exit 2 ;;
+  compare) shift; bench_compare "$@" ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b5|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

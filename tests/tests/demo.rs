@@ -13,5 +13,6 @@ async fn the_demo_campaign_ends_with_every_message_final_and_exact_counters() {
     assert_eq!(summary.campaign.counters.read, 300);
     assert_eq!(summary.simulator.accepted_total, 300);
     assert_eq!(summary.simulator.duplicate_recipients, 0);
+    assert_eq!(summary.deadlocks, 0, "Postgres counted no deadlock");
     ctx.cleanup().await;
 }
