@@ -149,7 +149,7 @@ pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domai
 }
 
 /// How many messages the simulator meant to end at each status.
-pub fn intended_final(
+fn intended_final(
     stats: &herald_simulator::StatsReport,
 ) -> std::collections::HashMap<herald_shared::domain::MessageStatus, i64> {
     use herald_shared::domain::MessageStatus;
@@ -167,6 +167,29 @@ pub fn intended_final(
             (status, *n as i64)
         })
         .collect()
+}
+
+/// The simulator's counters and the campaign's statuses once every one of its `messages` is
+/// at the status the simulator meant for it; `None` before.
+pub async fn at_intended_statuses(
+    pool: &PgPool,
+    simulator_url: &str,
+    campaign: herald_shared::domain::CampaignId,
+    messages: usize,
+) -> Option<(
+    herald_simulator::StatsReport,
+    std::collections::HashMap<herald_shared::domain::MessageStatus, i64>,
+)> {
+    let stats = simulator_stats(simulator_url).await;
+    let statuses: std::collections::HashMap<_, _> =
+        herald_shared::db::campaigns::count_by_status(pool, campaign)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let meant = intended_final(&stats);
+    (meant.values().sum::<i64>() == messages as i64 && statuses == meant)
+        .then_some((stats, statuses))
 }
 
 /// What the simulator at `url` has seen.

@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use herald_shared::domain::{CampaignId, MessageStatus};
-use herald_tests::{TestContext, assert_counters_match, intended_final, recipients};
+use herald_shared::domain::CampaignId;
+use herald_tests::{TestContext, assert_counters_match, recipients};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -91,20 +91,14 @@ async fn the_recorder_and_two_processors_never_deadlock_and_no_receipt_waits() {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         watch.look(&ctx.pool, campaign.id).await;
-        let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
-        let meant = intended_final(&stats);
-        let statuses: HashMap<MessageStatus, i64> =
-            herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign.id)
-                .await
-                .unwrap()
-                .into_iter()
-                .collect();
-        if meant.values().sum::<i64>() == MESSAGES as i64 && statuses == meant {
+        let url = &stack.simulator_url;
+        let done = herald_tests::at_intended_statuses(&ctx.pool, url, campaign.id, MESSAGES);
+        if done.await.is_some() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "not every message at its intended status: {statuses:?}, meant {meant:?}"
+            "not every message at its intended status in time"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -4,11 +4,9 @@
 //! the counters equal a `GROUP BY status`.
 
 use herald::fixtures;
-use std::collections::HashMap;
 use std::time::Duration;
 
-use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually, intended_final};
+use herald_tests::{TestContext, assert_counters_match, eventually};
 use serde_json::json;
 
 const MESSAGES: usize = 5_000;
@@ -42,17 +40,9 @@ async fn receipts_sent_twice_and_out_of_order_end_where_the_simulator_meant() {
     let (stats, statuses) = eventually(
         "every message at its intended status",
         Duration::from_secs(120),
-        || async {
-            let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
-            let statuses: HashMap<MessageStatus, i64> =
-                herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign.id)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .collect();
-            let meant = intended_final(&stats);
-            (meant.values().sum::<i64>() == MESSAGES as i64 && statuses == meant)
-                .then_some((stats, statuses))
+        || {
+            let url = &stack.simulator_url;
+            herald_tests::at_intended_statuses(&ctx.pool, url, campaign.id, MESSAGES)
         },
     )
     .await;
