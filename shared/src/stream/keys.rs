@@ -42,9 +42,14 @@ impl Keys {
         &self.prefix
     }
 
+    /// One of `number`'s keys.
+    fn of_number(&self, number: NumberId, what: &str) -> String {
+        format!("{}:{{n:{number}}}:{what}", self.prefix)
+    }
+
     /// Every key of `number`.
     pub fn number(&self, number: NumberId) -> NumberKeys {
-        let key = |what: &str| format!("{}:{{n:{number}}}:{what}", self.prefix);
+        let key = |what: &str| self.of_number(number, what);
         NumberKeys {
             number,
             stream: key("stream"),
@@ -59,17 +64,17 @@ impl Keys {
 
     /// Messages ready to send for a number.
     pub fn stream(&self, number: NumberId) -> String {
-        self.number(number).stream
+        self.of_number(number, "stream")
     }
 
     /// Delayed retries for a number.
     pub fn retry(&self, number: NumberId) -> String {
-        self.number(number).retry
+        self.of_number(number, "retry")
     }
 
     /// A number's lease.
     pub fn lease(&self, number: NumberId) -> String {
-        self.number(number).lease
+        self.of_number(number, "lease")
     }
 
     /// Live senders, scored by their last heartbeat (Unix ms).
@@ -116,6 +121,9 @@ mod tests {
         let n = NumberId::new();
         let tag = format!("{{n:{n}}}");
         let k = keys.number(n);
+        assert_eq!(keys.stream(n), k.stream);
+        assert_eq!(keys.retry(n), k.retry);
+        assert_eq!(keys.lease(n), k.lease);
         for key in [
             k.stream, k.retry, k.fanout, k.parked, k.lease, k.handback, k.fence,
         ] {
