@@ -11,6 +11,8 @@ mod scope;
 mod supervisor;
 mod worker;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use herald_shared::clock::Clock;
 use herald_shared::settings::Settings;
@@ -45,15 +47,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         &settings.sender,
         RetryPolicy::from_settings(&settings.sender),
     );
-    let supervisor = supervisor::Supervisor::new(
-        settings.clone(),
+    let shared = worker::Shared {
+        clock,
+        held: Arc::default(),
+        scopes: Arc::new(scope::ScopeThrottles::new(keys.clone(), clock)),
         pool,
-        commands,
-        keys,
         client,
         outcomes,
-        clock,
-    )?;
+    };
+    let supervisor = supervisor::Supervisor::new(settings.clone(), commands, keys, shared)?;
     let address = settings.sender.metrics.address();
     let metrics = tokio::net::TcpListener::bind(&address)
         .await

@@ -10,22 +10,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_shared::clock::Clock;
 use herald_shared::crypto::TokenCipher;
 use herald_shared::db::numbers;
 use herald_shared::domain::{NumberId, NumberState};
 use herald_shared::settings::Settings;
 use herald_shared::stream::holds::DailyLimit;
 use herald_shared::stream::{Connection, Keys, registry};
-use herald_shared::whatsapp::CloudApiClient;
-use sqlx::PgPool;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
-use crate::recorder::Outcome;
-use crate::scope::ScopeThrottles;
 use crate::worker::{NumberWorker, Shared, WorkerConfig};
 
 pub struct Supervisor {
@@ -50,15 +44,11 @@ struct Owned {
 impl Supervisor {
     pub fn new(
         settings: Settings,
-        pool: PgPool,
         redis: Connection,
         keys: Keys,
-        client: CloudApiClient,
-        outcomes: mpsc::Sender<Outcome>,
-        clock: Clock,
+        shared: Shared,
     ) -> anyhow::Result<Self> {
         let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
-        let keys_for_scopes = keys.clone();
         let ttl = Duration::from_millis(settings.sender.lease_ttl_ms.max(300));
         let consumer = if settings.sender.consumer.is_empty() {
             format!("sender-{}", uuid::Uuid::new_v4().simple())
@@ -72,14 +62,7 @@ impl Supervisor {
             cipher,
             consumer,
             ttl,
-            shared: Shared {
-                clock,
-                held: Arc::default(),
-                scopes: Arc::new(ScopeThrottles::new(keys_for_scopes, clock)),
-                pool,
-                client,
-                outcomes,
-            },
+            shared,
         })
     }
 
