@@ -87,32 +87,36 @@ impl NumberQueue {
         stream_id: &str,
     ) -> RedisResult<()> {
         let (set, score) = match aside {
-            Aside::Parked => (&self.keys.parked, entry.message.0),
-            Aside::Retry { due_ms } => (&self.keys.retry, due_ms),
+            Aside::Parked => (self.keys.parked.clone(), entry.message.0),
+            Aside::Retry { due_ms } => (self.keys.retry.clone(), due_ms),
         };
-        redis::pipe()
-            .atomic()
-            .zadd(set, entry.encode(), score)
-            .ignore()
-            .xack(&self.keys.stream, SENDER_GROUP, &[stream_id])
-            .ignore()
-            .xdel(&self.keys.stream, &[stream_id])
-            .ignore()
-            .query_async(&mut self.conn)
+        self.ack_into(&set, &[(score, entry.encode())], &[stream_id])
             .await
     }
 
     /// The recorder's step for a batch of this number's outcomes, atomically: schedule the
     /// retries (`(due ms, encoded entry)`), acknowledge and delete the entries.
     pub async fn settle(&mut self, retries: &[(i64, Vec<u8>)], acks: &[String]) -> RedisResult<()> {
+        let retry = self.keys.retry.clone();
+        self.ack_into(&retry, retries, acks).await
+    }
+
+    /// Atomically: adds `members` (score, member) to the sorted set `set`, and acknowledges
+    /// and deletes the stream entries `ids`.
+    async fn ack_into<I: redis::ToRedisArgs>(
+        &mut self,
+        set: &str,
+        members: &[(i64, Vec<u8>)],
+        ids: &[I],
+    ) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for (due, member) in retries {
-            pipe.zadd(&self.keys.retry, member, *due).ignore();
+        for (score, member) in members {
+            pipe.zadd(set, member, *score).ignore();
         }
-        pipe.xack(&self.keys.stream, SENDER_GROUP, acks)
+        pipe.xack(&self.keys.stream, SENDER_GROUP, ids)
             .ignore()
-            .xdel(&self.keys.stream, acks)
+            .xdel(&self.keys.stream, ids)
             .ignore();
         pipe.query_async(&mut self.conn).await
     }
