@@ -284,11 +284,21 @@ bench_compare() {
   after=$(commit_label)
   local tree="$work/tree-$before"
   [ -d "$tree" ] || git worktree add -q --detach "$tree" "$rev"
-  # One target directory: the dependencies are built once for both.
-  (cd "$tree" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet -p herald)
+  # One target directory, so that the dependencies are built once for both. Cargo names the
+  # two trees' own crates alike and judges them fresh by their files' times, so each build
+  # first cleans Herald's crates.
+  local crates=(-p herald-shared -p herald-ingest -p herald-sender -p herald-webhook
+    -p herald-simulator -p herald)
+  (cd "$tree" && export CARGO_TARGET_DIR="$root/target" &&
+    cargo clean --release --quiet "${crates[@]}" && cargo build --release --quiet -p herald)
   cp target/release/herald "$work/herald-$before"
+  cargo clean --release --quiet "${crates[@]}"
   cargo build --release --quiet -p herald
   cp target/release/herald "$work/herald-after"
+  if cmp -s "$work/herald-$before" "$work/herald-after"; then
+    echo "bench: the two builds are the same binary" >&2
+    exit 1
+  fi
   local cores
   cores=$(nproc)
   for workload in "$@"; do
