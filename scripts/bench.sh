@@ -287,14 +287,19 @@ bench_compare() {
   # One target directory, so that the dependencies are built once for both. Cargo names the
   # two trees' own crates alike and judges them fresh by their files' times, so each build
   # first cleans Herald's crates.
+  # BENCH_REUSE=1 keeps the two binaries of the last comparison (same REV, same tree).
   local crates=(-p herald-shared -p herald-ingest -p herald-sender -p herald-webhook
     -p herald-simulator -p herald)
-  (cd "$tree" && export CARGO_TARGET_DIR="$root/target" &&
-    cargo clean --release --quiet "${crates[@]}" && cargo build --release --quiet -p herald)
-  cp target/release/herald "$work/herald-$before"
-  cargo clean --release --quiet "${crates[@]}"
-  cargo build --release --quiet -p herald
-  cp target/release/herald "$work/herald-after"
+  if [ -z "${BENCH_REUSE:-}" ] || [ ! -x "$work/herald-$before" ] || [ ! -x "$work/herald-after" ]; then
+    (cd "$tree" && export CARGO_TARGET_DIR="$root/target" &&
+      cargo clean --release --quiet "${crates[@]}" && cargo build --release --quiet -p herald)
+    cp target/release/herald "$work/herald-$before"
+    cargo clean --release --quiet "${crates[@]}"
+    cargo build --release --quiet -p herald
+    cp target/release/herald "$work/herald-after"
+    echo "$after" >"$work/herald-after.commit"
+  fi
+  after=$(cat "$work/herald-after.commit")
   if cmp -s "$work/herald-$before" "$work/herald-after"; then
     echo "bench: the two builds are the same binary" >&2
     exit 1
