@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use herald::fixtures;
 use herald_shared::domain::MessageStatus;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients, signed};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_recipient_campaign_over_two_numbers_is_read_by_everyone_exactly_once() {
@@ -108,5 +110,38 @@ async fn a_500_recipient_campaign_over_two_numbers_is_read_by_everyone_exactly_o
         .await
         .unwrap();
     assert_eq!(statuses, vec![(MessageStatus::Read, 500)]);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_pasted_with_spaces_quotes_and_a_bearer_prefix_is_sent_bare() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    // The simulator accepts only the bare token for this number: anything else is a 190.
+    let phone = "610000000001";
+    let numbers = json!({"numbers": [{"phone_number_id": phone, "token": "EAAG-right"}]});
+    herald_tests::configure_simulator(&stack, numbers).await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api
+        .create_number(phone, " \"Bearer EAAG-right\"\n", 80)
+        .await
+        .unwrap();
+    let campaign = fixtures::campaign(&api, "pasted token", &[number.id], 3)
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually(
+        "every message out of the queue",
+        Duration::from_secs(30),
+        || async {
+            let c = api.campaign(campaign.id).await.unwrap().counters;
+            (c.pending + c.queued == 0).then_some(())
+        },
+    )
+    .await;
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
+    assert_eq!(stats.accepted_total, 3, "{stats:?}");
+    assert_eq!(stats.rejected.get(&190), None);
+    stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

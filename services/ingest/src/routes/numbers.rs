@@ -1,5 +1,5 @@
-//! `POST /v1/numbers`: register a sender number. The access token is encrypted before it is
-//! stored and never returned.
+//! `POST /v1/numbers`: register a sender number. The access token is cleaned of what pasting
+//! adds (spaces, quotes, a `Bearer ` prefix), encrypted before it is stored and never returned.
 
 use std::sync::Arc;
 
@@ -64,7 +64,10 @@ pub async fn create(
     require("phone_number_id", &req.phone_number_id);
     require("waba_id", &req.waba_id);
     require("display_number", &req.display_number);
-    require("access_token", req.access_token.expose_secret());
+    let token = clean_token(req.access_token.expose_secret());
+    if token.is_none() {
+        require("access_token", "");
+    }
     let ceiling = req.throughput_ceiling.unwrap_or(80);
     if !(1..=MAX_THROUGHPUT).contains(&ceiling) {
         problems.push(FieldError {
@@ -87,7 +90,8 @@ pub async fn create(
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
     let id = NumberId::new();
-    let token = state.cipher.encrypt(&req.access_token, id.0.as_bytes());
+    let token = token.expect("checked above");
+    let token = state.cipher.encrypt(&token, id.0.as_bytes());
     let inserted = numbers::insert_number(
         &state.pool,
         &NewNumber {
@@ -139,7 +143,7 @@ pub async fn update_token(
     ApiPath(id): ApiPath<NumberId>,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<StatusCode, ApiError> {
-    if req.access_token.expose_secret().trim().is_empty() {
+    let Some(token) = clean_token(req.access_token.expose_secret()) else {
         return Err(ApiError::Invalid {
             message: "the token is empty".into(),
             details: vec![FieldError {
@@ -148,8 +152,8 @@ pub async fn update_token(
                 reason: "is required".into(),
             }],
         });
-    }
-    let token = state.cipher.encrypt(&req.access_token, id.0.as_bytes());
+    };
+    let token = state.cipher.encrypt(&token, id.0.as_bytes());
     if !numbers::resume_number(&state.pool, tenant, id, Some(&token)).await? {
         return Err(ApiError::NotFound("number"));
     }
@@ -202,4 +206,68 @@ pub async fn set_portfolio_limit(
     numbers::set_portfolio_limit(&state.pool, tenant, portfolio.trim(), limit).await?;
     tracing::info!(portfolio = %portfolio, ?limit, "portfolio limit set");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An access token as pasted: surrounding white space and quotes, and a `Bearer ` prefix
+/// (copied from a header), taken off; `None` when nothing is left. A Graph token never
+/// contains white space or quotes itself.
+fn clean_token(raw: &str) -> Option<SecretString> {
+    let mut token = raw.trim();
+    loop {
+        let before = token;
+        token = token.trim_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+        if let Some(prefix) = token.get(..7)
+            && prefix.eq_ignore_ascii_case("bearer ")
+        {
+            token = &token[7..];
+        }
+        if token == before {
+            break;
+        }
+    }
+    // A pasted "Bearer " alone is no token.
+    let empty = token.is_empty() || token.eq_ignore_ascii_case("bearer");
+    (!empty).then(|| SecretString::from(token.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cleaned(raw: &str) -> Option<String> {
+        clean_token(raw).map(|t| t.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn pasted_tokens_lose_their_spaces_quotes_and_bearer_prefix() {
+        for raw in [
+            "EAAGtoken",
+            "  EAAGtoken\n",
+            "\"EAAGtoken\"",
+            "'EAAGtoken'",
+            "Bearer EAAGtoken",
+            "bearer   EAAGtoken",
+            " \"Bearer EAAGtoken\" ",
+            "'BEARER EAAGtoken'\r\n",
+        ] {
+            assert_eq!(cleaned(raw).as_deref(), Some("EAAGtoken"), "{raw:?}");
+        }
+        for empty in ["", "   ", "\"\"", "Bearer ", "' Bearer  '"] {
+            assert_eq!(cleaned(empty), None, "{empty:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_wrapping_of_a_token_cleans_back_to_it(
+            token in "[A-Za-z0-9_-]{1,60}",
+            before in "[ \t\"']{0,3}",
+            bearer in proptest::bool::ANY,
+            after in "[ \t\r\n\"']{0,3}",
+        ) {
+            let raw = format!("{before}{}{token}{after}", if bearer { "Bearer " } else { "" });
+            prop_assert_eq!(cleaned(&raw), Some(token));
+        }
+    }
 }
