@@ -62,14 +62,6 @@ impl GroupReader {
         Ok(reader)
     }
 
-    pub fn stream(&self) -> &str {
-        &self.stream
-    }
-
-    pub fn consumer(&self) -> &str {
-        &self.consumer
-    }
-
     /// Makes the group again (after Redis lost its data, see `conn::group_is_gone`).
     pub async fn ensure_group(&mut self) -> RedisResult<()> {
         conn::ensure_group(&mut self.commands, &self.stream, self.group).await

@@ -64,10 +64,6 @@ impl NumberQueue {
         Self { keys, conn }
     }
 
-    pub fn keys(&self) -> &NumberKeys {
-        &self.keys
-    }
-
     /// Moves up to `batch` retries due by `now_ms` back into the stream.
     pub async fn promote_due(&mut self, now_ms: i64, batch: usize) -> RedisResult<usize> {
         MOVE_DUE_RETRIES
