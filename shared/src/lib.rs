@@ -11,4 +11,5 @@ pub mod settings;
 pub mod signature;
 pub mod stream;
 pub mod telemetry;
+pub mod template;
 pub mod whatsapp;

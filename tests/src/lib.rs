@@ -254,6 +254,7 @@ pub async fn seed_campaign_over(
             db_numbers::insert_number(
                 &ctx.pool,
                 &db_numbers::NewNumber {
+                    tested: None,
                     id: number,
                     tenant,
                     phone_number_id: &phone_number_id,
@@ -277,8 +278,7 @@ pub async fn seed_campaign_over(
             id: campaign,
             tenant,
             name: "seeded",
-            template_name: "t",
-            template_language: "en",
+            templates: &[campaigns::CampaignTemplate::only("t", "en", 2)],
             numbers: &numbers,
         },
     )
@@ -289,6 +289,7 @@ pub async fn seed_campaign_over(
         .into_iter()
         .enumerate()
         .map(|(i, (phone, vars))| messages::NewMessage {
+            template: 0,
             number: numbers[i % numbers.len()],
             recipient: phone,
             variables: serde_json::json!(vars),
@@ -398,6 +399,38 @@ impl Drop for PrivateRedis {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Cloud API stand-in (wiremock) that already lists the templates campaigns in tests use
+/// (`spring_sale_2026` in `en_GB`, two body values) for any WABA; a test mounts its own answers
+/// to sends.
+pub async fn cloud_api() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path_regex};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("GET"))
+        .and(path_regex(r"/message_templates$"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "data": [{"name": "spring_sale_2026", "language": "en_GB", "status": "APPROVED",
+                          "category": "MARKETING", "parameter_format": "POSITIONAL", "id": "1",
+                          "components": [{"type": "BODY", "text": "Hi {{1}}, take {{2}} off"}]}],
+                "paging": {"cursors": {"before": "a", "after": "a"}}
+            })),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The sends (POSTs) a Cloud API stand-in received, oldest first.
+pub async fn sends(server: &wiremock::MockServer) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method == wiremock::http::Method::POST)
+        .collect()
 }
 
 #[cfg(test)]

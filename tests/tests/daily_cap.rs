@@ -9,7 +9,7 @@ use herald::stack::{Roles, Stack};
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
 use serde_json::json;
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, Request, ResponseTemplate};
 
 /// Accepts every send, noting when it came.
 struct Recording(Mutex<Vec<Instant>>);
@@ -27,7 +27,7 @@ impl wiremock::Respond for &'static Recording {
 #[tokio::test]
 async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     let recording: &'static Recording = Box::leak(Box::new(Recording(Mutex::default())));
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(recording)
         .mount(&cloud_api)
@@ -56,7 +56,7 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
         .post(
             "/v1/numbers",
             &json!({"phone_number_id": "300000000001", "waba_id": "w",
-                    "display_number": "+300000000001", "access_token": "t",
+                    "display_number": "+300000000001", "access_token": "t", "verify": false,
                     "rate": 50, "portfolio_id": "pf-1"}),
         )
         .await

@@ -197,6 +197,13 @@ async fn a_token_or_policy_error_pauses_the_number_and_keeps_its_messages_until_
         })
         .await;
         assert_eq!((c.queued, c.failed, c.sent), (3, 0, 0), "code {code}");
+        let view: herald_ingest::views::NumberView = w
+            .api
+            .get(&format!("/v1/numbers/{}", w.number))
+            .await
+            .unwrap();
+        let reason = view.state_reason.unwrap_or_default();
+        assert!(reason.contains(&code.to_string()), "{reason}");
         // The operator fixed it.
         configure_simulator(&w.stack, json!({"faults": []})).await;
         w.api

@@ -55,6 +55,7 @@ async fn add_recipients(pool: &PgPool, campaign: CampaignId, tag: &str, n: usize
     let number = campaigns::campaign_numbers(pool, campaign).await.unwrap()[0];
     let rows: Vec<messages::NewMessage> = (0..n)
         .map(|i| messages::NewMessage {
+            template: 0,
             number,
             recipient: format!("+44750{tag}{i:04}"),
             variables: serde_json::json!(["x", "y"]),

@@ -99,7 +99,7 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
         ingest: true,
         sender: false,
         webhook: true,
-        simulator: false,
+        simulator: true,
     };
     // One processor, so that bodies are applied in the order they were posted.
     let mut settings = ctx.settings.clone();
@@ -216,14 +216,14 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
         ingest: true,
         sender: false,
         webhook: true,
-        simulator: false,
+        simulator: true,
     };
     let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     // `create_number` registers its numbers under WABA `demo-waba`.
     let number = api.create_number(FIXTURE_NUMBER, "t", 80).await.unwrap();
     let mut started = Vec::new();
-    for template in ["spring_sale_2026", "order_update"] {
+    for template in ["spring_sale_2026", "loyalty_points"] {
         let campaign = api
             .create_campaign(template, template, "en_GB", &[number.id])
             .await
@@ -267,6 +267,12 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     );
     let other = api.campaign(started[1]).await.unwrap();
     assert_eq!(other.state, herald_shared::domain::CampaignState::Running);
+    // The template's stored status follows Meta's.
+    let listed: herald_ingest::views::TemplateList = api
+        .get("/v1/templates?name=spring_sale_2026")
+        .await
+        .unwrap();
+    assert_eq!(listed.templates[0].status, "PAUSED");
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -11,7 +11,7 @@ const INGEST_ONLY: Roles = Roles {
     ingest: true,
     sender: false,
     webhook: false,
-    simulator: false,
+    simulator: true,
 };
 
 fn refusal(e: anyhow::Error) -> ApiRefusal {
@@ -93,9 +93,13 @@ async fn invalid_phones_are_reported_by_row_and_the_valid_rows_are_stored_once()
     let campaign = campaign_with_number(&api, "200000000003").await;
     let mut rows = recipients(3);
     rows.insert(1, ("07400 000001".into(), vec![]));
-    rows.push(("+44 7400 000000".into(), vec!["again".into()]));
+    rows.push(("+44 7400 000000".into(), vec!["again".into(), "10%".into()]));
     rows.push(("not a phone".into(), vec![]));
-    rows.push(("+447400000009".into(), vec!["two\nlines".into()]));
+    rows.push((
+        "+447400000009".into(),
+        vec!["two\nlines".into(), "10%".into()],
+    ));
+    rows.push(("+447400000010".into(), vec!["one value".into()]));
     let report: UploadReport = api.upload(campaign.id, &rows).await.unwrap();
     assert_eq!(report.accepted, 3);
     assert_eq!(report.duplicates, 1);
@@ -104,7 +108,10 @@ async fn invalid_phones_are_reported_by_row_and_the_valid_rows_are_stored_once()
         .iter()
         .map(|r| (r.row, r.field.as_str()))
         .collect();
-    assert_eq!(rejected, vec![(2, "phone"), (6, "phone"), (7, "variables")]);
+    assert_eq!(
+        rejected,
+        vec![(2, "phone"), (6, "phone"), (7, "body.1"), (8, "body.2")]
+    );
     assert!(
         report.rejected[0].reason.contains("country code"),
         "{:?}",

@@ -75,7 +75,7 @@ impl wiremock::Respond for &'static Recording {
 }
 
 async fn world(recording: &'static Recording) -> (TestContext, Stack, MockServer) {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(recording)
         .mount(&cloud_api)
@@ -96,7 +96,7 @@ async fn campaign(api: &ApiClient, numbers: &[(&str, &str)], n: usize, rate: u32
             .post(
                 "/v1/numbers",
                 &json!({"phone_number_id": phone, "waba_id": waba,
-                        "display_number": format!("+{phone}"), "access_token": "t",
+                        "display_number": format!("+{phone}"), "access_token": "t", "verify": false,
                         "rate": rate}),
             )
             .await

@@ -43,7 +43,7 @@ impl wiremock::Respond for Accepting {
 
 /// A Cloud API that answers `refusal` `times` times, then accepts every send.
 async fn refusing_then_accepting(refusal: ResponseTemplate, times: u64) -> MockServer {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(refusal)
         .up_to_n_times(times)
@@ -76,7 +76,7 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
     let (ctx, stack) = against(cloud_api, |_| {}).await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api
-        .create_number("300000000001", "the-token", 50)
+        .create_untested_number("300000000001", "the-token", 50)
         .await
         .unwrap();
     let campaign = fixtures::campaign(&api, "c", &[number.id], 1)
@@ -108,7 +108,7 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
 
 #[tokio::test]
 async fn a_send_carries_the_token_and_the_message_id_and_records_the_wamid() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .and(path(MESSAGES))
         .and(header("authorization", "Bearer the-token"))
@@ -119,7 +119,7 @@ async fn a_send_carries_the_token_and_the_message_id_and_records_the_wamid() {
     let (status, attempts, code, wamid) = send_one(&cloud_api).await;
     assert_eq!((status, attempts, code), (MessageStatus::Sent, 1, None));
     assert_eq!(wamid.as_deref(), Some("wamid.OK1"));
-    let request = &cloud_api.received_requests().await.unwrap()[0];
+    let request = &herald_tests::sends(&cloud_api).await[0];
     let body: serde_json::Value = request.body_json().unwrap();
     assert_eq!(body["to"], "+447400000000");
     assert_eq!(body["template"]["name"], "spring_sale_2026");
@@ -145,7 +145,7 @@ async fn a_transient_error_is_retried_and_then_sent() {
 
 #[tokio::test]
 async fn a_transient_error_that_persists_fails_after_the_last_attempt() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).set_body_string("upstream gone"))
         .expect(3)
@@ -164,7 +164,7 @@ async fn throttling_is_retried_without_using_up_attempts() {
 
 #[tokio::test]
 async fn a_permanent_recipient_error_fails_at_once_with_its_code() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(graph_error(400, 131026))
         .expect(1)
@@ -190,7 +190,10 @@ async fn started(
     herald_shared::domain::NumberId,
 ) {
     let api = ctx.tenant(&stack.ingest_url).await;
-    let number = api.create_number("300000000001", token, 50).await.unwrap();
+    let number = api
+        .create_untested_number("300000000001", token, 50)
+        .await
+        .unwrap();
     let campaign = fixtures::campaign(&api, "c", &[number.id], n)
         .await
         .unwrap();
@@ -200,7 +203,7 @@ async fn started(
 
 #[tokio::test]
 async fn an_expired_token_pauses_the_number_keeps_its_messages_and_a_new_token_sends_them() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .and(header("authorization", "Bearer expired"))
         .respond_with(graph_error(401, 190))
@@ -252,7 +255,7 @@ async fn an_expired_token_pauses_the_number_keeps_its_messages_and_a_new_token_s
 
 #[tokio::test]
 async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(graph_error(404, 132001))
         .mount(&cloud_api)
@@ -275,7 +278,7 @@ async fn a_template_error_pauses_the_campaign_with_its_reason_and_fails_nothing(
 
 #[tokio::test]
 async fn a_shutdown_gives_up_on_stuck_sends_after_the_drain_time_and_keeps_them_pending() {
-    let cloud_api = MockServer::start().await;
+    let cloud_api = herald_tests::cloud_api().await;
     Mock::given(method("POST"))
         .respond_with(accepted_after(Duration::from_secs(30)))
         .mount(&cloud_api)
@@ -287,7 +290,7 @@ async fn a_shutdown_gives_up_on_stuck_sends_after_the_drain_time_and_keeps_them_
     .await;
     let (_api, campaign, _) = started(&ctx, &stack, "t", 2).await;
     eventually("the sends under way", Duration::from_secs(10), || async {
-        (cloud_api.received_requests().await.unwrap().len() == 2).then_some(())
+        (herald_tests::sends(&cloud_api).await.len() == 2).then_some(())
     })
     .await;
     let stopping = std::time::Instant::now();

@@ -11,11 +11,12 @@ use herald_tests::{TestContext, assert_counters_match, eventually, set_status};
 use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
+/// Ingest, with a simulator to read templates from (no sender sends to it).
 const INGEST_ONLY: Roles = Roles {
     ingest: true,
     sender: false,
     webhook: false,
-    simulator: false,
+    simulator: true,
 };
 const SENDER_AND_SIMULATOR: Roles = Roles {
     ingest: false,

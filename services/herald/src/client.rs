@@ -43,6 +43,24 @@ impl ApiClient {
         read(response).await
     }
 
+    /// PATCHes `path` with `body` and reads the answer as `T`.
+    pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .json(body)
+            .send()
+            .await?;
+        read(response).await
+    }
+
+    /// DELETEs `path` (answered by 204); a non-2xx answer is an `ApiRefusal`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let request = self.http.delete(format!("{}{path}", self.base));
+        self.without_answer(request).await
+    }
+
     /// PUTs `body` to `path`; a non-2xx answer is an `ApiRefusal`.
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<()> {
         let request = self.http.put(format!("{}{path}", self.base)).json(body);
@@ -76,11 +94,35 @@ impl ApiClient {
         read(response).await
     }
 
+    /// Registers a number of WABA `demo-waba` sending at `rate`, after the connection test
+    /// Herald makes against the Cloud API (or the simulator).
     pub async fn create_number(
         &self,
         phone_number_id: &str,
         access_token: &str,
         rate: u32,
+    ) -> anyhow::Result<NumberView> {
+        self.register_number(phone_number_id, access_token, rate, true)
+            .await
+    }
+
+    /// Registers a number without testing it: for a Cloud API stand-in that only takes sends.
+    pub async fn create_untested_number(
+        &self,
+        phone_number_id: &str,
+        access_token: &str,
+        rate: u32,
+    ) -> anyhow::Result<NumberView> {
+        self.register_number(phone_number_id, access_token, rate, false)
+            .await
+    }
+
+    async fn register_number(
+        &self,
+        phone_number_id: &str,
+        access_token: &str,
+        rate: u32,
+        verify: bool,
     ) -> anyhow::Result<NumberView> {
         self.post(
             "/v1/numbers",
@@ -91,6 +133,7 @@ impl ApiClient {
                 "access_token": access_token,
                 "throughput_ceiling": rate,
                 "rate": rate,
+                "verify": verify,
             }),
         )
         .await

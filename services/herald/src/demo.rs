@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herald_ingest::views::{CampaignView, Counters};
+use herald_ingest::views::{CampaignView, Counters, SyncReport, TestReport};
 use herald_shared::db;
 use herald_shared::settings::Settings;
 use herald_simulator::StatsReport;
@@ -83,6 +83,24 @@ async fn drive(
                 .id,
         );
     }
+    let mut healthy = 0;
+    for id in &numbers {
+        let report: TestReport = api
+            .post(&format!("/v1/numbers/{id}/test"), &serde_json::json!({}))
+            .await?;
+        healthy += usize::from(report.ok);
+    }
+    println!(
+        "Numbers tested: {healthy} of {} ready to send",
+        numbers.len()
+    );
+    let synced: SyncReport = api
+        .post("/v1/templates/sync", &serde_json::json!({}))
+        .await?;
+    println!(
+        "Templates synced: {} added, {} updated, {} removed",
+        synced.counts.added, synced.counts.updated, synced.counts.removed
+    );
     let campaign = api
         .create_campaign("Spring sale (demo)", TEMPLATE, LANGUAGE, &numbers)
         .await?;

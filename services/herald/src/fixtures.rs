@@ -116,6 +116,7 @@ pub async fn register_numbers(
         numbers::insert_number(
             &world.pool,
             &numbers::NewNumber {
+                tested: None,
                 id,
                 tenant,
                 phone_number_id: &phone_number_id,
@@ -198,6 +199,34 @@ impl Simulator {
 
     pub async fn stats(&self) -> anyhow::Result<StatsReport> {
         self.stats_as().await
+    }
+
+    /// Its configuration in force, as JSON.
+    pub async fn config(&self) -> anyhow::Result<serde_json::Value> {
+        let config = self
+            .http
+            .get(format!("{}/sim/config", self.url))
+            .send()
+            .await?
+            .error_for_status()
+            .context("reading the simulator's configuration")?
+            .json()
+            .await?;
+        Ok(config)
+    }
+
+    /// The send bodies it accepted and kept (`capture` in its configuration), oldest first.
+    pub async fn sent(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let answer: serde_json::Value = self
+            .http
+            .get(format!("{}/sim/sent", self.url))
+            .send()
+            .await?
+            .error_for_status()
+            .context("reading the sends the simulator kept")?
+            .json()
+            .await?;
+        Ok(answer["sent"].as_array().cloned().unwrap_or_default())
     }
 
     /// Its counters as any shape (the benchmarks keep them as JSON).

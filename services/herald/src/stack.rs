@@ -75,7 +75,8 @@ impl Stack {
                 .await
                 .context("simulator")?;
             simulator_url = format!("http://{}:{}", settings.simulator.listen.host, app.port());
-            if roles.sender {
+            // The sender sends to it; ingest tests numbers and reads templates from it.
+            if roles.sender || roles.ingest {
                 settings.whatsapp.base_url = simulator_url.clone();
             }
             tasks.push((

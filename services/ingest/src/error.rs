@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 409: the resource is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// 502: the Cloud API could not be read.
+    #[error("{0}")]
+    Upstream(String),
     /// 500: logged, never shown.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -73,6 +76,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             Self::Internal(cause) => {
                 tracing::error!(error = %format!("{cause:#}"), "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

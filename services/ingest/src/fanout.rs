@@ -20,10 +20,11 @@ use bytes::Bytes;
 use chrono::Utc;
 use herald_shared::db::campaigns::{self, FanoutRow, Lane};
 use herald_shared::db::messages;
+use herald_shared::db::templates::{self, CampaignTemplate};
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Connection, Entry, Keys, fanout};
-use herald_shared::whatsapp::TemplateMessage;
+use herald_shared::template::{Filling, Message};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -112,6 +113,7 @@ impl FanOut {
             return Ok(fanned);
         };
         let mut lanes = campaigns::fanout_lanes(&self.pool, campaign).await?;
+        let mix = templates::campaign_templates(&self.pool, campaign).await?;
         let mut width = self.batch.min(FIRST_PAGE);
         let mut marking = JoinSet::new();
         lanes.retain(|lane| lane.cursor < last);
@@ -138,7 +140,7 @@ impl FanOut {
                     campaigns::fanout_page(&self.pool, campaign, lane.number, next - 1, through)
                         .await?;
                 if !page.is_empty() {
-                    self.append(campaign, lane.number, &page).await?;
+                    self.append(campaign, &mix, lane.number, &page).await?;
                     while marking.len() >= MARKING {
                         fanned.queued += marked(marking.join_next().await);
                     }
@@ -183,19 +185,24 @@ impl FanOut {
     async fn append(
         &mut self,
         campaign: CampaignId,
+        mix: &[CampaignTemplate],
         number: NumberId,
         rows: &[FanoutRow],
     ) -> anyhow::Result<()> {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let callback = row.id.0.to_string();
-            let payload = TemplateMessage::new(
-                &row.recipient,
-                &row.template_name,
-                &row.template_language,
-                &row.variables,
-                &callback,
-            );
+            let template = mix
+                .iter()
+                .find(|t| t.position == row.template)
+                .with_context(|| format!("campaign {campaign} has no template {}", row.template))?;
+            let filling = Filling {
+                name: &template.name,
+                language: &template.language,
+                spec: &template.spec,
+                fixed: &template.fixed,
+            };
+            let payload = Message::new(&row.recipient, filling, &row.variables, &callback);
             entries.push(Entry {
                 message: row.id,
                 campaign,

@@ -1,14 +1,20 @@
 //! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress;
 //! and the fan-out worker that moves a running campaign's messages into the number streams.
 
+mod audience;
+mod catalog;
 mod error;
 mod fanout;
 mod routes;
 
 /// The shapes the API answers with, for clients.
 pub mod views {
-    pub use crate::routes::campaigns::{CampaignView, RowError, TemplateView, UploadReport};
-    pub use crate::routes::numbers::NumberView;
+    pub use crate::catalog::WabaSync;
+    pub use crate::routes::campaigns::{
+        CampaignView, RowError, TemplateShare, TemplateView, UploadReport,
+    };
+    pub use crate::routes::numbers::{NumberView, TestReport};
+    pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail, TemplateList};
     pub use herald_shared::db::campaigns::Counters;
 }
 
@@ -31,6 +37,8 @@ pub struct AppState {
     pub redis: herald_shared::stream::Connection,
     pub keys: Keys,
     pub cipher: TokenCipher,
+    /// The Cloud API, for management reads (number tests, template syncs).
+    pub graph: herald_shared::whatsapp::CloudApiClient,
     pub default_rate: u32,
     /// Wakes the fan-out worker when a campaign starts.
     pub fanout_wake: Arc<Notify>,
@@ -68,6 +76,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         redis,
         keys,
         cipher,
+        graph: herald_shared::whatsapp::CloudApiClient::new(&settings.whatsapp)?,
         default_rate: settings.sender.default_rate,
         fanout_wake,
     });

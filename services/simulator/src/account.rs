@@ -73,33 +73,31 @@ pub async fn message_templates(
         return graph_error(&state, 190, "An access token is required");
     }
     let active = state.sim.active();
-    let all: Vec<_> = active
-        .config
-        .templates
-        .iter()
-        .filter(|t| t.waba_id == waba_id)
-        .collect();
+    let all: Vec<_> = active.templates_of(&waba_id).collect();
     let start = match paging.after.as_deref().map(decode_cursor) {
         None => 0,
         Some(Some(i)) => i,
         Some(None) => return graph_error(&state, 100, "Invalid parameter: after"),
     };
-    let limit = paging.limit.unwrap_or(25).clamp(1, 100);
+    let limit = paging
+        .limit
+        .unwrap_or(25)
+        .clamp(1, active.config.template_page_size.max(1));
     let page: Vec<Value> = all
         .iter()
         .enumerate()
         .skip(start)
         .take(limit)
-        .map(|(i, t)| {
-            let body_text = (1..=t.body_params)
-                .map(|p| format!("{{{{{p}}}}}"))
-                .collect::<Vec<_>>()
-                .join(" ");
+        .map(|(_, t)| {
+            // Stable, like Meta's: the same template keeps its id when others come and go.
+            let id = herald_shared::hash::fnv1a(&format!("{}/{}", t.name, t.language))
+                % 1_000_000_000_000_000;
             json!({
                 "name": t.name, "language": t.language, "status": t.status,
-                "category": t.category, "parameter_format": "POSITIONAL",
-                "components": [{"type": "BODY", "text": format!("Hello {body_text}")}],
-                "id": format!("{}", 1_000_000 + i),
+                "category": t.category,
+                "parameter_format": t.parameter_format.as_deref().unwrap_or("POSITIONAL"),
+                "components": t.graph_components(),
+                "id": id.to_string(),
             })
         })
         .collect();

@@ -24,6 +24,17 @@ pub async fn reset_stats(State(state): State<Arc<AppState>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// The accepted send bodies kept (`capture` in the configuration), oldest first.
+pub async fn sent(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let sent: Vec<Value> = state
+        .sim
+        .sent()
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect();
+    Json(json!({ "sent": sent }))
+}
+
 pub async fn get_config(State(state): State<Arc<AppState>>) -> Json<SimConfig> {
     Json(state.sim.active().config.clone())
 }

@@ -173,7 +173,7 @@ pub async fn send_message(
         Ok(m) => m,
         Err(e) => return graph_error(&state, 100, &format!("Invalid parameter: {e}")),
     };
-    let (to, callback) = match validate(&active, &phone_number_id, &message) {
+    let (to, callback) = match validate(&active, &phone_number_id, &message, &body) {
         Ok(valid) => valid,
         Err((code, details)) => return graph_error(&state, code, &details),
     };
@@ -193,6 +193,7 @@ pub async fn send_message(
     match verdict {
         Verdict::Accept(acceptance) => {
             state.queue.accepted(|| receipt(&acceptance));
+            state.sim.capture(active.config.capture, &body);
             wait(&state, latency).await;
             Json(Accepted {
                 messaging_product: "whatsapp",
@@ -266,6 +267,7 @@ fn validate<'a>(
     active: &Active,
     phone_number_id: &str,
     m: &'a SendBody<'_>,
+    raw: &[u8],
 ) -> Result<(&'a str, Option<&'a str>), (i64, String)> {
     let invalid = |what: &str| Err((100, format!("Invalid parameter: {what}")));
     if m.messaging_product.as_deref() != Some("whatsapp") {
@@ -315,6 +317,7 @@ fn validate<'a>(
                         format!("template {name} ({language}) is {}", t.status),
                     ));
                 }
+                Some(t) if t.components.is_some() => check_components(t, raw)?,
                 Some(t) => {
                     let given: usize = template
                         .components
@@ -355,4 +358,120 @@ fn validate<'a>(
         None => return Err((100, "Required parameter is missing: type".into())),
     }
     Ok((to, m.biz_opaque_callback_data.as_deref()))
+}
+
+/// Checks a send's `components` against a template defined with Graph components, as Meta
+/// does: the header's kind, the body's count (and names, for a named template), the buttons
+/// that need a value. Only for templates with `components`, so the common body-only send stays
+/// on the fast path.
+fn check_components(t: &crate::config::TemplateDef, raw: &[u8]) -> Result<(), (i64, String)> {
+    use herald_shared::template::{ButtonKind, Header, MediaKind, Spec};
+    use serde_json::Value;
+    let spec = Spec::from_graph(
+        t.parameter_format.as_deref(),
+        t.components.as_deref().unwrap_or_default(),
+    );
+    let body: Value =
+        serde_json::from_slice(raw).map_err(|e| (100, format!("Invalid parameter: {e}")))?;
+    let sent = body["template"]["components"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let of = |kind: &'static str| sent.iter().filter(move |c| c["type"] == kind);
+    let parameters = |c: &Value| c["parameters"].as_array().cloned().unwrap_or_default();
+    let mismatch = |what: String| {
+        Err((
+            132012,
+            format!("Parameter format does not match format in the created template: {what}"),
+        ))
+    };
+    let texts_ok = sent.iter().flat_map(parameters).all(|p| {
+        p["type"] != "text"
+            || p["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty() && !t.contains(['\n', '\t']) && !t.contains("     "))
+    });
+    if !texts_ok {
+        return Err((100, "Invalid parameter: a text parameter is empty or has a newline, a tab or more than 4 spaces in a row".into()));
+    }
+    let header: Vec<Value> = of("header").flat_map(parameters).collect();
+    match &spec.header {
+        None if !header.is_empty() => {
+            return mismatch("the template has no header variable".into());
+        }
+        None => {}
+        Some(Header::Text { .. }) if header.len() != 1 || header[0]["type"] != "text" => {
+            return mismatch("header: expected one text parameter".into());
+        }
+        Some(Header::Text { .. }) => {}
+        Some(Header::Media { media }) => {
+            let kind = match media {
+                MediaKind::Image => "image",
+                MediaKind::Video => "video",
+                MediaKind::Document => "document",
+            };
+            let media = header.first().map(|p| &p[kind]);
+            let given = media.is_some_and(|m| m["id"].is_string() || m["link"].is_string());
+            if header.len() != 1 || header[0]["type"] != kind || !given {
+                return mismatch(format!("header: expected one {kind} with an id or a link"));
+            }
+        }
+    }
+    let body_params: Vec<Value> = of("body").flat_map(parameters).collect();
+    if body_params.len() != spec.body.len() {
+        return Err((
+            132000,
+            format!(
+                "number of parameters ({}) does not match the expected number of params ({})",
+                body_params.len(),
+                spec.body.len()
+            ),
+        ));
+    }
+    for p in &body_params {
+        let name = p["parameter_name"].as_str();
+        match (spec.named, name) {
+            (true, Some(n)) if spec.body.iter().any(|b| b == n) => {}
+            (false, None) => {}
+            _ => return mismatch(format!("body parameter_name {name:?}")),
+        }
+    }
+    let buttons: Vec<&Value> = of("button").collect();
+    for b in &buttons {
+        let index: Option<u8> = b["index"].as_str().and_then(|i| i.parse().ok());
+        let declared = spec.buttons.iter().find(|d| Some(d.index) == index);
+        let Some(declared) = declared else {
+            return mismatch(format!("button {index:?} takes no parameter"));
+        };
+        let (sub_type, parameter) = match declared.kind {
+            ButtonKind::Url => ("url", "text"),
+            ButtonKind::QuickReply => ("quick_reply", "payload"),
+            ButtonKind::CopyCode => ("copy_code", "coupon_code"),
+        };
+        let p = parameters(b);
+        if b["sub_type"] != sub_type
+            || p.len() != 1
+            || p[0]["type"] != parameter
+            || !p[0][parameter].is_string()
+        {
+            return mismatch(format!(
+                "button {}: expected a {sub_type} with a {parameter}",
+                declared.index
+            ));
+        }
+    }
+    for declared in spec
+        .buttons
+        .iter()
+        .filter(|d| d.kind != ButtonKind::QuickReply)
+    {
+        let index = declared.index.to_string();
+        if !buttons.iter().any(|b| b["index"] == index.as_str()) {
+            return Err((
+                131008,
+                format!("Required parameter is missing: button {index}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -33,7 +33,13 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     pub webhooks: WebhookBehaviour,
     pub numbers: Vec<NumberDef>,
+    /// The templates served and checked; by default a catalogue with one of each kind
+    /// (`catalogue/templates.json`), for every WABA.
     pub templates: Vec<TemplateDef>,
+    /// Most templates on one page of `message_templates`, whatever `limit` asks.
+    pub template_page_size: usize,
+    /// How many accepted send bodies `GET /sim/sent` keeps (the latest); 0 keeps none.
+    pub capture: usize,
 }
 
 impl Default for SimConfig {
@@ -50,7 +56,9 @@ impl Default for SimConfig {
             faults: Vec::new(),
             webhooks: WebhookBehaviour::default(),
             numbers: Vec::new(),
-            templates: Vec::new(),
+            templates: catalogue(),
+            template_page_size: 100,
+            capture: 0,
         }
     }
 }
@@ -178,13 +186,19 @@ pub struct NumberDef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDef {
-    #[serde(default = "default_waba")]
-    pub waba_id: String,
+    /// The WABA that owns it; every WABA when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<String>,
     pub name: String,
     pub language: String,
-    /// Body variables the template takes.
+    /// Body variables the template takes, when `components` does not say.
     #[serde(default)]
     pub body_params: usize,
+    /// The components as Graph lists them; sends are checked against them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_format: Option<String>,
     #[serde(default = "default_category")]
     pub category: String,
     #[serde(default = "default_status")]
@@ -205,6 +219,30 @@ fn default_category() -> String {
 }
 fn default_status() -> String {
     "APPROVED".into()
+}
+
+/// One template of each kind Herald fills: body only, image / video / document / text header,
+/// named parameters, URL, quick-reply and copy-code buttons; and some it must refuse.
+fn catalogue() -> Vec<TemplateDef> {
+    serde_json::from_str(include_str!("catalogue/templates.json"))
+        .expect("the built-in catalogue is valid")
+}
+
+impl TemplateDef {
+    /// The components Graph lists: as configured, or a body with `body_params` variables.
+    pub fn graph_components(&self) -> Vec<Value> {
+        match &self.components {
+            Some(components) => components.clone(),
+            None => {
+                let variables: Vec<String> = (1..=self.body_params)
+                    .map(|p| format!("{{{{{p}}}}}"))
+                    .collect();
+                vec![
+                    serde_json::json!({"type": "BODY", "text": format!("Hello {}", variables.join(" "))}),
+                ]
+            }
+        }
+    }
 }
 
 impl SimConfig {

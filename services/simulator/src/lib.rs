@@ -96,6 +96,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/{version}/{phone_number_id}", get(account::phone_number))
         .route("/sim/stats", get(admin::stats).delete(admin::reset_stats))
+        .route("/sim/sent", get(admin::sent))
         .route(
             "/sim/config",
             get(admin::get_config).post(admin::patch_config),

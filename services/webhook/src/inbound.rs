@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use herald_shared::db::engagement::{self, Engagement, Inbound};
-use herald_shared::db::{campaigns, transitions::Engine};
+use herald_shared::db::{campaigns, templates, transitions::Engine};
 use herald_shared::domain::CampaignId;
 use herald_shared::whatsapp::webhook::{Notification, PreferenceCategory, PreferenceValue};
 use sqlx::PgConnection;
@@ -90,10 +90,15 @@ pub async fn apply(
         let (Some(event), Some(name)) = (update.event, &update.message_template_name) else {
             continue;
         };
+        let language = update.message_template_language.as_deref();
+        if let Some(status) = event.status() {
+            templates::set_status(&mut *tx, waba, name, language, &status)
+                .await
+                .context("recording a template's status")?;
+        }
         if !event.stops_sending() {
             continue;
         }
-        let language = update.message_template_language.as_deref();
         let running = campaigns::running_with_template(&mut *tx, waba, name, language)
             .await
             .context("finding campaigns of a stopped template")?;

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
+use super::templates;
+pub use super::templates::CampaignTemplate;
 use crate::domain::{CampaignId, CampaignState, MessageId, MessageStatus, NumberId, TenantId};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -61,8 +63,8 @@ pub struct NewCampaign<'a> {
     pub id: CampaignId,
     pub tenant: TenantId,
     pub name: &'a str,
-    pub template_name: &'a str,
-    pub template_language: &'a str,
+    /// At least one; the first is also the campaign's `template_name` and `_language`.
+    pub templates: &'a [CampaignTemplate],
     pub numbers: &'a [NumberId],
 }
 
@@ -77,10 +79,11 @@ pub async fn insert_campaign(
     .bind(c.id)
     .bind(c.tenant)
     .bind(c.name)
-    .bind(c.template_name)
-    .bind(c.template_language)
+    .bind(&c.templates[0].name)
+    .bind(&c.templates[0].language)
     .execute(&mut **tx)
     .await?;
+    templates::insert_campaign_templates(tx, c.id, c.templates).await?;
     let numbers: Vec<uuid::Uuid> = c.numbers.iter().map(|n| n.0).collect();
     sqlx::query(
         "INSERT INTO campaign_numbers (campaign_id, sender_number_id, position)
@@ -158,9 +161,9 @@ pub async fn running_campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignId>> {
 pub struct FanoutRow {
     pub id: MessageId,
     pub recipient: String,
-    pub variables: sqlx::types::Json<Vec<String>>,
-    pub template_name: String,
-    pub template_language: String,
+    pub variables: sqlx::types::Json<crate::template::Values>,
+    /// Which of the campaign's templates (its position).
+    pub template: i16,
 }
 
 /// A campaign's number and how far its fan-out has gone (every message of the campaign for
@@ -207,12 +210,10 @@ pub async fn fanout_page(
     through: i64,
 ) -> sqlx::Result<Vec<FanoutRow>> {
     sqlx::query_as(
-        "SELECT m.id, m.recipient, m.variables,
-                c.template_name, c.template_language
-         FROM messages m JOIN campaigns c ON c.id = m.campaign_id
-         WHERE m.campaign_id = $1 AND m.sender_number_id = $2 AND m.id > $3 AND m.id <= $4
-           AND m.status = $5
-         ORDER BY m.id",
+        "SELECT id, recipient, variables, template FROM messages
+         WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
+           AND status = $5
+         ORDER BY id",
     )
     .bind(campaign)
     .bind(number)
@@ -311,8 +312,10 @@ pub async fn running_with_template(
 ) -> sqlx::Result<Vec<CampaignId>> {
     sqlx::query_scalar(
         "SELECT c.id FROM campaigns c
-         WHERE c.state = $4 AND c.template_name = $2
-           AND ($3::text IS NULL OR c.template_language = $3)
+         WHERE c.state = $4
+           AND EXISTS (SELECT 1 FROM campaign_templates ct
+                       WHERE ct.campaign_id = c.id AND ct.name = $2
+                         AND ($3::text IS NULL OR ct.language = $3))
            AND EXISTS (SELECT 1 FROM campaign_numbers cn
                        JOIN sender_numbers n ON n.id = cn.sender_number_id
                        WHERE cn.campaign_id = c.id AND n.waba_id = $1)

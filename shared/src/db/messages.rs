@@ -15,6 +15,8 @@ pub struct NewMessage {
     pub number: NumberId,
     pub recipient: String,
     pub variables: serde_json::Value,
+    /// Which of the campaign's templates it sends (its position).
+    pub template: i16,
 }
 
 /// What `insert_recipients` added.
@@ -40,16 +42,18 @@ pub async fn insert_recipients(
         .iter()
         .map(|r| sqlx::types::Json(&r.variables))
         .collect();
+    let templates: Vec<i16> = rows.iter().map(|r| r.template).collect();
     let (pending, suppressed, _): (i64, i64, i64) = sqlx::query_as(
         "WITH held AS (
             SELECT s.recipient FROM suppressions s JOIN campaigns c ON c.tenant_id = s.tenant_id
             WHERE c.id = $1 AND s.recipient = ANY($3)
          ), inserted AS (
-            INSERT INTO messages (campaign_id, sender_number_id, recipient, variables, status)
-            SELECT $1, n, r, v,
+            INSERT INTO messages
+                (campaign_id, sender_number_id, recipient, variables, template, status)
+            SELECT $1, n, r, v, t,
                    CASE WHEN r IN (SELECT recipient FROM held) THEN 'suppressed'::message_status
                         ELSE 'pending'::message_status END
-            FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[]) AS t(n, r, v)
+            FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::smallint[]) AS u(n, r, v, t)
             ON CONFLICT (campaign_id, recipient) DO NOTHING
             RETURNING status
          ), counted AS (
@@ -67,6 +71,7 @@ pub async fn insert_recipients(
     .bind(numbers)
     .bind(recipients)
     .bind(variables)
+    .bind(templates)
     .fetch_one(db)
     .await?;
     Ok(Inserted {

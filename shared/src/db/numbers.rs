@@ -20,9 +20,25 @@ pub struct NumberRow {
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// The portfolio's limit of unique recipients per rolling 24 h; `None` is unlimited.
     pub daily_recipient_limit: Option<i32>,
+    /// Why the number is not active (the Cloud API error that paused it).
+    pub state_reason: Option<String>,
+    /// What the last connection test found.
+    #[sqlx(flatten)]
+    pub tested: TestFindings,
+}
+
+/// What a connection test (`GET /{phone_number_id}`) found, as stored.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct TestFindings {
+    pub verified_name: Option<String>,
+    pub quality_rating: Option<String>,
+    pub messaging_limit: Option<String>,
+    pub throughput_level: Option<String>,
+    pub tested_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct NewNumber<'a> {
+    pub tested: Option<&'a TestFindings>,
     pub id: NumberId,
     pub tenant: TenantId,
     pub phone_number_id: &'a str,
@@ -39,9 +55,10 @@ pub async fn insert_number(pool: &PgPool, n: &NewNumber<'_>) -> sqlx::Result<boo
     let done = sqlx::query(
         "INSERT INTO sender_numbers
             (id, tenant_id, phone_number_id, waba_id, display_number, access_token,
-             throughput_ceiling, current_rate, portfolio_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (phone_number_id) DO NOTHING",
+             throughput_ceiling, current_rate, portfolio_id, verified_name, quality_rating,
+             messaging_limit, throughput_level, tested_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (phone_number_id) WHERE deleted_at IS NULL DO NOTHING",
     )
     .bind(n.id)
     .bind(n.tenant)
@@ -52,6 +69,11 @@ pub async fn insert_number(pool: &PgPool, n: &NewNumber<'_>) -> sqlx::Result<boo
     .bind(n.throughput_ceiling)
     .bind(n.current_rate)
     .bind(n.portfolio_id)
+    .bind(n.tested.and_then(|t| t.verified_name.as_deref()))
+    .bind(n.tested.and_then(|t| t.quality_rating.as_deref()))
+    .bind(n.tested.and_then(|t| t.messaging_limit.as_deref()))
+    .bind(n.tested.and_then(|t| t.throughput_level.as_deref()))
+    .bind(n.tested.and_then(|t| t.tested_at))
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -68,18 +90,201 @@ pub async fn get_number(pool: &PgPool, id: NumberId) -> sqlx::Result<Option<Numb
     .await
 }
 
-/// The numbers among `ids` that belong to `tenant`.
+/// `tenant`'s numbers (not deleted), oldest first.
+pub async fn list_numbers(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<NumberRow>> {
+    sqlx::query_as(
+        "SELECT n.*, p.daily_recipient_limit FROM sender_numbers n
+         LEFT JOIN portfolios p ON p.tenant_id = n.tenant_id AND p.id = n.portfolio_id
+         WHERE n.tenant_id = $1 AND n.deleted_at IS NULL
+         ORDER BY n.created_at, n.id",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
+/// One of `tenant`'s numbers (not deleted).
+pub async fn tenant_number(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: NumberId,
+) -> sqlx::Result<Option<NumberRow>> {
+    sqlx::query_as(
+        "SELECT n.*, p.daily_recipient_limit FROM sender_numbers n
+         LEFT JOIN portfolios p ON p.tenant_id = n.tenant_id AND p.id = n.portfolio_id
+         WHERE n.id = $1 AND n.tenant_id = $2 AND n.deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What `PATCH /v1/numbers/{id}` may change; `None` leaves a field alone.
+pub struct NumberChanges<'a> {
+    pub display_number: Option<&'a str>,
+    pub throughput_ceiling: Option<i32>,
+    /// `Some(None)` takes the number out of its portfolio.
+    pub portfolio_id: Option<Option<&'a str>>,
+}
+
+/// Changes one of `tenant`'s numbers; the current rate is lowered to a lowered ceiling. Touches
+/// `updated_at` so that its sender restarts with the change. `false` when there is no such
+/// number.
+pub async fn update_number(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: NumberId,
+    c: &NumberChanges<'_>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sender_numbers SET
+             display_number = coalesce($3, display_number),
+             throughput_ceiling = coalesce($4, throughput_ceiling),
+             current_rate = least(current_rate, coalesce($4, throughput_ceiling)),
+             portfolio_id = CASE WHEN $5 THEN $6 ELSE portfolio_id END,
+             updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(c.display_number)
+    .bind(c.throughput_ceiling)
+    .bind(c.portfolio_id.is_some())
+    .bind(c.portfolio_id.flatten())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores what a connection test found.
+pub async fn record_test(pool: &PgPool, id: NumberId, t: &TestFindings) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sender_numbers SET verified_name = $2, quality_rating = $3,
+             messaging_limit = $4, throughput_level = $5, tested_at = $6
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&t.verified_name)
+    .bind(&t.quality_rating)
+    .bind(&t.messaging_limit)
+    .bind(&t.throughput_level)
+    .bind(t.tested_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// How deleting a number went.
+#[derive(Debug, PartialEq)]
+pub enum Deletion {
+    Deleted,
+    NotFound,
+    /// Campaigns not yet finished that send from it, `(id, state)`.
+    InUse(Vec<(uuid::Uuid, crate::domain::CampaignState)>),
+}
+
+/// Deletes one of `tenant`'s numbers unless a campaign that is not finished uses it. The row
+/// stays (its messages refer to it), disabled and marked deleted; the number's lock is taken
+/// first so that no campaign can start with it in between.
+pub async fn delete_number(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: NumberId,
+) -> sqlx::Result<Deletion> {
+    use crate::domain::CampaignState::*;
+    let mut tx = pool.begin().await?;
+    let found: Option<NumberId> = sqlx::query_scalar(
+        "SELECT id FROM sender_numbers
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if found.is_none() {
+        return Ok(Deletion::NotFound);
+    }
+    let users: Vec<(uuid::Uuid, crate::domain::CampaignState)> = sqlx::query_as(
+        "SELECT c.id, c.state FROM campaign_numbers cn JOIN campaigns c ON c.id = cn.campaign_id
+         WHERE cn.sender_number_id = $1 AND c.state = ANY($2)
+         ORDER BY c.created_at",
+    )
+    .bind(id)
+    .bind([Draft, Scheduled, Running, Paused])
+    .fetch_all(&mut *tx)
+    .await?;
+    if !users.is_empty() {
+        return Ok(Deletion::InUse(users));
+    }
+    sqlx::query(
+        "UPDATE sender_numbers SET state = $2, state_reason = 'deleted', deleted_at = now(),
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(NumberState::Disabled)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Deletion::Deleted)
+}
+
+/// The numbers among `ids` that belong to `tenant` (and are not deleted).
 pub async fn owned_numbers(
     pool: &PgPool,
     tenant: TenantId,
     ids: &[NumberId],
 ) -> sqlx::Result<Vec<NumberId>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|n| n.0).collect();
-    sqlx::query_scalar("SELECT id FROM sender_numbers WHERE tenant_id = $1 AND id = ANY($2)")
-        .bind(tenant)
-        .bind(ids)
-        .fetch_all(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT id FROM sender_numbers
+         WHERE tenant_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The WABAs of `ids`.
+pub async fn wabas(pool: &PgPool, ids: &[NumberId]) -> sqlx::Result<Vec<String>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|n| n.0).collect();
+    sqlx::query_scalar(
+        "SELECT DISTINCT waba_id FROM sender_numbers WHERE id = ANY($1) ORDER BY waba_id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The WABAs of `tenant`'s numbers.
+pub async fn tenant_wabas(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT waba_id FROM sender_numbers
+         WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY waba_id",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
+/// The encrypted tokens of `tenant`'s numbers of `waba`, active numbers first: any of them
+/// can read the WABA's templates.
+pub async fn waba_tokens(
+    pool: &PgPool,
+    tenant: TenantId,
+    waba: &str,
+) -> sqlx::Result<Vec<(NumberId, Vec<u8>)>> {
+    sqlx::query_as(
+        "SELECT id, access_token FROM sender_numbers
+         WHERE tenant_id = $1 AND waba_id = $2 AND deleted_at IS NULL
+         ORDER BY state <> 'active', updated_at DESC",
+    )
+    .bind(tenant)
+    .bind(waba)
+    .fetch_all(pool)
+    .await
 }
 
 /// Every number that may send.
@@ -97,16 +302,18 @@ pub async fn pause_number(
     db: impl PgExecutor<'_>,
     id: NumberId,
     state: NumberState,
+    reason: &str,
     version: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE sender_numbers SET state = $2, updated_at = now()
+        "UPDATE sender_numbers SET state = $2, state_reason = $5, updated_at = now()
          WHERE id = $1 AND state = $3 AND updated_at = $4",
     )
     .bind(id)
     .bind(state)
     .bind(NumberState::Active)
     .bind(version)
+    .bind(reason)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -122,8 +329,9 @@ pub async fn resume_number(
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE sender_numbers
-         SET state = $3, access_token = coalesce($4, access_token), updated_at = now()
-         WHERE id = $1 AND tenant_id = $2",
+         SET state = $3, state_reason = NULL, access_token = coalesce($4, access_token),
+             updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
     )
     .bind(id)
     .bind(tenant)

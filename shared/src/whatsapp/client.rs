@@ -104,57 +104,14 @@ impl CloudApiClient {
         fence: i64,
         body: Bytes,
     ) -> SendResult {
-        let not_sent = |why: &str| SendResult::Transport(TransportFailure::NotSent(why.into()));
-        let Ok(uri) = format!(
-            "{}/{}/{}/messages",
-            self.base_url, self.version, phone_number_id
-        )
-        .parse::<Uri>() else {
-            return not_sent("the phone number id does not make a URL");
+        let path = format!("{phone_number_id}/messages");
+        let (status, retry_after, bytes) = match self
+            .exchange(Method::POST, &path, token, Some((fence, body)))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(failure) => return SendResult::Transport(failure),
         };
-        let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-        else {
-            return not_sent("the access token has characters a header cannot carry");
-        };
-        auth.set_sensitive(true);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(AUTHORIZATION, auth)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(FENCE_HEADER, fence)
-            .body(Full::new(body));
-        let Ok(request) = request else {
-            return not_sent("the request could not be built");
-        };
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                // hyper-util's Display never includes headers, so the token cannot leak.
-                if e.is_connect() {
-                    TransportFailure::NotSent(error_chain(&e))
-                } else {
-                    TransportFailure::Ambiguous(error_chain(&e))
-                }
-            })?;
-            let (parts, body) = response.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| TransportFailure::Ambiguous(error_chain(&e)))?
-                .to_bytes();
-            Ok((parts.status, retry_after(&parts.headers), bytes))
-        };
-        let (status, retry_after, bytes) =
-            match tokio::time::timeout(self.request_timeout, exchange).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(failure)) => return SendResult::Transport(failure),
-                Err(_) => {
-                    return SendResult::Transport(TransportFailure::Ambiguous(format!(
-                        "no answer within {} ms",
-                        self.request_timeout.as_millis()
-                    )));
-                }
-            };
         if status.is_success() {
             return match serde_json::from_slice::<SendResponse>(&bytes) {
                 Ok(ok) => match ok.messages.into_iter().next() {
@@ -180,6 +137,137 @@ impl CloudApiClient {
                 "HTTP {} without a Graph error body",
                 status.as_u16()
             ))),
+        }
+    }
+
+    /// GETs `path_and_query` (after the API version) with `token`: a management read (a
+    /// number's profile, a page of templates), its 200 body parsed as `T`.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        token: &SecretString,
+    ) -> Result<T, GraphFailure> {
+        let (status, _, bytes) = self
+            .exchange(Method::GET, path_and_query, token, None)
+            .await
+            .map_err(|f| match f {
+                TransportFailure::NotSent(why) | TransportFailure::Ambiguous(why) => {
+                    GraphFailure::Unreachable(why)
+                }
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| GraphFailure::Unreachable(format!("unreadable 200 body: {e}")));
+        }
+        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
+            Ok(body) => Err(GraphFailure::Refused(body.error)),
+            Err(_) => Err(GraphFailure::Unreachable(format!(
+                "HTTP {} without a Graph error body",
+                status.as_u16()
+            ))),
+        }
+    }
+
+    /// One request to `{base}/{version}/{path}` and its whole answer, within the request
+    /// timeout. A send carries its fencing token and JSON body.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        token: &SecretString,
+        send: Option<(i64, Bytes)>,
+    ) -> Result<(hyper::StatusCode, Option<Duration>, Bytes), TransportFailure> {
+        let not_sent = |why: &str| TransportFailure::NotSent(why.into());
+        let Ok(uri) = format!("{}/{}/{}", self.base_url, self.version, path).parse::<Uri>() else {
+            return Err(not_sent("the phone number id does not make a URL"));
+        };
+        let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        else {
+            return Err(not_sent(
+                "the access token has characters a header cannot carry",
+            ));
+        };
+        auth.set_sensitive(true);
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, auth);
+        let request = match send {
+            Some((fence, body)) => request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(FENCE_HEADER, fence)
+                .body(Full::new(body)),
+            None => request.body(Full::new(Bytes::new())),
+        };
+        let Ok(request) = request else {
+            return Err(not_sent("the request could not be built"));
+        };
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                // hyper-util's Display never includes headers, so the token cannot leak.
+                if e.is_connect() {
+                    TransportFailure::NotSent(error_chain(&e))
+                } else {
+                    TransportFailure::Ambiguous(error_chain(&e))
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| TransportFailure::Ambiguous(error_chain(&e)))?
+                .to_bytes();
+            Ok((parts.status, retry_after(&parts.headers), bytes))
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(TransportFailure::Ambiguous(format!(
+                "no answer within {} ms",
+                self.request_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// Why a management read gave nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphFailure {
+    /// Meta answered with an error.
+    Refused(GraphError),
+    /// No usable answer.
+    Unreachable(String),
+}
+
+impl GraphFailure {
+    /// What went wrong, in words an operator can act on (reference §2.4).
+    pub fn plain_words(&self) -> String {
+        let e = match self {
+            GraphFailure::Refused(e) => e,
+            GraphFailure::Unreachable(why) => {
+                return format!("the Cloud API could not be reached: {why}");
+            }
+        };
+        let code = e.code;
+        let meaning = match code {
+            190 => "the access token is invalid or expired: paste a new one".to_owned(),
+            0 | 3 | 10 | 200..=299 => {
+                "the access token lacks a permission this needs (whatsapp_business_management, whatsapp_business_messaging)".to_owned()
+            }
+            100 | 33 => {
+                "Meta knows no such object, or the access token cannot see it: check the phone_number_id and waba_id".to_owned()
+            }
+            4 | 80007 | 130429 => "Meta is rate limiting these calls: try again in a minute".to_owned(),
+            131031 => "the WhatsApp Business Account is restricted or disabled".to_owned(),
+            _ => "the Cloud API refused the call".to_owned(),
+        };
+        format!("{meaning} (Graph error {code}: {})", e.message)
+    }
+
+    /// Meta's error code, when Meta answered.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            GraphFailure::Refused(e) => Some(e.code),
+            GraphFailure::Unreachable(_) => None,
         }
     }
 }

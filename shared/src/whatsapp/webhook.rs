@@ -153,6 +153,16 @@ impl std::fmt::Display for TemplateEvent {
 }
 
 impl TemplateEvent {
+    /// The template's status after this event, as Meta writes statuses; `None` when the
+    /// event is no status (a quality flag, an unknown event).
+    pub fn status(self) -> Option<String> {
+        match self {
+            Self::Flagged | Self::Other => None,
+            Self::Reinstated | Self::Unarchived => Some("APPROVED".into()),
+            other => Some(other.to_string()),
+        }
+    }
+
     /// Whether a template after this event cannot be sent: its campaigns must pause.
     pub fn stops_sending(self) -> bool {
         matches!(

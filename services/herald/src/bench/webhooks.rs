@@ -160,8 +160,11 @@ async fn sent_messages(world: &World, n: usize) -> anyhow::Result<Vec<MessageId>
             id: campaign,
             tenant,
             name: "bench-b5",
-            template_name: "spring_sale_2026",
-            template_language: "en_GB",
+            templates: &[campaigns::CampaignTemplate::only(
+                "spring_sale_2026",
+                "en_GB",
+                2,
+            )],
             numbers: &numbers,
         },
     )
@@ -171,6 +174,7 @@ async fn sent_messages(world: &World, n: usize) -> anyhow::Result<Vec<MessageId>
         let rows: Vec<messages::NewMessage> = chunk
             .iter()
             .map(|i| messages::NewMessage {
+                template: 0,
                 number: numbers[0],
                 recipient: format!("+4474{i:08}"),
                 variables: json!([]),

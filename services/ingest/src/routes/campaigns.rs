@@ -1,39 +1,39 @@
-//! Campaigns: create, upload recipients, start, progress.
+//! Campaigns: create (with the templates' pre-flight), upload recipients, start, progress.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign};
-use herald_shared::db::messages::{self, NewMessage};
+use herald_shared::db::messages;
 use herald_shared::db::numbers;
+use herald_shared::db::templates;
 use herald_shared::db::transitions::{self, Transition};
 use herald_shared::domain::{
     CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber, TenantId,
 };
-use herald_shared::hash::fnv1a;
+use herald_shared::template::Values;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiJson, ApiPath, Tenant};
+use crate::audience::Mix;
+use crate::catalog::{self, Choice};
 use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
-/// Most variables a template body can take here; Meta's own limit is higher, but a campaign
-/// with more is almost certainly a mistake in the upload.
-const MAX_VARIABLES: usize = 20;
+/// Most templates one campaign shares its recipients between.
+const MAX_TEMPLATES: usize = 10;
 
 #[derive(Deserialize)]
 pub struct CreateCampaign {
     name: String,
-    template: TemplateRef,
+    /// The one template…
+    template: Option<Choice>,
+    /// …or several, each with a `weight`.
+    templates: Option<Vec<Choice>>,
     sender_numbers: Vec<NumberId>,
-}
-
-#[derive(Deserialize)]
-struct TemplateRef {
-    name: String,
-    language: String,
 }
 
 /// A campaign as the API shows it.
@@ -44,7 +44,11 @@ pub struct CampaignView {
     pub state: CampaignState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// The (first) template.
     pub template: TemplateView,
+    /// Every template with its weight and its messages' counters.
+    #[serde(default)]
+    pub templates: Vec<TemplateShare>,
     pub counters: Counters,
     /// Share of messages that left the queue (sent, delivered, read, failed…), in percent.
     pub progress: f64,
@@ -59,8 +63,20 @@ pub struct TemplateView {
     pub language: String,
 }
 
-impl From<CampaignRow> for CampaignView {
-    fn from(c: CampaignRow) -> Self {
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TemplateShare {
+    pub name: String,
+    pub language: String,
+    pub weight: i32,
+    /// The values fixed for every recipient.
+    #[serde(default)]
+    pub values: serde_json::Value,
+    /// Counters of this template's messages (status counts; engagement is per campaign).
+    pub counters: Counters,
+}
+
+impl CampaignView {
+    fn new(c: CampaignRow, templates: Vec<TemplateShare>) -> Self {
         let n = &c.counters;
         let left_queue = n.total - n.pending - n.queued;
         let progress = if n.total == 0 {
@@ -77,11 +93,20 @@ impl From<CampaignRow> for CampaignView {
                 name: c.template_name,
                 language: c.template_language,
             },
+            templates,
             counters: c.counters,
             progress,
             created_at: c.created_at,
             started_at: c.started_at,
         }
+    }
+}
+
+fn problem(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        row: None,
+        field: field.into(),
+        reason: reason.into(),
     }
 }
 
@@ -91,38 +116,58 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateCampaign>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let mut problems = Vec::new();
-    let mut problem = |field: &str, reason: &str| {
-        problems.push(FieldError {
-            row: None,
-            field: field.into(),
-            reason: reason.into(),
-        })
-    };
     if req.name.trim().is_empty() {
-        problem("name", "is required");
+        problems.push(problem("name", "is required"));
     }
-    if req.template.name.trim().is_empty() {
-        problem("template.name", "is required");
+    let choices: Vec<(String, Choice)> = match (req.template, req.templates) {
+        (Some(one), None) => vec![("template".to_owned(), one)],
+        (None, Some(many)) => many
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (format!("templates[{i}]"), c))
+            .collect(),
+        _ => {
+            problems.push(problem(
+                "template",
+                "give either template (one) or templates (several, with weights)",
+            ));
+            Vec::new()
+        }
+    };
+    if choices.len() > MAX_TEMPLATES {
+        problems.push(problem("templates", format!("at most {MAX_TEMPLATES}")));
     }
-    if req.template.language.trim().is_empty() {
-        problem("template.language", "is required");
+    for (field, choice) in &choices {
+        if choice.name.trim().is_empty() {
+            problems.push(problem(format!("{field}.name"), "is required"));
+        }
+        if choice.language.trim().is_empty() {
+            problems.push(problem(format!("{field}.language"), "is required"));
+        }
+        if choice.weight == Some(0) {
+            problems.push(problem(format!("{field}.weight"), "must be at least 1"));
+        }
     }
     let mut wanted = req.sender_numbers.clone();
     wanted.sort();
     wanted.dedup();
     if wanted.is_empty() {
-        problem("sender_numbers", "needs at least one number");
+        problems.push(problem("sender_numbers", "needs at least one number"));
     }
     let owned = numbers::owned_numbers(&state.pool, tenant, &wanted).await?;
     for n in wanted.iter().filter(|n| !owned.contains(n)) {
-        problem("sender_numbers", &format!("{n} is not one of your numbers"));
+        problems.push(problem(
+            "sender_numbers",
+            format!("{n} is not one of your numbers"),
+        ));
     }
     if !problems.is_empty() {
-        return Err(ApiError::Invalid {
-            message: "the campaign cannot be created".into(),
-            details: problems,
-        });
+        return Err(invalid(problems));
     }
+    let wabas = numbers::wabas(&state.pool, &wanted).await?;
+    let mix = catalog::resolve(&state, tenant, &wabas, &choices)
+        .await?
+        .map_err(invalid)?;
     let id = CampaignId::new();
     let mut tx = state.pool.begin().await?;
     campaigns::insert_campaign(
@@ -131,15 +176,20 @@ pub async fn create(
             id,
             tenant,
             name: req.name.trim(),
-            template_name: req.template.name.trim(),
-            template_language: req.template.language.trim(),
+            templates: &mix,
             numbers: &wanted,
         },
     )
     .await?;
     tx.commit().await?;
-    let row = load(&state, tenant, id).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok((StatusCode::CREATED, Json(view(&state, tenant, id).await?)))
+}
+
+fn invalid(details: Vec<FieldError>) -> ApiError {
+    ApiError::Invalid {
+        message: "the campaign cannot be created".into(),
+        details,
+    }
 }
 
 pub async fn get(
@@ -147,7 +197,43 @@ pub async fn get(
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath<CampaignId>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    Ok(Json(load(&state, tenant, id).await?.into()))
+    Ok(Json(view(&state, tenant, id).await?))
+}
+
+/// The campaign with its templates; per-template counters come from its messages when it
+/// has several templates (one `GROUP BY`), else they are the campaign's.
+async fn view(
+    state: &AppState,
+    tenant: TenantId,
+    id: CampaignId,
+) -> Result<CampaignView, ApiError> {
+    let row = load(state, tenant, id).await?;
+    let mix = templates::campaign_templates(&state.pool, id).await?;
+    let mut shares: Vec<TemplateShare> = mix
+        .iter()
+        .map(|t| TemplateShare {
+            name: t.name.clone(),
+            language: t.language.clone(),
+            weight: t.weight,
+            values: serde_json::to_value(&t.fixed.0).unwrap_or_default(),
+            counters: Counters::default(),
+        })
+        .collect();
+    if shares.len() == 1 {
+        shares[0].counters = row.counters;
+    } else if shares.len() > 1 {
+        for (position, status, n) in templates::counts_by_template(&state.pool, id).await? {
+            if let Some(share) = mix
+                .iter()
+                .position(|t| t.position == position)
+                .map(|i| &mut shares[i])
+            {
+                *share.counters.of_mut(status) += n;
+                share.counters.total += n;
+            }
+        }
+    }
+    Ok(CampaignView::new(row, shares))
 }
 
 #[derive(Deserialize)]
@@ -158,8 +244,9 @@ pub struct Recipients {
 #[derive(Deserialize)]
 struct Recipient {
     phone: String,
+    /// By slot key (`{"body.1": "Ada"}`), or the body's values in order (`["Ada"]`).
     #[serde(default)]
-    variables: Vec<String>,
+    variables: Values,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -183,8 +270,9 @@ pub struct RowError {
     pub reason: String,
 }
 
-/// Adds recipients to a draft campaign. Valid rows are stored as `pending` (`suppressed` for
-/// recipients who opted out); invalid ones are reported by row and stored nowhere.
+/// Adds recipients to a campaign not yet started. Valid rows are stored as `pending`
+/// (`suppressed` for recipients who opted out); invalid ones are reported by row and stored
+/// nowhere. A key no row gives that a template needs refuses the whole upload (422).
 pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -194,91 +282,97 @@ pub async fn add_recipients(
     let campaign = load(&state, tenant, id).await?;
     // Only before the start: fan-out pages by message id, and a row committed after it moved
     // past that id would never be sent.
-    if campaign.state != CampaignState::Draft {
+    if !matches!(
+        campaign.state,
+        CampaignState::Draft | CampaignState::Scheduled
+    ) {
         return Err(ApiError::Conflict(format!(
             "recipients can only be added before the campaign starts; it is {:?}",
             campaign.state
         )));
     }
-    let pool_numbers = campaigns::campaign_numbers(&state.pool, id).await?;
+    let mix = Mix::new(
+        templates::campaign_templates(&state.pool, id).await?,
+        campaigns::campaign_numbers(&state.pool, id).await?,
+    );
     let rows = req.recipients;
-    let (valid, rejected, repeats) =
-        tokio::task::spawn_blocking(move || validate(rows, &pool_numbers))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
-    let inserted = messages::insert_recipients(&state.pool, id, &valid).await?;
+    let checked = tokio::task::spawn_blocking(move || validate(rows, &mix))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    let inserted = messages::insert_recipients(&state.pool, id, &checked.valid).await?;
     Ok(Json(UploadReport {
         accepted: inserted.pending,
         suppressed: inserted.suppressed,
-        duplicates: valid.len() as i64 - inserted.pending - inserted.suppressed + repeats,
-        rejected,
+        duplicates: checked.valid.len() as i64 - inserted.pending - inserted.suppressed
+            + checked.repeats,
+        rejected: checked.rejected,
     }))
 }
 
-/// Parses every row (phone parsing is CPU-bound, hence the blocking thread) and assigns each
-/// recipient a sender number by a stable hash of its number, so a recipient always hears
-/// from the same number of the campaign; grouped by number. Also returns how many rows
-/// repeated an earlier row.
-fn validate(rows: Vec<Recipient>, numbers: &[NumberId]) -> (Vec<NewMessage>, Vec<RowError>, i64) {
+struct Checked {
+    valid: Vec<messages::NewMessage>,
+    rejected: Vec<RowError>,
+    /// Rows that repeated an earlier row's phone.
+    repeats: i64,
+}
+
+/// Parses every row (phone parsing is CPU-bound, hence the blocking thread), gives each its
+/// template and sender number, and checks its values; grouped by number.
+fn validate(rows: Vec<Recipient>, mix: &Mix) -> Result<Checked, ApiError> {
     let mut valid = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut given: HashSet<String> = HashSet::new();
+    let mut used: HashSet<i16> = HashSet::new();
     let mut repeats = 0;
     for (i, row) in rows.into_iter().enumerate() {
-        let reject = |field: &str, reason: String| RowError {
-            row: i + 1,
-            field: field.into(),
-            reason,
-        };
         let phone = match PhoneNumber::parse(&row.phone) {
             Ok(p) => p,
             Err(e) => {
-                rejected.push(reject("phone", format!("{:?} {e}", row.phone)));
+                rejected.push(RowError {
+                    row: i + 1,
+                    field: "phone".into(),
+                    reason: format!("{:?} {e}", row.phone),
+                });
                 continue;
             }
         };
-        if row.variables.len() > MAX_VARIABLES {
-            rejected.push(reject(
-                "variables",
-                format!(
-                    "has {} values; at most {MAX_VARIABLES}",
-                    row.variables.len()
-                ),
-            ));
-            continue;
-        }
-        if let Some(bad) = row.variables.iter().position(|v| !valid_parameter(v)) {
-            rejected.push(reject(
-                "variables",
-                format!(
-                    "value {} is empty or has a newline, a tab or more than 4 spaces in a row",
-                    bad + 1
-                ),
-            ));
-            continue;
-        }
-        if !seen.insert(phone.clone()) {
+        given.extend(row.variables.keys().map(str::to_owned));
+        used.insert(mix.template_for(&phone).position);
+        let message = match mix.message(phone.clone(), row.variables) {
+            Ok(m) => m,
+            Err(refusal) => {
+                rejected.push(RowError {
+                    row: i + 1,
+                    field: refusal.field,
+                    reason: refusal.reason,
+                });
+                continue;
+            }
+        };
+        if !seen.insert(phone) {
             // A repeat within the upload: a duplicate, like one already stored.
             repeats += 1;
             continue;
         }
-        let number = numbers[fnv1a(phone.as_str()) as usize % numbers.len()];
-        valid.push(NewMessage {
-            number,
-            recipient: phone.as_str().to_owned(),
-            variables: serde_json::json!(row.variables),
+        valid.push(message);
+    }
+    let missing = mix.missing(&|k| given.contains(k), &|p| used.contains(&p));
+    if !missing.is_empty() {
+        return Err(ApiError::Invalid {
+            message: "the upload does not give values the templates need; nothing was stored"
+                .into(),
+            details: missing,
         });
     }
     // Each number's recipients stored together (in upload order): fan-out reads and marks a
     // number's messages from neighbouring rows rather than from one row in every few.
     valid.sort_by_key(|m| m.number);
-    (valid, rejected, repeats)
-}
-
-/// Meta refuses parameter text that is empty or holds a newline, a tab or more than four
-/// consecutive spaces (reference §1.3).
-fn valid_parameter(v: &str) -> bool {
-    !v.is_empty() && !v.contains(['\n', '\t', '\r']) && !v.contains("     ")
+    Ok(Checked {
+        valid,
+        rejected,
+        repeats,
+    })
 }
 
 pub async fn start(
@@ -287,8 +381,26 @@ pub async fn start(
     ApiPath(id): ApiPath<CampaignId>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let campaign = load(&state, tenant, id).await?;
+    if !matches!(
+        campaign.state,
+        CampaignState::Draft | CampaignState::Scheduled
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "only a draft or scheduled campaign can start; this one is {:?}",
+            campaign.state
+        )));
+    }
     if campaign.counters.total == 0 {
         return Err(ApiError::Conflict("the campaign has no recipients".into()));
+    }
+    let numbers = campaigns::campaign_numbers(&state.pool, id).await?;
+    let wabas = numbers::wabas(&state.pool, &numbers).await?;
+    let problems = catalog::recheck(&state, tenant, id, &wabas).await?;
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid {
+            message: "the campaign cannot start".into(),
+            details: problems,
+        });
     }
     let started = campaigns::transition_campaign(
         &state.pool,
@@ -306,10 +418,7 @@ pub async fn start(
     }
     state.fanout_wake.notify_one();
     tracing::info!(campaign = %id, total = campaign.counters.total, "campaign started");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(load(&state, tenant, id).await?.into()),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(view(&state, tenant, id).await?)))
 }
 
 /// Stops sending within a second on every sender; unsent messages are kept.
@@ -320,7 +429,7 @@ pub async fn pause(
 ) -> Result<Json<CampaignView>, ApiError> {
     let (from, to) = ([CampaignState::Running], CampaignState::Paused);
     change_state(&state, tenant, id, &from, to).await?;
-    Ok(Json(load(&state, tenant, id).await?.into()))
+    Ok(Json(view(&state, tenant, id).await?))
 }
 
 /// Sends the kept messages again.
@@ -332,7 +441,7 @@ pub async fn resume(
     let (from, to) = ([CampaignState::Paused], CampaignState::Running);
     change_state(&state, tenant, id, &from, to).await?;
     state.fanout_wake.notify_one();
-    Ok(Json(load(&state, tenant, id).await?.into()))
+    Ok(Json(view(&state, tenant, id).await?))
 }
 
 /// Stops the campaign for good: every message not yet sent becomes `cancelled`.
@@ -358,7 +467,7 @@ pub async fn cancel(
         transitions::apply(&state.pool, &batch).await?;
     }
     tracing::info!(campaign = %id, cancelled = unsent.len(), "campaign cancelled");
-    Ok(Json(load(&state, tenant, id).await?.into()))
+    Ok(Json(view(&state, tenant, id).await?))
 }
 
 async fn change_state(

@@ -2,6 +2,7 @@
 
 pub mod campaigns;
 pub mod numbers;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -19,10 +20,19 @@ use crate::{ApiError, AppState};
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/numbers", post(numbers::create))
+        .route("/v1/numbers", post(numbers::create).get(numbers::list))
+        .route(
+            "/v1/numbers/{id}",
+            get(numbers::get)
+                .patch(numbers::update)
+                .delete(numbers::delete),
+        )
+        .route("/v1/numbers/{id}/test", post(numbers::test))
         .route("/v1/numbers/{id}/token", put(numbers::update_token))
         .route("/v1/numbers/{id}/resume", post(numbers::resume))
         .route("/v1/portfolios/{id}", put(numbers::set_portfolio_limit))
+        .route("/v1/templates", get(templates::list))
+        .route("/v1/templates/sync", post(templates::sync))
         .route("/v1/campaigns", post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route(

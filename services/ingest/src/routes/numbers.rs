@@ -1,15 +1,21 @@
-//! `POST /v1/numbers`: register a sender number. The access token is cleaned of what pasting
-//! adds (spaces, quotes, a `Bearer ` prefix), encrypted before it is stored and never returned.
+//! Sender numbers: register (after a connection test), list, read, change, delete, test.
+//! The access token is cleaned of what pasting adds (spaces, quotes, a `Bearer ` prefix),
+//! encrypted before it is stored and never returned.
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_shared::db::numbers::{self, NewNumber};
+use herald_shared::db::numbers::{
+    self, Deletion, NewNumber, NumberChanges, NumberRow, TestFindings,
+};
 use herald_shared::domain::{NumberId, NumberState};
 use herald_shared::stream::registry;
+use herald_shared::whatsapp::GraphFailure;
+use herald_shared::whatsapp::account::{self, PhoneNumberProfile};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{ApiJson, ApiPath, Tenant};
 use crate::error::FieldError;
@@ -18,17 +24,31 @@ use crate::{ApiError, AppState};
 /// The most a number can be granted by Meta (reference §3.1).
 const MAX_THROUGHPUT: u32 = 1000;
 
+/// Meta's throughput for a number nobody said otherwise about (reference §3.1).
+const STANDARD_THROUGHPUT: u32 = 80;
+
 #[derive(Deserialize)]
 pub struct CreateNumber {
     phone_number_id: String,
     waba_id: String,
+    /// Defaults to the number Meta shows when the number is tested.
+    #[serde(default)]
     display_number: String,
     access_token: SecretString,
-    /// Meta's cap for this number (80 by default, up to 1,000).
+    /// Meta's cap for this number (up to 1,000); defaults to what the test found (80 or
+    /// 1,000), else 80.
     throughput_ceiling: Option<u32>,
     /// The rate to start sending at; defaults to the configured rate, capped by the ceiling.
     rate: Option<u32>,
     portfolio_id: Option<String>,
+    /// Test the number's connection first (`GET /{phone_number_id}` with its token) and refuse
+    /// it when the Cloud API does; on unless `false`.
+    #[serde(default = "yes")]
+    verify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A sender number as the API shows it (never with its token).
@@ -39,18 +59,70 @@ pub struct NumberView {
     pub waba_id: String,
     pub display_number: String,
     pub state: NumberState,
+    /// Why the number is not active: the Cloud API error that paused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     pub throughput_ceiling: u32,
     pub rate: u32,
     /// The business portfolio whose daily recipient limit the number shares.
     #[serde(default)]
     pub portfolio_id: Option<String>,
+    /// That portfolio's limit of unique recipients per rolling 24 h; `null` is unlimited.
+    #[serde(default)]
+    pub daily_recipient_limit: Option<u32>,
+    /// From the last connection test (`null` before one).
+    #[serde(default)]
+    pub verified_name: Option<String>,
+    #[serde(default)]
+    pub quality_rating: Option<String>,
+    /// The portfolio's messaging tier (`TIER_250` … `TIER_UNLIMITED`).
+    #[serde(default)]
+    pub messaging_limit: Option<String>,
+    /// `STANDARD` (80 messages a second) or `HIGH` (1,000).
+    #[serde(default)]
+    pub throughput_level: Option<String>,
+    #[serde(default)]
+    pub tested_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<NumberRow> for NumberView {
+    fn from(n: NumberRow) -> Self {
+        Self {
+            id: n.id,
+            phone_number_id: n.phone_number_id,
+            waba_id: n.waba_id,
+            display_number: n.display_number,
+            state: n.state,
+            state_reason: n.state_reason,
+            throughput_ceiling: n.throughput_ceiling as u32,
+            rate: n.current_rate as u32,
+            portfolio_id: n.portfolio_id,
+            daily_recipient_limit: n.daily_recipient_limit.map(|l| l as u32),
+            verified_name: n.tested.verified_name,
+            quality_rating: n.tested.quality_rating,
+            messaging_limit: n.tested.messaging_limit,
+            throughput_level: n.tested.throughput_level,
+            tested_at: n.tested.tested_at,
+        }
+    }
+}
+
+fn invalid(message: &str, field: &str, reason: impl Into<String>) -> ApiError {
+    ApiError::Invalid {
+        message: message.into(),
+        details: vec![FieldError {
+            row: None,
+            field: field.into(),
+            reason: reason.into(),
+        }],
+    }
 }
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
     ApiJson(req): ApiJson<CreateNumber>,
-) -> Result<(StatusCode, axum::Json<NumberView>), ApiError> {
+) -> Result<(StatusCode, Json<NumberView>), ApiError> {
     let mut problems = Vec::new();
     let mut require = |field: &str, value: &str| {
         if value.trim().is_empty() {
@@ -63,43 +135,80 @@ pub async fn create(
     };
     require("phone_number_id", &req.phone_number_id);
     require("waba_id", &req.waba_id);
-    require("display_number", &req.display_number);
+    if !req.verify {
+        require("display_number", &req.display_number);
+    }
     let token = clean_token(req.access_token.expose_secret());
     if token.is_none() {
         require("access_token", "");
     }
-    let ceiling = req.throughput_ceiling.unwrap_or(80);
-    if !(1..=MAX_THROUGHPUT).contains(&ceiling) {
+    if let Some(ceiling) = req.throughput_ceiling
+        && !(1..=MAX_THROUGHPUT).contains(&ceiling)
+    {
         problems.push(FieldError {
             row: None,
             field: "throughput_ceiling".into(),
             reason: format!("must be between 1 and {MAX_THROUGHPUT}"),
         });
     }
-    let rate = req.rate.unwrap_or(state.default_rate).min(ceiling).max(1);
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: "the number is incomplete".into(),
             details: problems,
         });
     }
+    let token = token.expect("checked above");
+    let phone_number_id = req.phone_number_id.trim();
+    let profile = if req.verify {
+        match account::phone_number(&state.graph, phone_number_id, &token).await {
+            Ok(profile) => Some(profile),
+            Err(failure) => {
+                let field = match failure.code() {
+                    Some(100 | 33) => "phone_number_id",
+                    _ => "access_token",
+                };
+                return Err(invalid(
+                    "the number failed its connection test; send \"verify\": false to register it untested",
+                    field,
+                    failure.plain_words(),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let ceiling = req
+        .throughput_ceiling
+        .or(profile
+            .as_ref()
+            .and_then(PhoneNumberProfile::throughput_cap))
+        .unwrap_or(STANDARD_THROUGHPUT);
+    let rate = req.rate.unwrap_or(state.default_rate).min(ceiling).max(1);
+    let display_number = match req.display_number.trim() {
+        "" => profile
+            .as_ref()
+            .and_then(|p| p.display_phone_number.clone())
+            .unwrap_or_else(|| phone_number_id.to_owned()),
+        given => given.to_owned(),
+    };
     let portfolio = req
         .portfolio_id
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
+    let tested = profile.as_ref().map(findings);
     let id = NumberId::new();
-    let token = token.expect("checked above");
     let token = state.cipher.encrypt(&token, id.0.as_bytes());
     let inserted = numbers::insert_number(
         &state.pool,
         &NewNumber {
+            tested: tested.as_ref(),
             id,
             tenant,
-            phone_number_id: req.phone_number_id.trim(),
+            phone_number_id,
             waba_id: req.waba_id.trim(),
-            display_number: req.display_number.trim(),
+            display_number: &display_number,
             access_token: &token,
             throughput_ceiling: ceiling as i32,
             current_rate: rate as i32,
@@ -109,26 +218,222 @@ pub async fn create(
     .await?;
     if !inserted {
         return Err(ApiError::Conflict(format!(
-            "phone_number_id {} is already registered",
-            req.phone_number_id.trim()
+            "phone_number_id {phone_number_id} is already registered"
         )));
     }
     let mut redis = state.redis.clone();
     registry::add_number(&mut redis, &state.keys, id).await?;
-    tracing::info!(number = %id, phone_number_id = %req.phone_number_id, "sender number registered");
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(NumberView {
-            id,
-            phone_number_id: req.phone_number_id.trim().to_owned(),
-            waba_id: req.waba_id.trim().to_owned(),
-            display_number: req.display_number.trim().to_owned(),
-            state: NumberState::Active,
-            throughput_ceiling: ceiling,
-            rate,
-            portfolio_id: portfolio,
+    tracing::info!(number = %id, phone_number_id, verified = req.verify, "sender number registered");
+    Ok((StatusCode::CREATED, Json(load(&state, tenant, id).await?)))
+}
+
+fn findings(p: &PhoneNumberProfile) -> TestFindings {
+    TestFindings {
+        verified_name: p.verified_name.clone(),
+        quality_rating: p.quality_rating.clone(),
+        messaging_limit: p.messaging_limit().map(str::to_owned),
+        throughput_level: p.throughput_level().map(str::to_owned),
+        tested_at: Some(chrono::Utc::now()),
+    }
+}
+
+async fn load(
+    state: &AppState,
+    tenant: herald_shared::domain::TenantId,
+    id: NumberId,
+) -> Result<NumberView, ApiError> {
+    numbers::tenant_number(&state.pool, tenant, id)
+        .await?
+        .map(NumberView::from)
+        .ok_or(ApiError::NotFound("number"))
+}
+
+#[derive(Serialize)]
+pub struct NumberList {
+    pub numbers: Vec<NumberView>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<NumberList>, ApiError> {
+    let numbers = numbers::list_numbers(&state.pool, tenant).await?;
+    Ok(Json(NumberList {
+        numbers: numbers.into_iter().map(NumberView::from).collect(),
+    }))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+) -> Result<Json<NumberView>, ApiError> {
+    Ok(Json(load(&state, tenant, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchNumber {
+    display_number: Option<String>,
+    throughput_ceiling: Option<u32>,
+    /// `null` takes the number out of its portfolio; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    portfolio_id: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Changes a number's display name, throughput ceiling or portfolio.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+    ApiJson(req): ApiJson<PatchNumber>,
+) -> Result<Json<NumberView>, ApiError> {
+    let display = req.display_number.as_deref().map(str::trim);
+    if display == Some("") {
+        return Err(invalid(
+            "the change is invalid",
+            "display_number",
+            "cannot be empty",
+        ));
+    }
+    if let Some(ceiling) = req.throughput_ceiling
+        && !(1..=MAX_THROUGHPUT).contains(&ceiling)
+    {
+        return Err(invalid(
+            "the change is invalid",
+            "throughput_ceiling",
+            format!("must be between 1 and {MAX_THROUGHPUT}"),
+        ));
+    }
+    let portfolio = req
+        .portfolio_id
+        .as_ref()
+        .map(|p| p.as_deref().map(str::trim).filter(|p| !p.is_empty()));
+    let changes = NumberChanges {
+        display_number: display,
+        throughput_ceiling: req.throughput_ceiling.map(|c| c as i32),
+        portfolio_id: portfolio,
+    };
+    if !numbers::update_number(&state.pool, tenant, id, &changes).await? {
+        return Err(ApiError::NotFound("number"));
+    }
+    tracing::info!(number = %id, "number changed");
+    Ok(Json(load(&state, tenant, id).await?))
+}
+
+/// Deletes a number no unfinished campaign uses (409 names the campaigns that do).
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+) -> Result<StatusCode, ApiError> {
+    match numbers::delete_number(&state.pool, tenant, id).await? {
+        Deletion::Deleted => {
+            tracing::info!(number = %id, "number deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Deletion::NotFound => Err(ApiError::NotFound("number")),
+        Deletion::InUse(campaigns) => {
+            let users: Vec<String> = campaigns
+                .iter()
+                .map(|(c, s)| format!("{c} ({})", format!("{s:?}").to_lowercase()))
+                .collect();
+            Err(ApiError::Conflict(format!(
+                "the number sends for campaigns not yet finished: {}; cancel them or let them complete first",
+                users.join(", ")
+            )))
+        }
+    }
+}
+
+/// What a connection test found.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TestReport {
+    /// The Cloud API answered and the number can send.
+    pub ok: bool,
+    #[serde(flatten)]
+    pub profile: PhoneNumberProfile,
+    /// Why the number cannot send, in plain words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// The Cloud API's refusal, when it refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TestError>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TestError {
+    /// Meta's error code (`null` when the Cloud API could not be reached).
+    pub code: Option<i64>,
+    pub reason: String,
+}
+
+/// Tests a number's connection: Graph `GET /{phone_number_id}` with the number's token.
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<NumberId>,
+) -> Result<Json<TestReport>, ApiError> {
+    let row = numbers::tenant_number(&state.pool, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("number"))?;
+    let token = state
+        .cipher
+        .decrypt(&row.access_token, id.0.as_bytes())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let report = match account::phone_number(&state.graph, &row.phone_number_id, &token).await {
+        Ok(profile) => {
+            numbers::record_test(&state.pool, id, &findings(&profile)).await?;
+            let problems = problems(&profile);
+            TestReport {
+                ok: problems.is_empty(),
+                profile,
+                problems,
+                error: None,
+            }
+        }
+        Err(failure) => refused(&failure),
+    };
+    tracing::info!(number = %id, ok = report.ok, "number tested");
+    Ok(Json(report))
+}
+
+fn refused(failure: &GraphFailure) -> TestReport {
+    TestReport {
+        ok: false,
+        profile: PhoneNumberProfile::default(),
+        problems: vec![failure.plain_words()],
+        error: Some(TestError {
+            code: failure.code(),
+            reason: failure.plain_words(),
         }),
-    ))
+    }
+}
+
+/// What in a profile keeps the number from sending (reference §6).
+fn problems(p: &PhoneNumberProfile) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(status) = p.status.as_deref()
+        && status != "CONNECTED"
+    {
+        problems.push(format!(
+            "the number is {status}, not CONNECTED: it cannot send"
+        ));
+    }
+    if let Some(health) = &p.health_status
+        && health.can_send_message == "BLOCKED"
+    {
+        problems.push("Meta blocks this number from sending (health_status BLOCKED)".into());
+    }
+    if p.quality_rating.as_deref() == Some("RED") {
+        problems.push("the quality rating is RED: Meta may restrict the number".into());
+    }
+    problems
 }
 
 #[derive(Deserialize)]

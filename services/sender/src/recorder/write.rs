@@ -59,7 +59,8 @@ impl Writer {
             .apply(&mut tx, &transitions::reduce(transitions))
             .await?;
         for (number, (state, version, code, title)) in &plan.pauses.numbers {
-            if numbers::pause_number(&mut *tx, *number, *state, *version).await? {
+            let reason = format!("Cloud API error {code}: {title}");
+            if numbers::pause_number(&mut *tx, *number, *state, &reason, *version).await? {
                 metrics::counter!("herald_sender_numbers_paused_total", "state" => format!("{state:?}"))
                     .increment(1);
                 tracing::error!(number = %number, code, %title, state = ?state, "number paused: it needs an operator");

@@ -11,7 +11,8 @@ pub struct Active {
     pub config: SimConfig,
     pub since: Instant,
     numbers: HashMap<String, NumberDef>,
-    templates: HashMap<(String, String, String), TemplateDef>,
+    /// By (WABA, name, language); `None` is every WABA's.
+    templates: HashMap<(Option<String>, String, String), TemplateDef>,
 }
 
 impl Active {
@@ -44,8 +45,18 @@ impl Active {
     }
 
     pub fn template(&self, waba: &str, name: &str, language: &str) -> Option<&TemplateDef> {
+        let (name, language) = (name.to_owned(), language.to_owned());
         self.templates
-            .get(&(waba.to_owned(), name.to_owned(), language.to_owned()))
+            .get(&(Some(waba.to_owned()), name.clone(), language.clone()))
+            .or_else(|| self.templates.get(&(None, name, language)))
+    }
+
+    /// The templates `waba` lists, in configuration order.
+    pub fn templates_of<'a>(&'a self, waba: &'a str) -> impl Iterator<Item = &'a TemplateDef> {
+        self.config
+            .templates
+            .iter()
+            .filter(move |t| t.waba_id.as_deref().is_none_or(|w| w == waba))
     }
 
     pub(super) fn cap_for(&self, phone_number_id: &str) -> u32 {

@@ -76,6 +76,8 @@ pub struct Sim {
     pub webhooks_failed: AtomicU64,
     pub webhooks_retried: AtomicU64,
     pub statuses_posted: AtomicU64,
+    /// The latest accepted send bodies, when capture is on.
+    sent: Mutex<VecDeque<bytes::Bytes>>,
     /// Per message (callback data), the last status its webhooks will carry.
     intended: Mutex<HashMap<String, ReceiptStatus>>,
     /// Sends being answered now (their latency included), and the most at once.
@@ -120,6 +122,28 @@ pub struct Acceptance {
 }
 
 impl Sim {
+    /// Keeps an accepted send's body, the latest `keep`.
+    pub fn capture(&self, keep: usize, body: &bytes::Bytes) {
+        if keep == 0 {
+            return;
+        }
+        let mut sent = self.sent.lock().expect("sent lock");
+        sent.push_back(body.clone());
+        while sent.len() > keep {
+            sent.pop_front();
+        }
+    }
+
+    /// The captured send bodies, oldest first.
+    pub fn sent(&self) -> Vec<bytes::Bytes> {
+        self.sent
+            .lock()
+            .expect("sent lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     pub fn new(config: SimConfig) -> Self {
         Self {
             active: RwLock::new(Arc::new(Active::new(config))),
@@ -138,6 +162,7 @@ impl Sim {
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
             intended: Mutex::default(),
+            sent: Mutex::default(),
         }
     }
 

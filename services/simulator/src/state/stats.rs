@@ -107,6 +107,7 @@ impl Sim {
         self.portfolios.lock().expect("portfolio lock").clear();
         self.rejected.lock().expect("stats lock").clear();
         self.intended.lock().expect("intended lock").clear();
+        self.sent.lock().expect("sent lock").clear();
         for counter in [
             &self.http_errors,
             &self.timeouts,

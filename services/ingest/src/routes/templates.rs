@@ -1,0 +1,135 @@
+//! Templates: sync them from Graph, list them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use herald_shared::db::numbers;
+use herald_shared::db::templates::{self, Filter, SyncCounts, TemplateRow};
+use herald_shared::template::Spec;
+use serde::{Deserialize, Serialize};
+
+use super::Tenant;
+use crate::catalog::{self, WabaSync};
+use crate::{ApiError, AppState};
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SyncReport {
+    /// Over every WABA.
+    #[serde(flatten)]
+    pub counts: SyncCounts,
+    pub wabas: Vec<WabaSync>,
+}
+
+/// Reads every template of every WABA of the tenant's numbers (every page) and stores them:
+/// added, updated (status, category, quality or components changed), removed (no longer
+/// listed). 502 when no WABA could be read.
+pub async fn sync(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<SyncReport>, ApiError> {
+    let wabas = numbers::tenant_wabas(&state.pool, tenant).await?;
+    let report = catalog::sync(&state, tenant, &wabas).await?;
+    if !report.is_empty() && report.iter().all(|w| w.error.is_some()) {
+        let reasons: Vec<String> = report
+            .iter()
+            .map(|w| format!("{}: {}", w.waba_id, w.error.as_deref().unwrap_or_default()))
+            .collect();
+        return Err(ApiError::Upstream(format!(
+            "no WABA could be read: {}",
+            reasons.join("; ")
+        )));
+    }
+    let mut counts = SyncCounts::default();
+    for w in &report {
+        counts += w.counts;
+    }
+    Ok(Json(SyncReport {
+        counts,
+        wabas: report,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    name: Option<String>,
+    language: Option<String>,
+    waba_id: Option<String>,
+}
+
+/// A template as the API shows it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TemplateDetail {
+    pub waba_id: String,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    pub category: String,
+    #[serde(default)]
+    pub quality: Option<String>,
+    pub parameter_format: String,
+    /// The keys a send fills (`header.media`, `body.1`, `button.0`, …) and whether each is
+    /// required.
+    pub parameters: Vec<ParameterView>,
+    /// Why Herald cannot send it, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+    pub components: Vec<serde_json::Value>,
+    pub synced_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ParameterView {
+    pub key: String,
+    pub required: bool,
+}
+
+impl From<TemplateRow> for TemplateDetail {
+    fn from(t: TemplateRow) -> Self {
+        let spec: Spec = t.spec.0;
+        Self {
+            parameters: spec
+                .slots()
+                .into_iter()
+                .map(|s| ParameterView {
+                    key: s.key,
+                    required: s.required,
+                })
+                .collect(),
+            unsupported: spec.unsupported,
+            waba_id: t.waba_id,
+            name: t.name,
+            language: t.language,
+            status: t.status,
+            category: t.category,
+            quality: t.quality,
+            parameter_format: t.parameter_format,
+            components: t.components.0,
+            synced_at: t.synced_at,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TemplateList {
+    pub templates: Vec<TemplateDetail>,
+}
+
+/// The synced templates, filtered by `status`, `name`, `language`, `waba_id`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<TemplateList>, ApiError> {
+    let filter = Filter {
+        status: q.status.as_deref(),
+        name: q.name.as_deref(),
+        language: q.language.as_deref(),
+        waba: q.waba_id.as_deref(),
+    };
+    let rows = templates::list(&state.pool, tenant, &filter).await?;
+    Ok(Json(TemplateList {
+        templates: rows.into_iter().map(TemplateDetail::from).collect(),
+    }))
+}
