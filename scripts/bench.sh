@@ -9,6 +9,9 @@
 #                           another process (`herald bench`), 3 runs, medians quoted; needs
 #                           Redis and Postgres (started privately like the tests' when absent);
 #                           b3 measures the adaptive rate against a cap it is not told
+#   scripts/bench.sh b4     a 1,000,000-row CSV (phone + 2 variables, 2% invalid rows, 1%
+#                           duplicates) uploaded with curl to `herald ingest` in its own
+#                           process: seconds end to end and the process's peak RSS; 3 runs
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
 #   scripts/bench.sh compare REV b1|b1-lat|b2|b5...
 #                           the same workloads on REV (built from a worktree under target/bench)
@@ -355,11 +358,98 @@ MD
   done
 }
 
+bench_upload() {
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  local commit cores rows=${BENCH_ROWS:-1000000} csv="$work/b4.csv"
+  commit=$(commit_label)
+  cores=$(nproc)
+  # Every 50th row is not a phone number, every 100th repeats the row before it.
+  awk -v n="$rows" 'BEGIN {
+    print "phone,body.1,body.2"
+    for (i = 0; i < n; i++) {
+      if (i % 50 == 49) phone = "not-a-phone-" i
+      else if (i % 100 == 1) phone = sprintf("+4474%08d", i - 1)
+      else phone = sprintf("+4474%08d", i)
+      printf "%s,Customer %d,%d%%\n", phone, i, i % 60
+    }
+  }' >"$csv"
+  local bin=target/release/herald table="" seconds_all=() rss_all=()
+  for run in $(seq 1 "$runs"); do
+    local db
+    db=$(database_url_named "herald_bench_b4_$run")
+    export HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=warn
+    command -v psql >/dev/null && psql -q "$(database_url_named postgres)" \
+      -c "DROP DATABASE IF EXISTS herald_bench_b4_$run" 2>/dev/null || true
+    "$bin" migrate >/dev/null
+    local key
+    key=$("$bin" tenant create --name b4 | awk '/^api key/ { print $3 }')
+    start_simulator ""
+    local port
+    port=$(free_port)
+    HERALD__INGEST__PORT=$port HERALD__WHATSAPP__BASE_URL="http://127.0.0.1:$sim_port" "$bin" ingest &
+    local ingest_pid=$!
+    herald_wait_for "ingest" herald_reachable 127.0.0.1 "$port"
+    local api="http://127.0.0.1:$port" auth="Authorization: Bearer $key"
+    local number campaign
+    number=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+      -d '{"phone_number_id": "400000000001", "waba_id": "b4", "access_token": "t"}' \
+      "$api/v1/numbers" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    campaign=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+      -d "{\"name\": \"b4\", \"template\": {\"name\": \"spring_sale_2026\", \"language\": \"en_GB\"}, \"sender_numbers\": [\"$number\"]}" \
+      "$api/v1/campaigns" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    local out
+    out=$(curl -sf -w '\n%{time_total}' -H "$auth" -H 'Content-Type: text/csv' \
+      --data-binary @"$csv" "$api/v1/campaigns/$campaign/recipients")
+    local peak
+    peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ingest_pid/status")
+    kill "$ingest_pid"; wait "$ingest_pid" 2>/dev/null || true
+    stop_simulator
+    local seconds report
+    seconds=$(tail -n 1 <<<"$out")
+    report=$(head -n 1 <<<"$out")
+    read -r accepted duplicates rejected < <(python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["accepted"], r["duplicates"], r["rejected_count"])' <<<"$report")
+    seconds_all+=("$seconds"); rss_all+=("$peak")
+    local rate
+    rate=$(awk -v n="$rows" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+    table+="| $run | $seconds | $rate | $peak | $accepted | $duplicates | $rejected |"$'\n'
+  done
+  unset HERALD__DATABASE__URL HERALD__TELEMETRY__FILTER
+  local median_s median_rss
+  median_s=$(printf '%s\n' "${seconds_all[@]}" | median)
+  median_rss=$(printf '%s\n' "${rss_all[@]}" | median)
+  local size
+  size=$(du -m "$csv" | cut -f1)
+  local report
+  report=$(cat <<MD
+
+## b4 — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh b4\`: a $rows-row CSV ($size MB: phone + 2 variables, 2% invalid
+phones, 1% duplicates) POSTed by \`curl --data-binary\` as \`text/csv\` to \`herald ingest\`
+(release, its own process, a fresh database per run), from the request to the report;
+peak RSS is the ingest process's \`VmHWM\`. Postgres, the simulator and curl share the
+machine. $runs runs.
+
+| run | seconds | rows/s | ingest peak RSS MB | accepted | duplicates | rejected |
+| --- | --- | --- | --- | --- | --- | --- |
+$table
+**Median: $median_s s end to end, peak RSS $median_rss MB** (targets: ≤ 15 s, ≤ 200 MB).
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 case "${1:-}" in
   sim) bench_sim ;;
+  b4) bench_upload ;;
   b5) bench_webhook ;;
   b1 | b1-lat | b2) bench_herald "$1" ;;
   b3) bench_adaptation ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b5|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b4|b5|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

@@ -202,19 +202,32 @@ impl PhoneNumber {
     /// Parses a number written by a person: spaces, dashes, brackets and a leading `00` are
     /// accepted; a country code is required, because Meta would otherwise prepend the sender's.
     pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        Self::parse_in(input, None)
+    }
+
+    /// Parses a number, reading one written without a country code (`07400 123456`,
+    /// `919876543210`) as a number of `default_country` when one is given.
+    pub fn parse_in(
+        input: &str,
+        default_country: Option<phonenumber::country::Id>,
+    ) -> Result<Self, PhoneNumberError> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(PhoneNumberError::Empty);
         }
-        let international = if let Some(rest) = trimmed.strip_prefix("00") {
-            format!("+{rest}")
+        if let Some(e164) = crate::phone::fast_e164(trimmed) {
+            return Ok(Self(e164));
+        }
+        let parsed = if let Some(rest) = trimmed.strip_prefix("00") {
+            phonenumber::parse(None, format!("+{rest}"))
         } else if trimmed.starts_with('+') {
-            trimmed.to_owned()
+            phonenumber::parse(None, trimmed)
+        } else if let Some(country) = default_country {
+            phonenumber::parse(Some(country), trimmed)
         } else {
             return Err(PhoneNumberError::NoCountryCode);
-        };
-        let parsed = phonenumber::parse(None, &international)
-            .map_err(|e| PhoneNumberError::Unparseable(e.to_string()))?;
+        }
+        .map_err(|e| PhoneNumberError::Unparseable(e.to_string()))?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneNumberError::Invalid);
         }
@@ -250,6 +263,21 @@ impl<'de> Deserialize<'de> for PhoneNumber {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_default_country_reads_numbers_written_without_a_country_code() {
+        use phonenumber::country::Id;
+        let read = |input: &str, country| PhoneNumber::parse_in(input, Some(country)).unwrap();
+        assert_eq!(read("919876543210", Id::IN).as_str(), "+919876543210");
+        assert_eq!(read("9876543210", Id::IN).as_str(), "+919876543210");
+        assert_eq!(read("07400 123456", Id::GB).as_str(), "+447400123456");
+        // A number that says its country keeps it.
+        assert_eq!(read("+33 6 12 34 56 78", Id::GB).as_str(), "+33612345678");
+        assert_eq!(
+            PhoneNumber::parse("07400 123456"),
+            Err(PhoneNumberError::NoCountryCode)
+        );
+    }
 
     #[test]
     fn a_formatted_uk_number_becomes_e164() {

@@ -102,6 +102,7 @@ pub struct IngestSettings {
     pub fanout_window: usize,
     pub fanout_poll_ms: u64,
     pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

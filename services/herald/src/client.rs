@@ -197,6 +197,59 @@ impl ApiClient {
     pub async fn campaign(&self, campaign: CampaignId) -> anyhow::Result<CampaignView> {
         self.get(&format!("/v1/campaigns/{campaign}")).await
     }
+
+    /// POSTs a raw `body` of `content_type` (a CSV, a form) to `path`, read back as `T`.
+    pub async fn post_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await?;
+        read(response).await
+    }
+
+    /// Uploads a CSV to a campaign, its numbers read in `default_country` when given.
+    pub async fn upload_csv(
+        &self,
+        campaign: CampaignId,
+        csv: impl Into<reqwest::Body>,
+        default_country: Option<&str>,
+    ) -> anyhow::Result<UploadReport> {
+        let query = default_country
+            .map(|c| format!("?default_country={c}"))
+            .unwrap_or_default();
+        self.post_raw(
+            &format!("/v1/campaigns/{campaign}/recipients{query}"),
+            "text/csv",
+            csv,
+        )
+        .await
+    }
+
+    /// GETs `path` as text (a CSV export).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(ApiRefusal { status, body }.into());
+        }
+        Ok(text)
+    }
 }
 
 async fn read<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {

@@ -104,7 +104,13 @@ async fn drive(
     let campaign = api
         .create_campaign("Spring sale (demo)", TEMPLATE, LANGUAGE, &numbers)
         .await?;
-    fixtures::upload_recipients(&api, campaign.id, demo.recipients).await?;
+    let report = api
+        .upload_csv(campaign.id, fixtures::recipients_csv(demo.recipients), None)
+        .await?;
+    println!(
+        "Audience uploaded as CSV: {} accepted, {} duplicates, {} rejected",
+        report.accepted, report.duplicates, report.rejected_count
+    );
     let started = Instant::now();
     api.start(campaign.id).await?;
 

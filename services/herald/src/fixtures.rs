@@ -60,6 +60,15 @@ pub fn recipients(n: usize) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// `recipients(n)` as a CSV whose header names the template's parameters.
+pub fn recipients_csv(n: usize) -> String {
+    let mut csv = String::from("phone,body.1,body.2\n");
+    for (phone, values) in recipients(n) {
+        csv.push_str(&format!("{phone},{},{}\n", values[0], values[1]));
+    }
+    csv
+}
+
 /// Uploads `n` recipients (see `recipients`) to a draft campaign, in chunks the API takes.
 pub async fn upload_recipients(
     api: &ApiClient,

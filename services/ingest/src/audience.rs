@@ -57,6 +57,19 @@ impl Mix {
         self.numbers[fnv1a(phone.as_str()) as usize % self.numbers.len()]
     }
 
+    /// Every key the campaign's templates take, each once.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for t in &self.templates {
+            for slot in t.spec.slots() {
+                if !keys.contains(&slot.key) {
+                    keys.push(slot.key);
+                }
+            }
+        }
+        keys
+    }
+
     /// Whether any of the campaign's templates takes `key`.
     pub fn takes(&self, key: &str) -> bool {
         self.templates

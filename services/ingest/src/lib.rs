@@ -6,15 +6,15 @@ mod catalog;
 mod error;
 mod fanout;
 mod routes;
+mod upload;
 
 /// The shapes the API answers with, for clients.
 pub mod views {
     pub use crate::catalog::WabaSync;
-    pub use crate::routes::campaigns::{
-        CampaignView, RowError, TemplateShare, TemplateView, UploadReport,
-    };
+    pub use crate::routes::campaigns::{CampaignView, TemplateShare, TemplateView};
     pub use crate::routes::numbers::{NumberView, TestReport};
     pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail, TemplateList};
+    pub use crate::upload::{RowError, UploadReport};
     pub use herald_shared::db::campaigns::Counters;
 }
 
@@ -40,6 +40,9 @@ pub struct AppState {
     /// The Cloud API, for management reads (number tests, template syncs).
     pub graph: herald_shared::whatsapp::CloudApiClient,
     pub default_rate: u32,
+    /// Largest body read whole (JSON), and largest CSV upload (streamed).
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
     /// Wakes the fan-out worker when a campaign starts.
     pub fanout_wake: Arc<Notify>,
 }
@@ -50,6 +53,7 @@ pub struct App {
     state: Arc<AppState>,
     fanout: FanOut,
     max_body_bytes: usize,
+    max_upload_bytes: usize,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -78,6 +82,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         cipher,
         graph: herald_shared::whatsapp::CloudApiClient::new(&settings.whatsapp)?,
         default_rate: settings.sender.default_rate,
+        max_body_bytes: settings.ingest.max_body_bytes,
+        max_upload_bytes: settings.ingest.max_upload_bytes,
         fanout_wake,
     });
     Ok(App {
@@ -85,6 +91,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         state,
         fanout,
         max_body_bytes: settings.ingest.max_body_bytes,
+        max_upload_bytes: settings.ingest.max_upload_bytes,
     })
 }
 
@@ -97,7 +104,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = routes::router(self.state, self.max_body_bytes);
+        let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
         let fanout = tokio::spawn(self.fanout.run(shutdown.clone()));
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -9,6 +9,7 @@ pub mod numbers;
 pub mod templates;
 pub mod tenants;
 pub mod transitions;
+pub mod uploads;
 pub mod webhook_events;
 
 use secrecy::ExposeSecret;

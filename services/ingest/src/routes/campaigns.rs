@@ -1,26 +1,29 @@
 //! Campaigns: create (with the templates' pre-flight), upload recipients, start, progress.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
 use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign};
 use herald_shared::db::messages;
 use herald_shared::db::numbers;
 use herald_shared::db::templates;
 use herald_shared::db::transitions::{self, Transition};
-use herald_shared::domain::{
-    CampaignId, CampaignState, MessageStatus, NumberId, PhoneNumber, TenantId,
-};
-use herald_shared::template::Values;
+use herald_shared::db::uploads;
+use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiJson, ApiPath, Tenant};
 use crate::audience::Mix;
 use crate::catalog::{self, Choice};
 use crate::error::FieldError;
+use crate::upload::{self, JsonRecipient, Store, UploadReport};
 use crate::{ApiError, AppState};
 
 /// Most templates one campaign shares its recipients between.
@@ -238,46 +241,25 @@ async fn view(
 
 #[derive(Deserialize)]
 pub struct Recipients {
-    recipients: Vec<Recipient>,
+    recipients: Vec<JsonRecipient>,
 }
 
 #[derive(Deserialize)]
-struct Recipient {
-    phone: String,
-    /// By slot key (`{"body.1": "Ada"}`), or the body's values in order (`["Ada"]`).
-    #[serde(default)]
-    variables: Values,
+pub struct UploadQuery {
+    /// ISO 3166 code for numbers written without a country code (CSV uploads).
+    default_country: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
-pub struct UploadReport {
-    /// Rows added to the campaign, to send.
-    pub accepted: i64,
-    /// Rows added but never to be sent: the recipient opted out (the tenant's suppressions).
-    #[serde(default)]
-    pub suppressed: i64,
-    /// Valid rows whose recipient the campaign already had.
-    pub duplicates: i64,
-    /// Rows refused, with why; nothing else of theirs was stored.
-    pub rejected: Vec<RowError>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct RowError {
-    /// 1-based position in `recipients`.
-    pub row: usize,
-    pub field: String,
-    pub reason: String,
-}
-
-/// Adds recipients to a campaign not yet started. Valid rows are stored as `pending`
-/// (`suppressed` for recipients who opted out); invalid ones are reported by row and stored
-/// nowhere. A key no row gives that a template needs refuses the whole upload (422).
+/// Adds recipients to a campaign not yet started, as JSON (`{"recipients": [...]}`), CSV
+/// (`text/csv`) or a CSV file in `multipart/form-data`. Valid rows are stored as `pending`
+/// (`suppressed` for recipients who opted out); refused ones are reported by row and stored
+/// nowhere. A key some template needs that the upload never gives refuses it whole (422).
 pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath<CampaignId>,
-    ApiJson(req): ApiJson<Recipients>,
+    Query(query): Query<UploadQuery>,
+    request: Request,
 ) -> Result<Json<UploadReport>, ApiError> {
     let campaign = load(&state, tenant, id).await?;
     // Only before the start: fan-out pages by message id, and a row committed after it moved
@@ -291,88 +273,113 @@ pub async fn add_recipients(
             campaign.state
         )));
     }
+    let country = upload::country(query.default_country.as_deref())?;
     let mix = Mix::new(
         templates::campaign_templates(&state.pool, id).await?,
         campaigns::campaign_numbers(&state.pool, id).await?,
     );
-    let rows = req.recipients;
-    let checked = tokio::task::spawn_blocking(move || validate(rows, &mix))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
-    let inserted = messages::insert_recipients(&state.pool, id, &checked.valid).await?;
-    Ok(Json(UploadReport {
-        accepted: inserted.pending,
-        suppressed: inserted.suppressed,
-        duplicates: checked.valid.len() as i64 - inserted.pending - inserted.suppressed
-            + checked.repeats,
-        rejected: checked.rejected,
-    }))
-}
-
-struct Checked {
-    valid: Vec<messages::NewMessage>,
-    rejected: Vec<RowError>,
-    /// Rows that repeated an earlier row's phone.
-    repeats: i64,
-}
-
-/// Parses every row (phone parsing is CPU-bound, hence the blocking thread), gives each its
-/// template and sender number, and checks its values; grouped by number.
-fn validate(rows: Vec<Recipient>, mix: &Mix) -> Result<Checked, ApiError> {
-    let mut valid = Vec::with_capacity(rows.len());
-    let mut rejected = Vec::new();
-    let mut seen = HashSet::with_capacity(rows.len());
-    let mut given: HashSet<String> = HashSet::new();
-    let mut used: HashSet<i16> = HashSet::new();
-    let mut repeats = 0;
-    for (i, row) in rows.into_iter().enumerate() {
-        let phone = match PhoneNumber::parse(&row.phone) {
-            Ok(p) => p,
-            Err(e) => {
-                rejected.push(RowError {
-                    row: i + 1,
-                    field: "phone".into(),
-                    reason: format!("{:?} {e}", row.phone),
-                });
-                continue;
-            }
-        };
-        given.extend(row.variables.keys().map(str::to_owned));
-        used.insert(mix.template_for(&phone).position);
-        let message = match mix.message(phone.clone(), row.variables) {
-            Ok(m) => m,
-            Err(refusal) => {
-                rejected.push(RowError {
-                    row: i + 1,
-                    field: refusal.field,
-                    reason: refusal.reason,
-                });
-                continue;
-            }
-        };
-        if !seen.insert(phone) {
-            // A repeat within the upload: a duplicate, like one already stored.
-            repeats += 1;
-            continue;
+    let kind = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let report = match kind.as_str() {
+        "text/csv" | "application/csv" => {
+            let body = request
+                .into_body()
+                .into_data_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other));
+            let body = upload::limited(body, state.max_upload_bytes);
+            upload::csv(&state, id, mix, Box::pin(body), country).await?
         }
-        valid.push(message);
+        "multipart/form-data" => {
+            let mut form = Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            loop {
+                let field = form
+                    .next_field()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(e.body_text()))?
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("the form has no file field (name it \"file\")".into())
+                    })?;
+                if field.name() == Some("file") || field.file_name().is_some() {
+                    let body = field.map(|chunk| chunk.map_err(std::io::Error::other));
+                    break upload::csv(&state, id, mix, Box::pin(body), country).await?;
+                }
+            }
+        }
+        _ => {
+            // Read whole: a JSON body is bounded by the smaller limit.
+            let bytes = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
+            let req: Recipients = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                ))
+            })?;
+            let rows = req.recipients;
+            let batches = tokio::task::spawn_blocking(move || upload::check_json(rows, &mix))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))??;
+            let mut store = Store::begin(&state, id).await?;
+            for batch in batches {
+                store.add(batch).await?;
+            }
+            store.finish().await?
+        }
+    };
+    Ok(Json(report))
+}
+
+/// Every row an upload refused, as CSV (`row,field,reason`), streamed.
+pub async fn upload_errors(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath((id, upload)): ApiPath<(CampaignId, uuid::Uuid)>,
+) -> Result<Response, ApiError> {
+    if !uploads::belongs(&state.pool, tenant, id, upload).await? {
+        return Err(ApiError::NotFound("upload"));
     }
-    let missing = mix.missing(&|k| given.contains(k), &|p| used.contains(&p));
-    if !missing.is_empty() {
-        return Err(ApiError::Invalid {
-            message: "the upload does not give values the templates need; nothing was stored"
-                .into(),
-            details: missing,
-        });
-    }
-    // Each number's recipients stored together (in upload order): fan-out reads and marks a
-    // number's messages from neighbouring rows rather than from one row in every few.
-    valid.sort_by_key(|m| m.number);
-    Ok(Checked {
-        valid,
-        rejected,
-        repeats,
-    })
+    const PAGE: i64 = 10_000;
+    let pool = state.pool.clone();
+    let header = futures::stream::once(async { Ok(Bytes::from_static(b"row,field,reason\n")) });
+    let pages = futures::stream::try_unfold(Some(0i64), move |after| {
+        let pool = pool.clone();
+        async move {
+            let Some(after) = after else { return Ok(None) };
+            let rows = uploads::errors_after(&pool, upload, after, PAGE)
+                .await
+                .map_err(std::io::Error::other)?;
+            let next = (rows.len() as i64 == PAGE).then(|| rows.last().map_or(after, |r| r.0));
+            let mut out = csv::Writer::from_writer(Vec::new());
+            for (row, field, reason) in &rows {
+                out.write_record([row.to_string().as_str(), field, reason])
+                    .map_err(std::io::Error::other)?;
+            }
+            let bytes = out
+                .into_inner()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>(if rows.is_empty() {
+                None
+            } else {
+                Some((Bytes::from(bytes), next))
+            })
+        }
+    });
+    let body = Body::from_stream(header.chain(pages));
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (CONTENT_DISPOSITION, "attachment; filename=\"errors.csv\""),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn start(

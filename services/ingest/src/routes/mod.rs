@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usize) -> Router {
     Router::new()
         .route("/v1/numbers", post(numbers::create).get(numbers::list))
         .route(
@@ -37,7 +37,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route(
             "/v1/campaigns/{id}/recipients",
-            post(campaigns::add_recipients),
+            post(campaigns::add_recipients).layer(DefaultBodyLimit::max(max_upload_bytes)),
+        )
+        .route(
+            "/v1/campaigns/{id}/uploads/{upload_id}/errors.csv",
+            get(campaigns::upload_errors),
         )
         .route("/v1/campaigns/{id}/start", post(campaigns::start))
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
