@@ -103,6 +103,10 @@ pub struct IngestSettings {
     pub fanout_poll_ms: u64,
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
+    /// How often each replica looks for scheduled campaigns now due.
+    pub schedule_poll_ms: u64,
+    /// How late a scheduled start may be before it counts as missed (`overdue`).
+    pub overdue_grace_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

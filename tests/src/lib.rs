@@ -280,6 +280,8 @@ pub async fn seed_campaign_over(
             name: "seeded",
             templates: &[campaigns::CampaignTemplate::only("t", "en", 2)],
             numbers: &numbers,
+            scheduled_at: None,
+            overdue: "start",
         },
     )
     .await

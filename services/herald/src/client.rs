@@ -31,6 +31,11 @@ impl ApiClient {
         }
     }
 
+    /// The API key this client uses.
+    pub fn key(&self) -> SecretString {
+        self.key.clone()
+    }
+
     /// POSTs `body` to `path` and reads the answer as `T`; a non-2xx answer is an `ApiRefusal`.
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
         let response = self

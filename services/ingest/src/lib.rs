@@ -6,6 +6,7 @@ mod catalog;
 mod error;
 mod fanout;
 mod routes;
+mod scheduler;
 mod upload;
 
 /// The shapes the API answers with, for clients.
@@ -54,6 +55,8 @@ pub struct App {
     fanout: FanOut,
     max_body_bytes: usize,
     max_upload_bytes: usize,
+    schedule_poll: std::time::Duration,
+    overdue_grace: std::time::Duration,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -92,6 +95,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         fanout,
         max_body_bytes: settings.ingest.max_body_bytes,
         max_upload_bytes: settings.ingest.max_upload_bytes,
+        schedule_poll: std::time::Duration::from_millis(settings.ingest.schedule_poll_ms),
+        overdue_grace: std::time::Duration::from_secs(settings.ingest.overdue_grace_s),
     })
 }
 
@@ -104,6 +109,9 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let scheduler =
+            scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
+        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
         let fanout = tokio::spawn(self.fanout.run(shutdown.clone()));
         axum::serve(self.listener, router)
@@ -111,6 +119,7 @@ impl App {
             .await
             .context("ingest server failed")?;
         fanout.await.context("fan-out panicked")?;
+        scheduler.await.context("the scheduler panicked")?;
         Ok(())
     }
 }

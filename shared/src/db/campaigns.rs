@@ -21,6 +21,9 @@ pub struct CampaignRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// `start` or `expire`: what a scheduled start missed while Herald was down does.
+    pub overdue: String,
 }
 
 /// A campaign's counters: one per message status (always equal to a `GROUP BY status` over
@@ -66,6 +69,9 @@ pub struct NewCampaign<'a> {
     /// At least one; the first is also the campaign's `template_name` and `_language`.
     pub templates: &'a [CampaignTemplate],
     pub numbers: &'a [NumberId],
+    /// Starts it then (the campaign is `scheduled`); a draft when `None`.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub overdue: &'a str,
 }
 
 pub async fn insert_campaign(
@@ -73,14 +79,18 @@ pub async fn insert_campaign(
     c: &NewCampaign<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO campaigns (id, tenant_id, name, template_name, template_language)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO campaigns
+             (id, tenant_id, name, template_name, template_language, scheduled_at, overdue, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7,
+                 CASE WHEN $6 IS NULL THEN 'draft' ELSE 'scheduled' END::campaign_state)",
     )
     .bind(c.id)
     .bind(c.tenant)
     .bind(c.name)
     .bind(&c.templates[0].name)
     .bind(&c.templates[0].language)
+    .bind(c.scheduled_at)
+    .bind(c.overdue)
     .execute(&mut **tx)
     .await?;
     templates::insert_campaign_templates(tx, c.id, c.templates).await?;
@@ -120,7 +130,7 @@ pub async fn campaign_numbers(pool: &PgPool, id: CampaignId) -> sqlx::Result<Vec
 
 /// Moves a campaign from `from` to `to`; `false` when it was not in `from`.
 pub async fn transition_campaign(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     tenant: TenantId,
     id: CampaignId,
     from: &[CampaignState],
@@ -143,9 +153,88 @@ pub async fn transition_campaign(
     .bind(CampaignState::Running)
     .bind(CampaignState::Cancelled)
     .bind(CampaignState::Paused)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Schedules a draft (or reschedules a scheduled) campaign of `tenant`; `false` when it is
+/// neither.
+pub async fn schedule(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: CampaignId,
+    at: DateTime<Utc>,
+    overdue: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE campaigns SET state = 'scheduled', scheduled_at = $3,
+             overdue = coalesce($4, overdue), state_reason = NULL
+         WHERE id = $1 AND tenant_id = $2 AND state IN ('draft', 'scheduled')",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(at)
+    .bind(overdue)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Makes a scheduled campaign of `tenant` a draft again; `false` when it is not scheduled.
+pub async fn unschedule(pool: &PgPool, tenant: TenantId, id: CampaignId) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE campaigns SET state = 'draft', scheduled_at = NULL
+         WHERE id = $1 AND tenant_id = $2 AND state = 'scheduled'",
+    )
+    .bind(id)
+    .bind(tenant)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A scheduled campaign whose time has come.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Due {
+    pub id: CampaignId,
+    pub tenant_id: TenantId,
+    pub scheduled_at: DateTime<Utc>,
+    pub overdue: String,
+}
+
+/// The scheduled campaign due longest, locked for this transaction; one that another
+/// scheduler holds is skipped (`SKIP LOCKED`), so each starts once whatever the replicas.
+pub async fn claim_due(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<Option<Due>> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, scheduled_at, overdue FROM campaigns
+         WHERE state = 'scheduled' AND scheduled_at <= now()
+         ORDER BY scheduled_at LIMIT 1
+         FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Sets a claimed scheduled campaign's state and reason (a draft again, cancelled as
+/// expired).
+pub async fn settle_due(
+    tx: &mut Transaction<'_, Postgres>,
+    id: CampaignId,
+    state: CampaignState,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE campaigns SET state = $2, state_reason = $3,
+             completed_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE completed_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Campaigns that are running and may still have messages to fan out.

@@ -166,6 +166,8 @@ async fn sent_messages(world: &World, n: usize) -> anyhow::Result<Vec<MessageId>
                 2,
             )],
             numbers: &numbers,
+            scheduled_at: None,
+            overdue: "start",
         },
     )
     .await?;

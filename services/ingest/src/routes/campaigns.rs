@@ -37,6 +37,26 @@ pub struct CreateCampaign {
     /// …or several, each with a `weight`.
     templates: Option<Vec<Choice>>,
     sender_numbers: Vec<NumberId>,
+    /// Starts the campaign then (RFC 3339); a draft until started when absent.
+    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What a scheduled start missed while Herald was down does: `start` (late) or `expire`.
+    overdue: Option<Overdue>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Overdue {
+    Start,
+    Expire,
+}
+
+impl Overdue {
+    fn as_str(self) -> &'static str {
+        match self {
+            Overdue::Start => "start",
+            Overdue::Expire => "expire",
+        }
+    }
 }
 
 /// A campaign as the API shows it.
@@ -58,6 +78,12 @@ pub struct CampaignView {
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a scheduled campaign starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `start` or `expire`: what a scheduled start missed while Herald was down does.
+    #[serde(default)]
+    pub overdue: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -101,6 +127,8 @@ impl CampaignView {
             progress,
             created_at: c.created_at,
             started_at: c.started_at,
+            scheduled_at: c.scheduled_at,
+            overdue: c.overdue,
         }
     }
 }
@@ -151,6 +179,9 @@ pub async fn create(
             problems.push(problem(format!("{field}.weight"), "must be at least 1"));
         }
     }
+    if let Some(at) = req.scheduled_at {
+        problems.extend(in_the_past(at));
+    }
     let mut wanted = req.sender_numbers.clone();
     wanted.sort();
     wanted.dedup();
@@ -181,11 +212,23 @@ pub async fn create(
             name: req.name.trim(),
             templates: &mix,
             numbers: &wanted,
+            scheduled_at: req.scheduled_at,
+            overdue: req.overdue.unwrap_or(Overdue::Start).as_str(),
         },
     )
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view(&state, tenant, id).await?)))
+}
+
+/// A schedule must be in the future (a second of clock skew aside).
+fn in_the_past(at: chrono::DateTime<chrono::Utc>) -> Option<FieldError> {
+    (at < chrono::Utc::now() - chrono::Duration::seconds(1)).then(|| {
+        problem(
+            "scheduled_at",
+            format!("{} is in the past", at.to_rfc3339()),
+        )
+    })
 }
 
 fn invalid(details: Vec<FieldError>) -> ApiError {
@@ -400,9 +443,7 @@ pub async fn start(
     if campaign.counters.total == 0 {
         return Err(ApiError::Conflict("the campaign has no recipients".into()));
     }
-    let numbers = campaigns::campaign_numbers(&state.pool, id).await?;
-    let wabas = numbers::wabas(&state.pool, &numbers).await?;
-    let problems = catalog::recheck(&state, tenant, id, &wabas).await?;
+    let problems = preflight(&state, tenant, id).await?;
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: "the campaign cannot start".into(),
@@ -426,6 +467,64 @@ pub async fn start(
     state.fanout_wake.notify_one();
     tracing::info!(campaign = %id, total = campaign.counters.total, "campaign started");
     Ok((StatusCode::ACCEPTED, Json(view(&state, tenant, id).await?)))
+}
+
+/// The templates' pre-flight again, before a start (by hand or by the scheduler).
+pub async fn preflight(
+    state: &AppState,
+    tenant: TenantId,
+    id: CampaignId,
+) -> Result<Vec<FieldError>, ApiError> {
+    let numbers = campaigns::campaign_numbers(&state.pool, id).await?;
+    let wabas = numbers::wabas(&state.pool, &numbers).await?;
+    catalog::recheck(state, tenant, id, &wabas).await
+}
+
+#[derive(Deserialize)]
+pub struct Schedule {
+    scheduled_at: chrono::DateTime<chrono::Utc>,
+    overdue: Option<Overdue>,
+}
+
+/// Schedules a draft campaign, or moves a scheduled one's time.
+pub async fn schedule(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<CampaignId>,
+    ApiJson(req): ApiJson<Schedule>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let campaign = load(&state, tenant, id).await?;
+    if let Some(past) = in_the_past(req.scheduled_at) {
+        return Err(ApiError::Invalid {
+            message: "the campaign cannot be scheduled".into(),
+            details: vec![past],
+        });
+    }
+    let overdue = req.overdue.map(Overdue::as_str);
+    if !campaigns::schedule(&state.pool, tenant, id, req.scheduled_at, overdue).await? {
+        return Err(ApiError::Conflict(format!(
+            "only a draft or scheduled campaign can be scheduled; this one is {:?}",
+            campaign.state
+        )));
+    }
+    tracing::info!(campaign = %id, at = %req.scheduled_at, "campaign scheduled");
+    Ok(Json(view(&state, tenant, id).await?))
+}
+
+/// Makes a scheduled campaign a draft again.
+pub async fn unschedule(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<CampaignId>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let campaign = load(&state, tenant, id).await?;
+    if !campaigns::unschedule(&state.pool, tenant, id).await? {
+        return Err(ApiError::Conflict(format!(
+            "only a scheduled campaign can be unscheduled; this one is {:?}",
+            campaign.state
+        )));
+    }
+    Ok(Json(view(&state, tenant, id).await?))
 }
 
 /// Stops sending within a second on every sender; unsent messages are kept.
@@ -464,6 +563,13 @@ pub async fn cancel(
         CampaignState::Paused,
     ];
     change_state(&state, tenant, id, &from, CampaignState::Cancelled).await?;
+    let cancelled = cancel_unsent(&state, id).await?;
+    tracing::info!(campaign = %id, cancelled, "campaign cancelled");
+    Ok(Json(view(&state, tenant, id).await?))
+}
+
+/// Makes every message of a cancelled campaign not yet sent `cancelled`; how many.
+pub async fn cancel_unsent(state: &AppState, id: CampaignId) -> Result<usize, ApiError> {
     let unsent = messages::unsent(&state.pool, id).await?;
     let now = chrono::Utc::now();
     for chunk in unsent.chunks(5_000) {
@@ -473,8 +579,7 @@ pub async fn cancel(
             .collect();
         transitions::apply(&state.pool, &batch).await?;
     }
-    tracing::info!(campaign = %id, cancelled = unsent.len(), "campaign cancelled");
-    Ok(Json(view(&state, tenant, id).await?))
+    Ok(unsent.len())
 }
 
 async fn change_state(

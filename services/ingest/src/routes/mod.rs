@@ -44,6 +44,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
             get(campaigns::upload_errors),
         )
         .route("/v1/campaigns/{id}/start", post(campaigns::start))
+        .route("/v1/campaigns/{id}/schedule", post(campaigns::schedule))
+        .route("/v1/campaigns/{id}/unschedule", post(campaigns::unschedule))
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
