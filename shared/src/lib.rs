@@ -11,6 +11,7 @@ pub mod phone;
 pub mod settings;
 pub mod signature;
 pub mod stream;
+pub mod suppress;
 pub mod telemetry;
 pub mod template;
 pub mod whatsapp;

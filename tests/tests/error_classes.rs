@@ -181,6 +181,21 @@ async fn a_permanent_recipient_error_fails_the_message_at_once_with_its_code() {
 }
 
 #[tokio::test]
+async fn a_user_who_stopped_marketing_messages_is_suppressed_for_the_tenant() {
+    let w = World::start(fault(131050, 1.0), 2, 50).await;
+    let messages = w.settled(Duration::from_secs(20)).await;
+    assert_eq!(messages, vec![(MessageStatus::Failed, 1, Some(131050)); 2]);
+    let listed = eventually("both suppressed", Duration::from_secs(10), || async {
+        let list: herald_ingest::views::SuppressionList =
+            w.api.get("/v1/suppressions").await.unwrap();
+        (list.suppressions.len() == 2).then_some(list)
+    })
+    .await;
+    assert_eq!(listed.suppressions[0].reason, "permanent_failure");
+    w.finish().await;
+}
+
+#[tokio::test]
 async fn a_token_or_policy_error_pauses_the_number_and_keeps_its_messages_until_resumed() {
     for (code, paused) in [
         (190, NumberState::PausedAuth),

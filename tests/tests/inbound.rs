@@ -56,7 +56,7 @@ async fn post(ctx: &TestContext, stack: &Stack, body: &[u8]) {
 }
 
 async fn suppressed(ctx: &TestContext, recipient: &str) -> bool {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM suppressions WHERE recipient = $1)")
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM suppressions WHERE recipient = $1 AND active)")
         .bind(recipient)
         .fetch_one(&ctx.pool)
         .await

@@ -14,9 +14,11 @@ pub mod views {
     pub use crate::catalog::WabaSync;
     pub use crate::routes::campaigns::{CampaignView, TemplateShare, TemplateView};
     pub use crate::routes::numbers::{NumberView, TestReport};
+    pub use crate::routes::suppressions::{AddReport, SuppressionList};
     pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail, TemplateList};
     pub use crate::upload::{RowError, UploadReport};
     pub use herald_shared::db::campaigns::Counters;
+    pub use herald_shared::db::suppressions::SuppressionRow;
 }
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod pacing;
 mod recorder;
 mod scope;
 mod supervisor;
+mod suppressed;
 mod worker;
 
 use std::sync::Arc;
@@ -50,12 +51,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let shared = worker::Shared {
         clock,
         held: Arc::default(),
+        suppressed: Arc::default(),
         scopes: Arc::new(scope::ScopeThrottles::new(keys.clone(), clock)),
         pool,
         client,
         outcomes,
     };
-    let supervisor = supervisor::Supervisor::new(settings.clone(), commands, keys, shared)?;
+    let follower = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
+        .await
+        .context("sender cannot reach Redis")?;
+    let supervisor =
+        supervisor::Supervisor::new(settings.clone(), commands, follower, keys, shared)?;
     let address = settings.sender.metrics.address();
     let metrics = tokio::net::TcpListener::bind(&address)
         .await

@@ -25,6 +25,8 @@ use crate::worker::{NumberWorker, Shared, WorkerConfig};
 pub struct Supervisor {
     settings: Settings,
     redis: Connection,
+    /// Its own connection: reading the suppression changes blocks.
+    follower: Connection,
     keys: Keys,
     cipher: TokenCipher,
     consumer: String,
@@ -45,6 +47,7 @@ impl Supervisor {
     pub fn new(
         settings: Settings,
         redis: Connection,
+        follower: Connection,
         keys: Keys,
         shared: Shared,
     ) -> anyhow::Result<Self> {
@@ -58,6 +61,7 @@ impl Supervisor {
         Ok(Self {
             settings,
             redis,
+            follower,
             keys,
             cipher,
             consumer,
@@ -91,6 +95,26 @@ impl Supervisor {
             );
             tokio::spawn(async move { held.keep_fresh(pool, stop).await })
         };
+        // Know the suppressions before the first send, then keep up with them.
+        let (loaded, load) = tokio::sync::oneshot::channel();
+        let follower = {
+            let (suppressed, pool, redis, keys, stop) = (
+                self.shared.suppressed.clone(),
+                self.shared.pool.clone(),
+                self.follower.clone(),
+                self.keys.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                suppressed
+                    .keep_current(pool, redis, keys, loaded, stop)
+                    .await
+            })
+        };
+        tokio::select! {
+            _ = load => {}
+            _ = shutdown.cancelled() => return,
+        }
         let scope_refresher = {
             let (scopes, redis, stop) = (
                 self.shared.scopes.clone(),
@@ -138,6 +162,7 @@ impl Supervisor {
         let _ = registry::leave(&mut self.redis, &self.keys, &self.consumer).await;
         let _ = refresher.await;
         let _ = scope_refresher.await;
+        let _ = follower.await;
     }
 
     /// One round: heartbeat, renew held leases, then give up or take numbers to reach this

@@ -5,10 +5,53 @@
 
 use anyhow::Context;
 use herald_shared::db::engagement::{self, Engagement, Inbound};
+use herald_shared::db::suppressions::{self, Change, Reason};
 use herald_shared::db::{campaigns, templates, transitions::Engine};
 use herald_shared::domain::CampaignId;
+use herald_shared::stream::suppressions::Announced;
+use herald_shared::suppress;
 use herald_shared::whatsapp::webhook::{Notification, PreferenceCategory, PreferenceValue};
 use sqlx::PgConnection;
+
+/// Records a user's stop (or resume) at Meta's time `at` for the tenant of business number
+/// `number`, keyed by the canonical form of their WhatsApp ID; `true` when it changed what
+/// was stored (a change older than the stored one does not).
+async fn opt(
+    tx: &mut PgConnection,
+    number: &str,
+    wa_id: &str,
+    stop: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    changes: &mut Vec<Announced>,
+) -> sqlx::Result<bool> {
+    let key = suppress::key(wa_id);
+    let change = Change {
+        key: &key,
+        active: stop,
+        reason: Reason::OptOut,
+        note: None,
+        at,
+        lift_any: false,
+    };
+    let Some(tenant) = suppressions::set_by_number(&mut *tx, number, &change).await? else {
+        return Ok(false);
+    };
+    changes.push(Announced {
+        tenant,
+        key,
+        active: stop,
+    });
+    Ok(true)
+}
+
+/// A webhook's Unix-seconds timestamp; now when it has none.
+fn unix_seconds(text: &str) -> chrono::DateTime<chrono::Utc> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now)
+}
 
 /// Campaigns to pause because Meta stopped their template, with the reason.
 pub struct TemplatePause {
@@ -34,6 +77,7 @@ pub async fn apply(
     notification: &Notification,
     stop_keywords: &[String],
     counted: &mut Counted,
+    changes: &mut Vec<Announced>,
 ) -> anyhow::Result<Vec<TemplatePause>> {
     for (number, message) in notification.inbound() {
         let recipient = format!("+{}", message.from.trim_start_matches('+'));
@@ -60,12 +104,15 @@ pub async fn apply(
         if said
             .iter()
             .any(|s| engagement::is_stop_keyword(s, stop_keywords))
-            && engagement::set_opt_out(&mut *tx, number, &recipient, true)
+        {
+            let at = unix_seconds(&message.timestamp);
+            if opt(&mut *tx, number, &message.from, true, at, changes)
                 .await
                 .context("recording an opt-out")?
-        {
-            counted.opt_outs += 1;
-            tracing::info!(number, "recipient opted out");
+            {
+                counted.opt_outs += 1;
+                tracing::info!(number, "recipient opted out");
+            }
         }
     }
     for (number, preference) in notification.preferences() {
@@ -77,8 +124,12 @@ pub async fn apply(
             PreferenceValue::Resume => false,
             PreferenceValue::Other => continue,
         };
-        let recipient = format!("+{}", preference.wa_id.trim_start_matches('+'));
-        if engagement::set_opt_out(&mut *tx, number, &recipient, stop)
+        let at = preference
+            .timestamp
+            .as_ref()
+            .map(|t| unix_seconds(t.to_string().trim_matches('"')))
+            .unwrap_or_else(chrono::Utc::now);
+        if opt(&mut *tx, number, &preference.wa_id, stop, at, changes)
             .await
             .context("recording a marketing preference")?
         {

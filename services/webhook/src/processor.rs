@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::inbound::{self, Counted};
 use crate::receipts::{self, UNMATCHED_RETRY};
+use herald_shared::suppress;
 
 /// Entries pending this long belong to a processor that died.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
@@ -246,9 +247,17 @@ impl Processor {
         // batch finds its wamid.
         let mut counted = Counted::default();
         let mut pauses = Vec::new();
+        let mut opted = Vec::new();
         for notification in &notifications {
             let stop = &self.stop_keywords;
-            let found = inbound::apply(&mut tx, &mut engine, notification, stop, &mut counted);
+            let found = inbound::apply(
+                &mut tx,
+                &mut engine,
+                notification,
+                stop,
+                &mut counted,
+                &mut opted,
+            );
             pauses.extend(found.await?);
         }
         step.engagements = counted.engagements;
@@ -262,6 +271,7 @@ impl Processor {
             .await
             .context("recording webhook bodies")?;
         tx.commit().await.context("committing a webhook batch")?;
+        suppress::propagate(&self.pool, &mut self.redis, &self.keys, &opted).await;
         Ok(step)
     }
 

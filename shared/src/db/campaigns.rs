@@ -360,6 +360,14 @@ pub async fn count_by_status(
         .await
 }
 
+/// The tenant a campaign belongs to.
+pub async fn tenant_of(pool: &PgPool, id: CampaignId) -> sqlx::Result<Option<TenantId>> {
+    sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// Campaigns whose messages must not be sent now (paused or cancelled), with their state.
 pub async fn held_campaigns(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, CampaignState)>> {
     sqlx::query_as("SELECT id, state FROM campaigns WHERE state = ANY($1)")

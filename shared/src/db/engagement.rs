@@ -80,33 +80,6 @@ pub async fn record_inbound(
     .await
 }
 
-/// Adds (`stop`) or removes (`!stop`) an opt-out of `recipient` for the tenant that owns the
-/// business number `phone_number_id`. Later uploads skip suppressed recipients. `false` when
-/// the number is unknown or nothing changed.
-pub async fn set_opt_out(
-    db: impl PgExecutor<'_>,
-    phone_number_id: &str,
-    recipient: &str,
-    stop: bool,
-) -> sqlx::Result<bool> {
-    let statement = if stop {
-        "INSERT INTO suppressions (tenant_id, recipient, reason)
-         SELECT tenant_id, $2, 'opt_out' FROM sender_numbers WHERE phone_number_id = $1
-         ON CONFLICT (tenant_id, recipient) DO NOTHING"
-    } else {
-        // Only the user's own opt-out is theirs to lift; a manual suppression stays.
-        "DELETE FROM suppressions s USING sender_numbers n
-         WHERE n.phone_number_id = $1 AND s.tenant_id = n.tenant_id AND s.recipient = $2
-           AND s.reason = 'opt_out'"
-    };
-    let done = sqlx::query(statement)
-        .bind(phone_number_id)
-        .bind(recipient)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
 /// Whether a text is an opt-out: it is, trimmed of spaces and trailing punctuation, one of
 /// `keywords`, case aside.
 pub fn is_stop_keyword(text: &str, keywords: &[String]) -> bool {

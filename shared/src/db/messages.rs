@@ -43,17 +43,23 @@ pub async fn insert_recipients(
         .map(|r| sqlx::types::Json(&r.variables))
         .collect();
     let templates: Vec<i16> = rows.iter().map(|r| r.template).collect();
+    // Suppressions are kept by canonical key (Mexico's and Brazil's forms met).
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|r| crate::suppress::key(&r.recipient))
+        .collect();
     let (pending, suppressed, _): (i64, i64, i64) = sqlx::query_as(
         "WITH held AS (
             SELECT s.recipient FROM suppressions s JOIN campaigns c ON c.tenant_id = s.tenant_id
-            WHERE c.id = $1 AND s.recipient = ANY($3)
+            WHERE c.id = $1 AND s.recipient = ANY($6) AND s.active
          ), inserted AS (
             INSERT INTO messages
                 (campaign_id, sender_number_id, recipient, variables, template, status)
             SELECT $1, n, r, v, t,
-                   CASE WHEN r IN (SELECT recipient FROM held) THEN 'suppressed'::message_status
+                   CASE WHEN k IN (SELECT recipient FROM held) THEN 'suppressed'::message_status
                         ELSE 'pending'::message_status END
-            FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::smallint[]) AS u(n, r, v, t)
+            FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::smallint[], $6::text[])
+                 AS u(n, r, v, t, k)
             ON CONFLICT (campaign_id, recipient) DO NOTHING
             RETURNING status
          ), counted AS (
@@ -72,6 +78,7 @@ pub async fn insert_recipients(
     .bind(recipients)
     .bind(variables)
     .bind(templates)
+    .bind(keys)
     .fetch_one(db)
     .await?;
     Ok(Inserted {

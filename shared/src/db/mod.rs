@@ -6,6 +6,7 @@ pub mod counters;
 pub mod engagement;
 pub mod messages;
 pub mod numbers;
+pub mod suppressions;
 pub mod templates;
 pub mod tenants;
 pub mod transitions;

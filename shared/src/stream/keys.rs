@@ -100,6 +100,11 @@ impl Keys {
     }
 
     /// Raw verified webhook bodies.
+    /// Suppression changes, for every sender to apply to its cache within a second.
+    pub fn suppressions(&self) -> String {
+        format!("{}:suppressions", self.prefix)
+    }
+
     pub fn webhooks(&self) -> String {
         format!("{}:webhooks", self.prefix)
     }

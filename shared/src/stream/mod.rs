@@ -24,6 +24,7 @@ pub mod lease;
 mod queue;
 pub mod registry;
 mod scripts;
+pub mod suppressions;
 pub mod webhooks;
 
 pub use entry::{ENTRY_FIELD, Entry, EntryError};

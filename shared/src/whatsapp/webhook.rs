@@ -98,6 +98,10 @@ pub struct UserPreference {
     #[serde(default)]
     pub category: PreferenceCategory,
     pub value: PreferenceValue,
+    /// When the user chose, in Unix seconds (a number or a string): a later-arriving older
+    /// choice must not undo a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<serde_json::Value>,
 }
 
 /// What kind of messages a user's preference is about; Herald acts on marketing only.

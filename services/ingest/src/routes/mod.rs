@@ -2,6 +2,7 @@
 
 pub mod campaigns;
 pub mod numbers;
+pub mod suppressions;
 pub mod templates;
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use herald_shared::crypto::hash_api_key;
 use herald_shared::db::tenants;
@@ -31,6 +32,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .route("/v1/numbers/{id}/token", put(numbers::update_token))
         .route("/v1/numbers/{id}/resume", post(numbers::resume))
         .route("/v1/portfolios/{id}", put(numbers::set_portfolio_limit))
+        .route(
+            "/v1/suppressions",
+            post(suppressions::add).get(suppressions::list),
+        )
+        .route("/v1/suppressions/{phone}", delete(suppressions::remove))
         .route("/v1/templates", get(templates::list))
         .route("/v1/templates/sync", post(templates::sync))
         .route("/v1/campaigns", post(campaigns::create))

@@ -40,7 +40,9 @@ pub struct Outcome {
     pub queue: NumberQueue,
     pub stream_id: String,
     pub entry: Entry,
-    pub result: SendResult,
+    /// The Cloud API's answer; `None` when the entry was not sent because its recipient is
+    /// suppressed (the message becomes `suppressed`).
+    pub result: Option<SendResult>,
     /// The number's new rate, when the send moved it.
     pub rate: Option<u32>,
     /// An app or WABA hold the send met, to share with every sender.

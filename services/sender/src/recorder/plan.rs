@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_shared::db::transitions::{Sent, Transition};
-use herald_shared::domain::{CampaignId, NumberId, NumberState};
+use herald_shared::domain::{CampaignId, MessageStatus, NumberId, NumberState};
 use herald_shared::stream::{Entry, NumberQueue};
 use herald_shared::whatsapp::SendResult;
 
@@ -23,6 +23,8 @@ pub(super) struct Plan {
     /// Numbers whose rate moved, with the latest rate.
     pub rates: BTreeMap<NumberId, u32>,
     pub holds: Vec<ScopeHold>,
+    /// Recipients Meta says stopped marketing messages (131050), by campaign: suppressed.
+    pub opted_out: Vec<(CampaignId, String)>,
 }
 
 impl Plan {
@@ -39,19 +41,22 @@ impl Plan {
         let mut pauses = Pauses::default();
         let mut rates = BTreeMap::new();
         let mut holds = Vec::new();
+        let mut opted_out = Vec::new();
         let mut counts = SendCounts::default();
         for outcome in batch {
             let writes = per_number
                 .entry(outcome.number)
                 .or_insert_with(|| NumberWrites::new(&outcome));
-            let action = decide(
-                &outcome.result,
-                outcome.entry.attempt,
-                policy,
-                rand::random(),
-            );
-            counts.add(&outcome.result, &action);
             let message = outcome.entry.message;
+            let Some(result) = &outcome.result else {
+                // Not sent: the recipient opted out since the message was queued.
+                transitions.push(Transition::to(message, MessageStatus::Suppressed, now));
+                writes.acks.push(outcome.stream_id);
+                tallies.push(outcome.tally);
+                continue;
+            };
+            let action = decide(result, outcome.entry.attempt, policy, rand::random());
+            counts.add(result, &action);
             match action {
                 Action::Sent { wamid } => sent.push(Sent {
                     message: outcome.entry.message,
@@ -60,6 +65,9 @@ impl Plan {
                 }),
                 Action::Fail { code, title } => {
                     tracing::warn!(message = %outcome.entry.message, code, %title, "message failed");
+                    if code == USER_STOPPED_MARKETING {
+                        opted_out.push((outcome.entry.campaign, outcome.entry.recipient.clone()));
+                    }
                     transitions.push(Transition::failed(message, code, title, now))
                 }
                 Action::Retry { delay, counts } => {
@@ -112,9 +120,13 @@ impl Plan {
             pauses,
             rates,
             holds,
+            opted_out,
         }
     }
 }
+
+/// Cloud API error 131050: the user stopped marketing messages from the business.
+const USER_STOPPED_MARKETING: i32 = 131050;
 
 /// Numbers and campaigns an outcome of the batch says to pause, with the code and title.
 #[derive(Default)]

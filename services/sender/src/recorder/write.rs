@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use herald_shared::db::suppressions::{self, Change, Reason};
 use herald_shared::db::transitions::{self, Engine, MessageRef, Transition};
 use herald_shared::db::{campaigns, numbers};
-use herald_shared::domain::MessageId;
+use herald_shared::domain::{CampaignId, MessageId};
+use herald_shared::stream::suppressions::Announced;
 use herald_shared::stream::{Connection, Keys};
+use herald_shared::suppress;
 use sqlx::PgPool;
 
 use super::plan::Plan;
@@ -34,6 +37,38 @@ impl Writer {
         for tally in &plan.tallies {
             tally.bump();
         }
+        self.suppress(&plan.opted_out).await;
+    }
+
+    /// Suppresses the recipients Meta said stopped marketing messages (131050) for their
+    /// campaign's tenant, and tells every sender. Best effort: the messages are already
+    /// recorded `failed`.
+    async fn suppress(&mut self, opted_out: &[(CampaignId, String)]) {
+        let now = chrono::Utc::now();
+        let mut changes = Vec::new();
+        for (campaign, recipient) in opted_out {
+            let key = suppress::key(recipient);
+            let change = Change {
+                key: &key,
+                active: true,
+                reason: Reason::PermanentFailure,
+                note: Some("Cloud API error 131050: the user stopped marketing messages"),
+                at: now,
+                lift_any: false,
+            };
+            match suppressions::set_for_campaign(&self.pool, *campaign, &change).await {
+                Ok(Some(tenant)) => changes.push(Announced {
+                    tenant,
+                    key,
+                    active: true,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot suppress a user who stopped marketing messages")
+                }
+            }
+        }
+        suppress::propagate(&self.pool, &mut self.redis, &self.keys, &changes).await;
     }
 
     /// Makes the outcomes durable in one transaction (so a retry repeats nothing), through the

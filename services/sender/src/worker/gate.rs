@@ -28,6 +28,8 @@ pub(super) enum Admission {
     Drop,
     /// The portfolio is at its daily limit for this long.
     Defer(Duration),
+    /// Its recipient opted out since it was queued: record it `suppressed`, unsent.
+    Suppress,
 }
 
 impl NumberWorker {
@@ -36,6 +38,14 @@ impl NumberWorker {
             None => {}
             Some(CampaignState::Paused) => return Ok(Admission::Park),
             Some(_) => return Ok(Admission::Drop),
+        }
+        let shared = &self.shared;
+        if shared
+            .suppressed
+            .holds(&shared.pool, entry.campaign, &entry.recipient)
+            .await?
+        {
+            return Ok(Admission::Suppress);
         }
         if let Some(limit) = &self.config.daily_cap {
             let now_ms = self.shared.clock.unix_ms();

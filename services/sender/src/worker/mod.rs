@@ -79,6 +79,7 @@ pub struct WorkerConfig {
 pub struct Shared {
     pub clock: Clock,
     pub held: Arc<HeldCampaigns>,
+    pub suppressed: Arc<crate::suppressed::Suppressed>,
     pub scopes: Arc<ScopeThrottles>,
     pub pool: PgPool,
     pub client: CloudApiClient,
@@ -291,6 +292,7 @@ impl NumberWorker {
                     .await?
             }
             Admission::Drop => self.reader.ack(&[&stream_id]).await?,
+            Admission::Suppress => self.record_suppressed(stream_id, entry).await,
             Admission::Defer(wait) => {
                 // The portfolio reached its limit: back to the retry set, unspent, until a
                 // place frees up.

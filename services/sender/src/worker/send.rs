@@ -61,7 +61,7 @@ impl NumberWorker {
                 queue,
                 stream_id,
                 entry,
-                result,
+                result: Some(result),
                 rate,
                 hold,
                 tally,
@@ -71,5 +71,25 @@ impl NumberWorker {
             drop(permit);
         };
         tokio::spawn(send.in_current_span());
+    }
+
+    /// Hands `entry` to the recorder unsent: its recipient is suppressed.
+    pub(super) async fn record_suppressed(&mut self, stream_id: String, entry: Entry) {
+        metrics::counter!("herald_sender_suppressed_total").increment(1);
+        self.handed += 1;
+        let outcome = Outcome {
+            number: self.config.number,
+            number_version: self.config.version,
+            started: self.shared.clock.utc(),
+            queue: self.queue.clone(),
+            stream_id,
+            entry,
+            result: None,
+            rate: None,
+            hold: None,
+            tally: self.tally.clone(),
+        };
+        // Fails only if the recorder is gone, at shutdown; the entry then stays pending.
+        let _ = self.shared.outcomes.send(outcome).await;
     }
 }

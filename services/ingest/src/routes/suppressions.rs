@@ -1,0 +1,231 @@
+//! Suppressions: recipients the tenant must not send to, added and lifted by the API, listed.
+//! Every change reaches every sender within a second (`suppress::propagate`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use herald_shared::db::suppressions::{self, Change, Reason, SuppressionRow};
+use herald_shared::domain::PhoneNumber;
+use herald_shared::stream::suppressions::Announced;
+use herald_shared::suppress;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiPath, Tenant};
+use crate::upload::{self, RowError};
+use crate::{ApiError, AppState};
+
+/// Most suppressions listed in one page.
+const MAX_PAGE: i64 = 1_000;
+
+#[derive(Deserialize)]
+pub struct AddJson {
+    phones: Vec<String>,
+    /// Why, in the operator's words (kept as the suppression's note).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct AddQuery {
+    default_country: Option<String>,
+    /// For a CSV without a `reason` column.
+    reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct AddReport {
+    /// Recipients suppressed now.
+    pub added: usize,
+    /// Recipients already suppressed.
+    pub already: usize,
+    pub rejected: Vec<RowError>,
+}
+
+/// Suppresses phones for the tenant: JSON `{"phones": [...], "reason": "..."}`, or a CSV
+/// (`text/csv`) with a `phone` column and, optionally, a `reason` one.
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    Query(query): Query<AddQuery>,
+    request: Request,
+) -> Result<Json<AddReport>, ApiError> {
+    let country = upload::country(query.default_country.as_deref())?;
+    let csv = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv") || v.starts_with("application/csv"));
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    // (row, phone, reason)
+    let rows: Vec<(usize, String, Option<String>)> = if csv {
+        read_csv(&body)?
+    } else {
+        let req: AddJson = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("the body is not {{\"phones\": [...]}}: {e}"))
+        })?;
+        let reason = req.reason.filter(|r| !r.trim().is_empty());
+        req.phones
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p, reason.clone()))
+            .collect()
+    };
+    let default_reason = query.reason.filter(|r| !r.trim().is_empty());
+    let mut report = AddReport {
+        added: 0,
+        already: 0,
+        rejected: Vec::new(),
+    };
+    let mut changes = Vec::new();
+    let now = chrono::Utc::now();
+    for (row, phone, reason) in rows {
+        let phone = match PhoneNumber::parse_in(&phone, country) {
+            Ok(p) => p,
+            Err(e) => {
+                report.rejected.push(RowError {
+                    row,
+                    field: "phone".into(),
+                    reason: format!("{phone:?} {e}"),
+                });
+                continue;
+            }
+        };
+        let key = suppress::key(phone.as_str());
+        if suppressions::is_active(&state.pool, tenant, &key).await? {
+            report.already += 1;
+            continue;
+        }
+        let note = reason.or_else(|| default_reason.clone());
+        let change = Change {
+            key: &key,
+            active: true,
+            reason: Reason::Manual,
+            note: note.as_deref(),
+            at: now,
+            lift_any: false,
+        };
+        if suppressions::set(&state.pool, tenant, &change).await? {
+            report.added += 1;
+            changes.push(Announced {
+                tenant,
+                key,
+                active: true,
+            });
+        } else {
+            report.already += 1;
+        }
+    }
+    let mut redis = state.redis.clone();
+    suppress::propagate(&state.pool, &mut redis, &state.keys, &changes).await;
+    tracing::info!(tenant = %tenant, added = report.added, "suppressions added");
+    Ok(Json(report))
+}
+
+fn read_csv(body: &[u8]) -> Result<Vec<(usize, String, Option<String>)>, ApiError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let header: Vec<String> = csv
+        .headers()
+        .map_err(|e| ApiError::BadRequest(format!("the CSV cannot be read: {e}")))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
+        .collect();
+    let Some(phone) = header.iter().position(|h| h == "phone") else {
+        return Err(ApiError::Invalid {
+            message: "the CSV's header has no phone column".into(),
+            details: vec![crate::error::FieldError {
+                row: None,
+                field: "phone".into(),
+                reason: "the header has no phone column".into(),
+            }],
+        });
+    };
+    let reason = header.iter().position(|h| h == "reason");
+    let mut rows = Vec::new();
+    for (i, record) in csv.records().enumerate() {
+        let record =
+            record.map_err(|e| ApiError::BadRequest(format!("the CSV cannot be read: {e}")))?;
+        let cell = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        rows.push((
+            i + 2,
+            cell(phone),
+            reason.map(cell).filter(|r| !r.is_empty()),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Lifts the tenant's suppression of `phone` (whatever its reason); 404 when there is none.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiPath(phone): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::Invalid {
+        message: "not a phone number".into(),
+        details: vec![crate::error::FieldError {
+            row: None,
+            field: "phone".into(),
+            reason: format!("{phone:?} {e}"),
+        }],
+    })?;
+    let key = suppress::key(phone.as_str());
+    if !suppressions::is_active(&state.pool, tenant, &key).await? {
+        return Err(ApiError::NotFound("suppression"));
+    }
+    let change = Change {
+        key: &key,
+        active: false,
+        reason: Reason::Manual,
+        note: None,
+        at: chrono::Utc::now(),
+        lift_any: true,
+    };
+    suppressions::set(&state.pool, tenant, &change).await?;
+    let mut redis = state.redis.clone();
+    let lifted = [Announced {
+        tenant,
+        key,
+        active: false,
+    }];
+    suppress::propagate(&state.pool, &mut redis, &state.keys, &lifted).await;
+    tracing::info!(tenant = %tenant, "suppression lifted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// The last recipient of the previous page (its `next`).
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SuppressionList {
+    pub suppressions: Vec<SuppressionRow>,
+    /// Where the next page starts (`?after=`), when there may be one.
+    pub next: Option<String>,
+}
+
+/// The tenant's active suppressions, by recipient, a page at a time.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<SuppressionList>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let rows =
+        suppressions::page(&state.pool, tenant, q.after.as_deref().unwrap_or(""), limit).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.recipient.clone()));
+    Ok(Json(SuppressionList {
+        suppressions: rows,
+        next: next.flatten(),
+    }))
+}
