@@ -403,6 +403,25 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// The API's refusal behind an error of `ApiClient`.
+pub fn refusal(e: anyhow::Error) -> herald::client::ApiRefusal {
+    e.downcast::<herald::client::ApiRefusal>()
+        .expect("an API refusal")
+}
+
+/// POSTs `body` to the stack's webhook, signed as Meta signs; it must be taken (200).
+pub async fn post_webhook(ctx: &TestContext, stack: &Stack, body: &[u8]) {
+    let status = reqwest::Client::new()
+        .post(format!("{}/webhook", stack.webhook_url))
+        .header("x-hub-signature-256", signed(&ctx.settings, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the webhook answers")
+        .status();
+    assert_eq!(status, 200);
+}
+
 /// A Cloud API stand-in (wiremock) that already lists the templates campaigns in tests use
 /// (`spring_sale_2026` in `en_GB`, two body values) for any WABA; a test mounts its own answers
 /// to sends.

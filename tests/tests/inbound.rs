@@ -10,7 +10,7 @@ use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_shared::db::transitions::{self, Sent};
 use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients, signed};
+use herald_tests::{TestContext, assert_counters_match, eventually, post_webhook, recipients};
 use serde_json::{Value, json};
 
 /// The fixtures' business number and the message their taps and replies answer.
@@ -41,18 +41,6 @@ fn preference(user: &str, value: &str) -> Vec<u8> {
             "user_preferences": [{"wa_id": user, "detail": "User requested to stop marketing messages",
                 "category": "marketing_messages", "value": value, "timestamp": 1778580400}]}}]}]}))
     .unwrap()
-}
-
-async fn post(ctx: &TestContext, stack: &Stack, body: &[u8]) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/webhook", stack.webhook_url))
-        .header("x-hub-signature-256", signed(&ctx.settings, body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
 }
 
 async fn suppressed(ctx: &TestContext, recipient: &str) -> bool {
@@ -117,8 +105,8 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
         "wamid.sent0",
         "wamid.in1",
     );
-    post(&ctx, &stack, &stop).await;
-    post(&ctx, &stack, &stop).await;
+    post_webhook(&ctx, &stack, &stop).await;
+    post_webhook(&ctx, &stack, &stop).await;
     // A quick-reply tap ("Stop promotions") on the second.
     let tap = fixture(
         "webhook-inbound-button-reply.json",
@@ -126,7 +114,7 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
         "wamid.sent1",
         "wamid.in2",
     );
-    post(&ctx, &stack, &tap).await;
+    post_webhook(&ctx, &stack, &tap).await;
     // A plain reply from the third that quotes nothing: the campaign of their last message.
     let mut hello: Value = serde_json::from_slice(&fixture(
         "webhook-inbound-text.json",
@@ -138,7 +126,7 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
     let message = &mut hello["entry"][0]["changes"][0]["value"]["messages"][0];
     message.as_object_mut().unwrap().remove("context");
     message["text"]["body"] = json!("Is the sale on in store too?");
-    post(&ctx, &stack, &serde_json::to_vec(&hello).unwrap()).await;
+    post_webhook(&ctx, &stack, &serde_json::to_vec(&hello).unwrap()).await;
 
     // Bodies are applied in order: once the last is, the duplicate was too.
     eventually(
@@ -169,14 +157,14 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
     assert!(!suppressed(&ctx, &users[2].0).await, "a question does not");
 
     // Meta's own marketing opt-out, then the user's opt back in.
-    post(&ctx, &stack, &preference(&digits(2), "stop")).await;
+    post_webhook(&ctx, &stack, &preference(&digits(2), "stop")).await;
     eventually(
         "the preference applied",
         Duration::from_secs(20),
         || async { suppressed(&ctx, &users[2].0).await.then_some(()) },
     )
     .await;
-    post(&ctx, &stack, &preference(&digits(2), "resume")).await;
+    post_webhook(&ctx, &stack, &preference(&digits(2), "resume")).await;
     eventually("the opt-in applied", Duration::from_secs(20), || async {
         (!suppressed(&ctx, &users[2].0).await).then_some(())
     })
@@ -243,8 +231,8 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     };
     // Another WABA's template of the same name, and an approval, change nothing; the pause
     // after them does.
-    post(&ctx, &stack, &update("other-waba", "PAUSED")).await;
-    post(&ctx, &stack, &update("demo-waba", "APPROVED")).await;
+    post_webhook(&ctx, &stack, &update("other-waba", "PAUSED")).await;
+    post_webhook(&ctx, &stack, &update("demo-waba", "APPROVED")).await;
     eventually("both applied", Duration::from_secs(20), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
             .fetch_one(&ctx.pool)
@@ -255,7 +243,7 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     .await;
     let view = api.campaign(started[0]).await.unwrap();
     assert_eq!(view.state, herald_shared::domain::CampaignState::Running);
-    post(&ctx, &stack, &update("demo-waba", "PAUSED")).await;
+    post_webhook(&ctx, &stack, &update("demo-waba", "PAUSED")).await;
     let paused = eventually("the campaign paused", Duration::from_secs(20), || async {
         let view = api.campaign(started[0]).await.unwrap();
         (view.state == herald_shared::domain::CampaignState::Paused).then_some(view)

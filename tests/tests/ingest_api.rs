@@ -1,22 +1,11 @@
 //! The HTTP API: authentication, tenancy, validation, and what it never shows.
 
-use herald::client::{ApiClient, ApiRefusal};
+use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::{CampaignView, UploadReport};
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, recipients};
+use herald_tests::{TestContext, assert_counters_match, recipients, refusal};
 use serde_json::json;
-
-const INGEST_ONLY: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 async fn campaign_with_number(api: &ApiClient, phone_number_id: &str) -> CampaignView {
     let number = api
@@ -31,7 +20,7 @@ async fn campaign_with_number(api: &ApiClient, phone_number_id: &str) -> Campaig
 #[tokio::test]
 async fn requests_without_a_valid_key_get_a_json_401() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let nobody = ApiClient::new(stack.ingest_url.clone(), "hk_guessed_key".to_owned().into());
@@ -54,7 +43,7 @@ async fn requests_without_a_valid_key_get_a_json_401() {
 #[tokio::test]
 async fn another_tenants_campaign_and_numbers_are_invisible() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let alice = ctx.tenant(&stack.ingest_url).await;
@@ -86,7 +75,7 @@ async fn another_tenants_campaign_and_numbers_are_invisible() {
 #[tokio::test]
 async fn invalid_phones_are_reported_by_row_and_the_valid_rows_are_stored_once() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
@@ -140,7 +129,7 @@ async fn invalid_phones_are_reported_by_row_and_the_valid_rows_are_stored_once()
 #[tokio::test]
 async fn a_number_access_token_is_stored_encrypted_and_never_returned() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
@@ -173,7 +162,7 @@ async fn a_number_access_token_is_stored_encrypted_and_never_returned() {
 #[tokio::test]
 async fn a_campaign_starts_once_and_only_with_recipients() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
@@ -211,7 +200,7 @@ async fn a_campaign_starts_once_and_only_with_recipients() {
 #[tokio::test]
 async fn a_body_that_is_not_the_expected_json_gets_a_json_400() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;

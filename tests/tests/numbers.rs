@@ -4,19 +4,8 @@
 use herald::client::{ApiClient, ApiRefusal};
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::{NumberView, TestReport};
-use herald_tests::TestContext;
+use herald_tests::{TestContext, refusal};
 use serde_json::{Value, json};
-
-const INGEST_AND_SIMULATOR: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 /// The `details` of a 422, as `(field, reason)`.
 fn details(r: &ApiRefusal) -> Vec<(String, String)> {
@@ -40,7 +29,7 @@ async fn register(api: &ApiClient, body: Value) -> anyhow::Result<NumberView> {
 #[tokio::test]
 async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let phone = "620000000001";
@@ -154,7 +143,7 @@ async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them
 #[tokio::test]
 async fn a_refused_token_is_named_in_plain_words_by_registration_and_by_the_test() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let phone = "620000000002";

@@ -5,24 +5,13 @@ use std::time::Duration;
 
 use chrono::SubsecRound;
 
-use herald::client::{ApiClient, ApiRefusal};
+use herald::client::ApiClient;
 use herald::fixtures;
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::CampaignView;
 use herald_shared::domain::{CampaignState, NumberId};
-use herald_tests::{TestContext, eventually};
+use herald_tests::{TestContext, eventually, refusal};
 use serde_json::json;
-
-const INGEST_ONLY: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: false,
-};
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 /// A campaign of `n` recipients on `number`, scheduled `at` with `overdue` when given.
 async fn scheduled(
@@ -49,7 +38,7 @@ async fn a_scheduled_campaign_starts_within_a_second_of_its_time_once_with_two_i
     let first = ctx.start_stack().await;
     let mut settings = first.settings.clone();
     settings.whatsapp.base_url = first.simulator_url.clone();
-    let second = Stack::start(settings, INGEST_ONLY).await.unwrap();
+    let second = Stack::start(settings, Roles::INGEST).await.unwrap();
     let api = ctx.tenant(&first.ingest_url).await;
     let number = api
         .create_number("650000000001", "t", 200)

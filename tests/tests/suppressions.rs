@@ -4,17 +4,13 @@
 
 use std::time::Duration;
 
-use herald::client::{ApiClient, ApiRefusal};
+use herald::client::ApiClient;
 use herald::fixtures::Simulator;
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::{AddReport, SuppressionList};
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, configure_simulator, eventually, signed};
+use herald_tests::{TestContext, configure_simulator, eventually, post_webhook, refusal};
 use serde_json::{Value, json};
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 async fn listed(api: &ApiClient) -> Vec<String> {
     let list: SuppressionList = api.get("/v1/suppressions?limit=1000").await.unwrap();
@@ -32,18 +28,6 @@ fn preference(number: &str, wa_id: &str, value: &str, at: i64) -> Vec<u8> {
                 "category": "marketing_messages", "value": value, "timestamp": at}]}}]}]}),
     )
     .unwrap()
-}
-
-async fn post_webhook(ctx: &TestContext, stack: &Stack, body: &[u8]) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/webhook", stack.webhook_url))
-        .header("x-hub-signature-256", signed(&ctx.settings, body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
 }
 
 #[tokio::test]

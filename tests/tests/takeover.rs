@@ -12,12 +12,6 @@ use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
 /// Ingest, with a simulator to read templates from (no sender sends to it).
-const INGEST_ONLY: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
 const SENDER_AND_SIMULATOR: Roles = Roles {
     ingest: false,
     sender: true,
@@ -28,7 +22,7 @@ const SENDER_AND_SIMULATOR: Roles = Roles {
 /// A started campaign of six on one number whose entries a sender read and then died with:
 /// all six are pending for consumer `dead`, and the first three were recorded as sent.
 async fn dead_senders_leftovers(ctx: &TestContext) -> (CampaignId, Vec<MessageId>) {
-    let ingest = Stack::start(ctx.settings.clone(), INGEST_ONLY)
+    let ingest = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&ingest.ingest_url).await;

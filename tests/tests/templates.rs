@@ -9,23 +9,12 @@ use herald::fixtures::Simulator;
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::{CampaignView, SyncReport, TemplateList};
 use herald_shared::domain::NumberId;
-use herald_tests::{TestContext, configure_simulator, eventually};
+use herald_tests::{TestContext, configure_simulator, eventually, refusal};
 use serde_json::{Value, json};
-
-const INGEST_AND_SIMULATOR: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
 
 /// Templates in the simulator's catalogue, and those of them `APPROVED`.
 const CATALOGUE: u64 = 12;
 const APPROVED: usize = 10;
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 /// The first `(field, reason)` of a 422.
 fn first_detail(r: &ApiRefusal) -> (String, String) {
@@ -56,7 +45,7 @@ async fn upload(api: &ApiClient, campaign: &CampaignView, rows: Value) -> anyhow
 #[tokio::test]
 async fn a_sync_reads_every_page_and_says_what_was_added_updated_and_removed() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     // Three templates a page: four pages.
@@ -125,7 +114,7 @@ async fn a_sync_reads_every_page_and_says_what_was_added_updated_and_removed() {
 #[tokio::test]
 async fn each_pre_flight_refusal_is_a_422_naming_the_field() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;

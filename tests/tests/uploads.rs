@@ -1,22 +1,11 @@
 //! Recipient uploads as CSV (#12): streamed, a header naming the parameters, numbers without
 //! a country code read in `default_country`, a report by row and the whole list as errors.csv.
 
-use herald::client::{ApiClient, ApiRefusal};
+use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_ingest::views::{CampaignView, UploadReport};
-use herald_tests::TestContext;
+use herald_tests::{TestContext, refusal};
 use serde_json::json;
-
-const INGEST_AND_SIMULATOR: Roles = Roles {
-    ingest: true,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
-
-fn refusal(e: anyhow::Error) -> ApiRefusal {
-    e.downcast::<ApiRefusal>().expect("an API refusal")
-}
 
 async fn campaign(api: &ApiClient, phone_number_id: &str, template: &str) -> CampaignView {
     let number = api.create_number(phone_number_id, "t", 80).await.unwrap();
@@ -36,7 +25,7 @@ fn rejected(report: &UploadReport) -> Vec<(usize, &str)> {
 #[tokio::test]
 async fn a_csv_with_a_bom_quotes_crlf_blank_lines_and_bad_rows_gives_the_exact_report() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
@@ -110,7 +99,7 @@ async fn a_csv_with_a_bom_quotes_crlf_blank_lines_and_bad_rows_gives_the_exact_r
 #[tokio::test]
 async fn a_header_that_does_not_fit_the_templates_is_refused_whole() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
@@ -152,7 +141,7 @@ async fn a_header_that_does_not_fit_the_templates_is_refused_whole() {
 #[tokio::test]
 async fn a_multipart_file_is_read_and_a_thousand_refusals_are_listed_inline() {
     let ctx = TestContext::new().await;
-    let stack = Stack::start(ctx.settings.clone(), INGEST_AND_SIMULATOR)
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
         .unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;

@@ -38,21 +38,23 @@ impl ApiClient {
 
     /// POSTs `body` to `path` and reads the answer as `T`; a non-2xx answer is an `ApiRefusal`.
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(self.key.expose_secret())
-            .json(body)
-            .send()
-            .await?;
-        read(response).await
+        self.json(reqwest::Method::POST, path, body).await
     }
 
     /// PATCHes `path` with `body` and reads the answer as `T`.
     pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        self.json(reqwest::Method::PATCH, path, body).await
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
         let response = self
             .http
-            .patch(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(self.key.expose_secret())
             .json(body)
             .send()

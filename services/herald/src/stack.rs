@@ -22,6 +22,20 @@ impl Roles {
         webhook: true,
         simulator: true,
     };
+    /// The API alone, with a simulator to test numbers and read templates from.
+    pub const INGEST_WITH_SIMULATOR: Roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: false,
+        simulator: true,
+    };
+    /// The API alone (another replica, or one pointed at a Cloud API stand-in).
+    pub const INGEST: Roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: false,
+        simulator: false,
+    };
 }
 
 /// Running roles. Dropping it does not stop them: call `stop`.
