@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod hash;
+pub mod health;
 pub mod phone;
 pub mod settings;
 pub mod signature;

@@ -36,6 +36,7 @@ pub use fanout::{FanOut, Fanned};
 
 /// What every handler can reach.
 pub struct AppState {
+    pub probes: herald_shared::health::Probes,
     pub pool: sqlx::PgPool,
     pub redis: herald_shared::stream::Connection,
     pub keys: Keys,
@@ -81,6 +82,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("ingest cannot listen on {address}"))?;
     let state = Arc::new(AppState {
+        probes: herald_shared::health::Probes::new(pool.clone(), redis.clone()),
         pool,
         redis,
         keys,
@@ -111,6 +113,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.state.probes.drain_on(shutdown.clone());
         let scheduler =
             scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));

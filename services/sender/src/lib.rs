@@ -25,6 +25,8 @@ use crate::outcome::RetryPolicy;
 
 /// A built, not yet running sender.
 pub struct App {
+    /// `/livez` and `/readyz`, on the metrics port; not ready from the start of the drain.
+    probes: herald_shared::health::Probes,
     metrics: tokio::net::TcpListener,
     supervisor: supervisor::Supervisor,
     recorder: recorder::Recorder,
@@ -60,6 +62,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let follower = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
         .await
         .context("sender cannot reach Redis")?;
+    let probes = herald_shared::health::Probes::new(shared.pool.clone(), commands.clone());
     let supervisor =
         supervisor::Supervisor::new(settings.clone(), commands, follower, keys, shared)?;
     let address = settings.sender.metrics.address();
@@ -67,6 +70,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("sender cannot serve metrics on {address}"))?;
     Ok(App {
+        probes,
         metrics,
         supervisor,
         recorder,
@@ -88,10 +92,21 @@ impl App {
     /// still in flight then stays pending for the numbers' next owners to settle).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let drain = self.drain;
-        let router = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(|| async { herald_shared::telemetry::render_metrics() }),
-        );
+        self.probes.drain_on(shutdown.clone());
+        let probes = self.probes.clone();
+        let router = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|| async { herald_shared::telemetry::render_metrics() }),
+            )
+            .route("/livez", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let probes = probes.clone();
+                    async move { probes.readiness().await }
+                }),
+            );
         let metrics = tokio::spawn(axum::serve(self.metrics, router).into_future());
         let recorder = tokio::spawn(self.recorder.run());
         let mut supervisor = tokio::spawn(self.supervisor.run(shutdown.clone()));

@@ -42,6 +42,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("webhook cannot listen on {address}"))?;
     let state = Arc::new(routes::AppState {
+        probes: herald_shared::health::Probes::new(pool.clone(), redis.clone()),
         redis,
         keys: keys.clone(),
         verify_token: settings.webhook.verify_token.clone(),
@@ -65,6 +66,7 @@ impl App {
 
     /// Serves and processes until `shutdown`; the processor finishes its current batch.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.state.probes.drain_on(shutdown.clone());
         let router = routes::router(self.state, self.max_body_bytes);
         let processors: Vec<_> = self
             .processors

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub struct AppState {
+    pub probes: herald_shared::health::Probes,
     pub redis: Connection,
     pub keys: Keys,
     pub verify_token: SecretString,
@@ -24,6 +25,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/webhook", get(handshake).post(receive))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(state): State<Arc<AppState>>| async move { state.probes.readiness().await }),
+        )
         .route(
             "/metrics",
             get(|| async { herald_shared::telemetry::render_metrics() }),
