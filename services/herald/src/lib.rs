@@ -5,5 +5,6 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod fixtures;
+pub mod ops;
 pub mod stack;
 pub mod tenant;

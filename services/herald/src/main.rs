@@ -48,6 +48,25 @@ enum Command {
         #[arg(long)]
         recipients: Option<usize>,
     },
+    /// Every number's queue: stream length, lag, pending, oldest entry's age, retries,
+    /// parked, rate and owner (from Redis and Postgres; no role needs to run).
+    Lag {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Again every two seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The running and paused campaigns: progress, msg/s, ETA, failures by code.
+    Top {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Seconds the rate is measured over.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
@@ -139,6 +158,35 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
         } => {
             let figures = herald::bench::run(settings, workload, &simulator, recipients).await?;
             println!("{}", serde_json::to_string(&figures)?);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Lag { json, watch } => {
+            let (pool, redis, keys) = herald::ops::connect(&settings).await?;
+            loop {
+                let rows = herald::ops::lag(&pool, &redis, &keys).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&rows)?);
+                } else {
+                    if watch {
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    print!("{}", herald::ops::lag_table(&rows));
+                }
+                if !watch {
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+        Command::Top { json, interval } => {
+            let (pool, _, _) = herald::ops::connect(&settings).await?;
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
+            let rows = herald::ops::top(&pool, interval).await?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", herald::ops::top_table(&rows));
+            }
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Tenant {

@@ -360,6 +360,30 @@ pub async fn count_by_status(
         .await
 }
 
+/// Every campaign running or paused, of every tenant, oldest first (`herald top`).
+pub async fn active_campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignRow>> {
+    sqlx::query_as(
+        "SELECT * FROM campaigns WHERE state IN ('running', 'paused') ORDER BY started_at, id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A campaign's failed messages by error code, most first.
+pub async fn failures_by_code(
+    pool: &PgPool,
+    id: CampaignId,
+) -> sqlx::Result<Vec<(Option<i32>, i64)>> {
+    sqlx::query_as(
+        "SELECT error_code, count(*) AS n FROM messages
+         WHERE campaign_id = $1 AND status = 'failed'
+         GROUP BY error_code ORDER BY n DESC, error_code",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+}
+
 /// The tenant a campaign belongs to.
 pub async fn tenant_of(pool: &PgPool, id: CampaignId) -> sqlx::Result<Option<TenantId>> {
     sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")

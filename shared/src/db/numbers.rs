@@ -247,6 +247,18 @@ pub async fn owned_numbers(
     .await
 }
 
+/// Every number of every tenant (not deleted), for the operators' `herald lag`.
+pub async fn all_numbers(pool: &PgPool) -> sqlx::Result<Vec<NumberRow>> {
+    sqlx::query_as(
+        "SELECT n.*, p.daily_recipient_limit FROM sender_numbers n
+         LEFT JOIN portfolios p ON p.tenant_id = n.tenant_id AND p.id = n.portfolio_id
+         WHERE n.deleted_at IS NULL
+         ORDER BY n.display_number, n.id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// The WABAs of `ids`.
 pub async fn wabas(pool: &PgPool, ids: &[NumberId]) -> sqlx::Result<Vec<String>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|n| n.0).collect();

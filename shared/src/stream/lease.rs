@@ -45,3 +45,12 @@ pub async fn release(conn: &mut Connection, key: &str, value: &str) -> RedisResu
     let _: i64 = LEASE_RELEASE.key(key).arg(value).invoke_async(conn).await?;
     Ok(())
 }
+
+/// Who holds the lease at `key` (the owner, without the fencing token), if anyone.
+pub async fn holder(conn: &mut Connection, key: &str) -> RedisResult<Option<String>> {
+    let value: Option<String> = redis::AsyncCommands::get(conn, key).await?;
+    Ok(value.map(|v| {
+        v.rsplit_once(':')
+            .map_or(v.clone(), |(owner, _)| owner.to_owned())
+    }))
+}

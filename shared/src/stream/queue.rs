@@ -149,25 +149,25 @@ impl NumberQueue {
 
     pub async fn gauges(&mut self) -> RedisResult<QueueGauges> {
         let keys = &self.keys;
-        let (length, groups, oldest, retries, parked): (
-            u64,
-            StreamInfoGroupsReply,
-            StreamRangeReply,
-            u64,
-            u64,
-        ) = redis::pipe()
+        let (length, oldest, retries, parked): (u64, StreamRangeReply, u64, u64) = redis::pipe()
             .xlen(&keys.stream)
-            .xinfo_groups(&keys.stream)
             .xrange_count(&keys.stream, "-", "+", 1)
             .zcard(&keys.retry)
             .zcard(&keys.parked)
             .query_async(&mut self.conn)
             .await?;
-        let pending = groups
-            .groups
-            .iter()
-            .find(|g| g.name == SENDER_GROUP)
-            .map_or(0, |g| g.pending as u64);
+        // A number that never had a stream has no group to ask (XINFO fails on a missing
+        // key); an empty stream has nothing pending either.
+        let pending = if length == 0 {
+            0
+        } else {
+            let groups: StreamInfoGroupsReply = self.conn.xinfo_groups(&keys.stream).await?;
+            groups
+                .groups
+                .iter()
+                .find(|g| g.name == SENDER_GROUP)
+                .map_or(0, |g| g.pending as u64)
+        };
         let oldest_ms = oldest
             .ids
             .first()

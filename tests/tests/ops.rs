@@ -1,0 +1,61 @@
+//! `herald lag` and `herald top` (#13) list every number and campaign of a running stack.
+
+use std::time::Duration;
+
+use herald::fixtures;
+use herald::ops;
+use herald_shared::domain::CampaignState;
+use herald_shared::stream::Keys;
+use herald_tests::{TestContext, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_top_show_every_number_and_campaign_of_a_running_stack() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let mut numbers = Vec::new();
+    for phone in ["670000000001", "670000000002"] {
+        numbers.push(api.create_number(phone, "t", 20).await.unwrap().id);
+    }
+    let campaign = fixtures::campaign(&api, "ops", &numbers, 400)
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+    let redis = ctx.redis().await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    // Both numbers owned and their streams filled while the campaign runs at 40 msg/s.
+    let rows = eventually(
+        "both numbers queued and owned",
+        Duration::from_secs(20),
+        || async {
+            let rows = ops::lag(&ctx.pool, &redis, &keys).await.unwrap();
+            rows.iter()
+                .all(|r| r.owner.is_some() && r.length > 0)
+                .then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.rate == 20 && r.oldest_age_s.is_some())
+    );
+    let table = ops::lag_table(&rows);
+    for phone in ["+670000000001", "+670000000002"] {
+        assert!(table.contains(phone), "{table}");
+    }
+
+    let top = ops::top(&ctx.pool, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 1);
+    let row = &top[0];
+    assert_eq!(
+        (row.id, row.state, row.total),
+        (campaign.id, CampaignState::Running, 400)
+    );
+    assert!(row.rate > 0.0 && row.eta_s.is_some(), "{row:?}");
+    assert!(ops::top_table(&top).contains(&campaign.id.to_string()));
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
