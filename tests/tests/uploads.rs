@@ -127,6 +127,14 @@ async fn a_header_that_does_not_fit_the_templates_is_refused_whole() {
             .unwrap_or_else(|| panic!("{csv}: {}", e.body));
         assert!(hit["reason"].as_str().unwrap().contains(says), "{}", e.body);
     }
+    // A line that never ends is refused before it fills the memory.
+    let endless = format!(
+        "phone,body.1,body.2\n+447400000001,{},b",
+        "x".repeat(2 << 20)
+    );
+    let e = refusal(api.upload_csv(c.id, endless, None).await.unwrap_err());
+    assert_eq!(e.status, 400, "{}", e.body);
+    assert!(e.body.to_string().contains("longer than"), "{}", e.body);
     let bad_country = refusal(
         api.upload_csv(c.id, "phone,body.1,body.2\n", Some("XX"))
             .await

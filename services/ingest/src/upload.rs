@@ -23,6 +23,9 @@ use crate::{ApiError, AppState};
 
 /// Rows checked and stored together.
 const BATCH: usize = 5_000;
+/// The longest line a CSV may have: the parser holds a record whole, so a file that never
+/// breaks its lines must not become one record in memory.
+const MAX_LINE: u64 = 1 << 20;
 /// Refused rows the report lists; `errors.csv` has them all.
 const INLINE_ERRORS: usize = 1_000;
 
@@ -296,7 +299,18 @@ where
     let ((), stored) = tokio::join!(pump, store);
     let parsed = parser.await.map_err(|e| ApiError::Internal(e.into()))?;
     let stored = stored?;
-    parsed?;
+    if let Err(e) = parsed {
+        let Some(store) = stored else {
+            return Err(e);
+        };
+        // Batches before the break are stored: say so, and how to finish the upload.
+        let report = store.finish().await?;
+        return Err(ApiError::BadRequest(format!(
+            "{e}; the {} rows before it were stored (upload {}): upload the fixed file again, \
+             the rows already stored count as duplicates",
+            report.accepted, report.upload_id
+        )));
+    }
     let store = match stored {
         Some(s) => s,
         None => Store::begin(state, campaign).await?,
@@ -478,6 +492,8 @@ struct ChannelReader {
     breaks: std::collections::VecDeque<i64>,
     /// The offset of the last byte given that is not `\r` or `\n`.
     last_content: i64,
+    /// Bytes since the last line break.
+    line_length: u64,
     /// Line breaks before the last record asked about.
     lines_before: usize,
 }
@@ -490,6 +506,7 @@ impl ChannelReader {
             offset: 0,
             breaks: Default::default(),
             last_content: -1,
+            line_length: 0,
             lines_before: 0,
         }
     }
@@ -524,11 +541,21 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current.advance(n);
         for (i, byte) in buf[..n].iter().enumerate() {
+            self.line_length += 1;
             match byte {
-                b'\n' => self.breaks.push_back(self.last_content),
+                b'\n' => {
+                    self.breaks.push_back(self.last_content);
+                    self.line_length = 0;
+                }
                 b'\r' => {}
                 _ => self.last_content = (self.offset + i as u64) as i64,
             }
+        }
+        if self.line_length > MAX_LINE {
+            return Err(io::Error::other(format!(
+                "line {} is longer than {MAX_LINE} bytes",
+                self.lines_before + self.breaks.len() + 1
+            )));
         }
         self.offset += n as u64;
         Ok(n)
