@@ -74,6 +74,16 @@ pub struct WorkerConfig {
     pub daily_cap: Option<DailyLimit>,
 }
 
+/// The gauges a number's owner reports, by number.
+const NUMBER_GAUGES: [&str; 6] = [
+    "herald_stream_length",
+    "herald_stream_lag",
+    "herald_stream_pending",
+    "herald_stream_oldest_entry_age_seconds",
+    "herald_retry_set_size",
+    "herald_parked_size",
+];
+
 /// What a worker shares with its supervisor and the process's other workers.
 #[derive(Clone)]
 pub struct Shared {
@@ -200,6 +210,7 @@ impl NumberWorker {
             }
         }
         self.hand_over(lease_lost).await;
+        self.clear_gauges();
         tracing::info!("number stopped");
     }
 
@@ -228,19 +239,34 @@ impl NumberWorker {
     /// read and not yet recorded (pending), the age of the oldest, and the retry and parked
     /// sets' sizes.
     async fn report_gauges(&mut self) -> anyhow::Result<()> {
+        // In `NUMBER_GAUGES`'s order.
         let g = self.queue.gauges().await?;
         let oldest_age = g.oldest_ms.map_or(0.0, |ms| {
             (self.shared.clock.unix_ms() - ms).max(0) as f64 / 1000.0
         });
         let number = self.config.number.to_string();
-        metrics::gauge!("herald_stream_length", "number" => number.clone()).set(g.length as f64);
-        metrics::gauge!("herald_stream_lag", "number" => number.clone()).set(g.lag() as f64);
-        metrics::gauge!("herald_stream_pending", "number" => number.clone()).set(g.pending as f64);
-        metrics::gauge!("herald_stream_oldest_entry_age_seconds", "number" => number.clone())
-            .set(oldest_age);
-        metrics::gauge!("herald_retry_set_size", "number" => number.clone()).set(g.retries as f64);
-        metrics::gauge!("herald_parked_size", "number" => number).set(g.parked as f64);
+        let values = [
+            g.length as f64,
+            g.lag() as f64,
+            g.pending as f64,
+            oldest_age,
+            g.retries as f64,
+            g.parked as f64,
+        ];
+        for (name, value) in NUMBER_GAUGES.into_iter().zip(values) {
+            metrics::gauge!(name, "number" => number.clone()).set(value);
+        }
         Ok(())
+    }
+
+    /// Zeroes the number's gauges once this process no longer sends for it: its next owner
+    /// reports the queue, and a sum over every sender counts each number once, also while
+    /// numbers move between senders.
+    fn clear_gauges(&self) {
+        let number = self.config.number.to_string();
+        for name in NUMBER_GAUGES {
+            metrics::gauge!(name, "number" => number.clone()).set(0.0);
+        }
     }
 
     /// Starts the entries not yet started (those handed back first), or else reads the next
