@@ -381,3 +381,35 @@ async fn a_campaign_of_three_templates_shares_its_recipients_by_weight() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_template_that_cannot_be_synced_says_why() {
+    let ctx = TestContext::new().await;
+    // No Cloud API where Herald looks for one.
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = "http://127.0.0.1:9".into();
+    let stack = Stack::start(settings, Roles::INGEST).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let n = api
+        .create_untested_number("630000000009", "t", 80)
+        .await
+        .unwrap()
+        .id;
+    let refused = refusal(
+        create(
+            &api,
+            json!({"name": "c", "sender_numbers": [n],
+                   "template": {"name": "spring_sale_2026", "language": "en_GB"}}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    let (field, reason) = first_detail(&refused);
+    assert_eq!(field, "template.name");
+    assert!(
+        reason.contains("could not be read") && reason.contains("could not be reached"),
+        "{reason}"
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -97,6 +97,8 @@ pub async fn resolve(
     choices: &[(String, Choice)],
 ) -> Result<Result<Vec<CampaignTemplate>, Vec<FieldError>>, ApiError> {
     let mut synced = false;
+    // Why a WABA could not be read when it was synced on demand: said with what is missing.
+    let mut unread = Vec::new();
     let mut resolved = Vec::with_capacity(choices.len());
     let mut problems = Vec::new();
     for (position, (field, choice)) in choices.iter().enumerate() {
@@ -105,7 +107,16 @@ pub async fn resolve(
         let mut rows = templates::named(&state.pool, tenant, wabas, name).await?;
         if !synced && !covers(&rows, wabas, language) {
             // Not yet synced, or synced before the template was made: read Graph now.
-            sync(state, tenant, wabas).await?;
+            unread = sync(state, tenant, wabas)
+                .await?
+                .into_iter()
+                .filter_map(|w| {
+                    Some(format!(
+                        "WABA {} could not be read: {}",
+                        w.waba_id, w.error?
+                    ))
+                })
+                .collect();
             synced = true;
             rows = templates::named(&state.pool, tenant, wabas, name).await?;
         }
@@ -121,7 +132,11 @@ pub async fn resolve(
             Err((part, reason)) => problems.push(FieldError {
                 row: None,
                 field: format!("{field}.{part}"),
-                reason,
+                reason: if unread.is_empty() {
+                    reason
+                } else {
+                    format!("{reason} ({})", unread.join("; "))
+                },
             }),
         }
     }
