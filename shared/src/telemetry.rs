@@ -57,6 +57,7 @@ pub fn metrics() -> &'static PrometheusHandle {
             // Another recorder is installed (a test harness's): render an empty registry.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         };
+        describe();
         let upkeep = handle.clone();
         std::thread::spawn(move || {
             loop {
@@ -66,6 +67,97 @@ pub fn metrics() -> &'static PrometheusHandle {
         });
         handle
     })
+}
+
+/// Every series' HELP text.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    let per_number = "by number, reported by the sender that sends for it (0 once it stops)";
+    describe_gauge!(
+        "herald_stream_length",
+        format!(
+            "Entries in the number's stream: read and not yet recorded, or not yet read; {per_number}"
+        )
+    );
+    describe_gauge!(
+        "herald_stream_lag",
+        format!(
+            "Entries in the number's stream not yet read (what an autoscaler watches); {per_number}"
+        )
+    );
+    describe_gauge!(
+        "herald_stream_pending",
+        format!("Entries read and not yet recorded in Postgres; {per_number}")
+    );
+    describe_gauge!(
+        "herald_stream_oldest_entry_age_seconds",
+        format!("How long the oldest entry of the number's stream has waited; {per_number}")
+    );
+    describe_gauge!(
+        "herald_retry_set_size",
+        format!("Messages waiting for a retry; {per_number}")
+    );
+    describe_gauge!(
+        "herald_parked_size",
+        format!("Messages of paused campaigns set aside; {per_number}")
+    );
+    describe_gauge!(
+        "herald_sender_rate",
+        "The messages per second the sender paces the number at (adaptive, up to its ceiling)"
+    );
+    describe_counter!(
+        "herald_sends_total",
+        "Cloud API sends by outcome (accepted, rejected, transport) and Graph error code"
+    );
+    describe_counter!(
+        "herald_sender_ambiguous_resends_total",
+        "Sends whose first outcome was unknown, sent again after the reconciliation window"
+    );
+    describe_counter!(
+        "herald_sender_scope_holds_total",
+        "App- or WABA-wide rate limits met (codes 4, 80007), each holding every number of the scope"
+    );
+    describe_counter!(
+        "herald_sender_daily_cap_waits_total",
+        "Messages to new recipients held back by a portfolio's daily recipient limit"
+    );
+    describe_counter!(
+        "herald_sender_numbers_paused_total",
+        "Numbers paused for an operator (token, policy or quality errors), by state"
+    );
+    describe_counter!(
+        "herald_sender_suppressed_total",
+        "Queued messages recorded suppressed instead of sent: the recipient opted out"
+    );
+    describe_counter!(
+        "herald_webhook_malformed_bodies_total",
+        "Webhook bodies that could not be read, kept and skipped"
+    );
+    describe_counter!(
+        "herald_webhook_orphan_receipts_total",
+        "Receipts whose message was never found within the hold time"
+    );
+    describe_histogram!(
+        "herald_cloud_api_request_seconds",
+        metrics::Unit::Seconds,
+        "Cloud API send latency, by outcome"
+    );
+    describe_histogram!(
+        "herald_http_request_seconds",
+        metrics::Unit::Seconds,
+        "HTTP requests served (ingest's API, the webhook), by role, route and status"
+    );
+}
+
+/// Records one HTTP request served by `role`.
+pub fn http_request(role: &'static str, route: String, status: u16, elapsed: Duration) {
+    metrics::histogram!(
+        "herald_http_request_seconds",
+        "role" => role,
+        "route" => route,
+        "status" => status.to_string()
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// `/metrics` in Prometheus's text format.

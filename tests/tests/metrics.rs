@@ -52,6 +52,38 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         .unwrap_or_else(|| panic!("no sends counted:\n{text}"));
     let count: f64 = sent.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 20.0, "{sent}");
+    // HELP on every series; latency histograms for the Cloud API and the HTTP API; the rate
+    // from the number's start.
+    for series in [
+        "herald_stream_lag",
+        "herald_sends_total",
+        "herald_sender_rate",
+        "herald_cloud_api_request_seconds",
+        "herald_http_request_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {series} ")),
+            "{series}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("herald_cloud_api_request_seconds_bucket{outcome=\"accepted\""),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("herald_http_request_seconds_bucket")
+                && l.contains("role=\"ingest\"")
+                && l.contains("route=\"/v1/campaigns/{id}/start\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "herald_sender_rate{{number=\"{}\"}} 200",
+            number.id
+        )),
+        "{text}"
+    );
     // The same registry on the other roles' ports.
     for url in [&stack.ingest_url, &stack.webhook_url] {
         assert!(

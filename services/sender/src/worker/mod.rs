@@ -165,6 +165,9 @@ impl NumberWorker {
     }
 
     async fn work(mut self, stop: CancellationToken) {
+        // The rate from the start, not only once it first moves.
+        metrics::gauge!("herald_sender_rate", "number" => self.config.number.to_string())
+            .set(self.pace.rate() as f64);
         let now = self.shared.clock.now();
         let mut chores = Chores {
             retries: now,

@@ -31,6 +31,7 @@ impl NumberWorker {
         let started = self.shared.clock.utc();
         self.handed += 1;
         let send = async move {
+            let sending = std::time::Instant::now();
             let result = client
                 .send_message(
                     &config.phone_number_id,
@@ -39,6 +40,13 @@ impl NumberWorker {
                     entry.payload.clone(),
                 )
                 .await;
+            let outcome = match &result {
+                SendResult::Accepted { .. } => "accepted",
+                SendResult::Rejected { .. } => "rejected",
+                SendResult::Transport(_) => "transport",
+            };
+            metrics::histogram!("herald_cloud_api_request_seconds", "outcome" => outcome)
+                .record(sending.elapsed().as_secs_f64());
             let rate = feedback.record(&result);
             if let Some(rate) = rate {
                 tracing::info!(rate, "number's rate changed");
