@@ -80,6 +80,9 @@ async fn the_api_adds_lists_and_lifts_suppressions_and_an_older_resume_cannot_un
     );
     assert_eq!(gone.status, 404);
     assert_eq!(listed(&api).await, ["+447400000002", "+447400000003"]);
+    // Named by its WhatsApp ID's digits too.
+    api.delete("/v1/suppressions/447400000003").await.unwrap();
+    assert_eq!(listed(&api).await, ["+447400000002"]);
     // Another tenant's list is its own.
     let other = ctx.tenant(&stack.ingest_url).await;
     assert!(listed(&other).await.is_empty());

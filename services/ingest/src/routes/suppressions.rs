@@ -162,13 +162,20 @@ fn read_csv(body: &[u8]) -> Result<Vec<(usize, String, Option<String>)>, ApiErro
     Ok(rows)
 }
 
-/// Lifts the tenant's suppression of `phone` (whatever its reason); 404 when there is none.
+/// Lifts the tenant's suppression of `phone` (E.164, or a WhatsApp ID's digits; whatever its
+/// reason); 404 when there is none.
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
     ApiPath(phone): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::Invalid {
+    // A WhatsApp ID (digits, as Meta writes it) is a number with its country code.
+    let written = if !phone.is_empty() && phone.bytes().all(|b| b.is_ascii_digit()) {
+        format!("+{phone}")
+    } else {
+        phone.clone()
+    };
+    let phone = PhoneNumber::parse(&written).map_err(|e| ApiError::Invalid {
         message: "not a phone number".into(),
         details: vec![crate::error::FieldError {
             row: None,
