@@ -149,15 +149,27 @@ fn describe() {
     );
 }
 
-/// Records one HTTP request served by `role`.
-pub fn http_request(role: &'static str, route: String, status: u16, elapsed: Duration) {
+/// Middleware recording each request a role (the state) serves, by route and status
+/// (`herald_http_request_seconds`): `route_layer(from_fn_with_state("ingest", timed))`.
+pub async fn timed(
+    axum::extract::State(role): axum::extract::State<&'static str>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
     metrics::histogram!(
         "herald_http_request_seconds",
         "role" => role,
         "route" => route,
-        "status" => status.to_string()
+        "status" => response.status().as_u16().to_string()
     )
-    .record(elapsed.as_secs_f64());
+    .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// `/metrics` in Prometheus's text format.

@@ -83,12 +83,7 @@ async fn sent_campaign(ctx: &TestContext, api: &ApiClient) -> (CampaignId, Vec<M
 #[tokio::test]
 async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads() {
     let ctx = TestContext::new().await;
-    let roles = Roles {
-        ingest: true,
-        sender: false,
-        webhook: true,
-        simulator: true,
-    };
+    let roles = Roles::INGEST_AND_WEBHOOK;
     // One processor, so that bodies are applied in the order they were posted.
     let mut settings = ctx.settings.clone();
     settings.webhook.processors = 1;
@@ -200,12 +195,7 @@ async fn replies_taps_and_opt_outs_are_counted_once_and_suppress_later_uploads()
 #[tokio::test]
 async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     let ctx = TestContext::new().await;
-    let roles = Roles {
-        ingest: true,
-        sender: false,
-        webhook: true,
-        simulator: true,
-    };
+    let roles = Roles::INGEST_AND_WEBHOOK;
     let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     // `create_number` registers its numbers under WABA `demo-waba`.

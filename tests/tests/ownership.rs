@@ -113,12 +113,7 @@ async fn a_sender_leaving_on_purpose_hands_its_unsent_entries_straight_to_the_ne
     // any entry for ambiguous, the campaign could not finish in time.
     let mut settings = ctx.settings.clone();
     settings.sender.reconciliation_window_ms = 120_000;
-    let roles = Roles {
-        ingest: true,
-        sender: false,
-        webhook: true,
-        simulator: true,
-    };
+    let roles = Roles::INGEST_AND_WEBHOOK;
     let world = Stack::start(settings.clone(), roles).await.unwrap();
     settings.whatsapp.base_url = world.simulator_url.clone();
     let leaving = Stack::start(settings.clone(), SENDER_ONLY).await.unwrap();

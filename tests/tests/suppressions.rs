@@ -33,12 +33,7 @@ fn preference(number: &str, wa_id: &str, value: &str, at: i64) -> Vec<u8> {
 #[tokio::test]
 async fn the_api_adds_lists_and_lifts_suppressions_and_an_older_resume_cannot_undo_a_stop() {
     let ctx = TestContext::new().await;
-    let roles = Roles {
-        ingest: true,
-        sender: false,
-        webhook: true,
-        simulator: true,
-    };
+    let roles = Roles::INGEST_AND_WEBHOOK;
     let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     let body = json!({"phones": ["+447400000001", "not a phone", "+44 7400 000002"],

@@ -29,6 +29,13 @@ impl Roles {
         webhook: false,
         simulator: true,
     };
+    /// The API and the webhook, with a simulator: everything but sending.
+    pub const INGEST_AND_WEBHOOK: Roles = Roles {
+        ingest: true,
+        sender: false,
+        webhook: true,
+        simulator: true,
+    };
     /// The API alone (another replica, or one pointed at a Cloud API stand-in).
     pub const INGEST: Roles = Roles {
         ingest: true,

@@ -34,29 +34,12 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/metrics",
             get(|| async { herald_shared::telemetry::render_metrics() }),
         )
-        .route_layer(axum::middleware::from_fn(timed))
+        .route_layer(axum::middleware::from_fn_with_state(
+            "webhook",
+            herald_shared::telemetry::timed,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
-}
-
-/// Records each request's route, status and duration (`herald_http_request_seconds`).
-async fn timed(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    herald_shared::telemetry::http_request(
-        "webhook",
-        route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 #[derive(Deserialize)]
