@@ -7,7 +7,10 @@
 # exactly what to install.
 #
 # The configured URLs come from HERALD__DATABASE__URL / HERALD__REDIS__URL when set, else from
-# config/$HERALD_ENV.toml (default "local"), else from config/default.toml.
+# config/$HERALD_ENV.toml, else from config/default.toml. The scripts are a developer's tools:
+# HERALD_ENV defaults to "local" here (the binary's own default is "production").
+
+export HERALD_ENV="${HERALD_ENV:-local}"
 
 herald_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 herald_services_dir="$herald_root/target/services"
@@ -18,7 +21,7 @@ herald_log() { echo "services: $*" >&2; }
 # herald_config_value <section> <key>: the value in the env's TOML file, else in default.toml.
 herald_config_value() {
   local section=$1 key=$2 file value
-  for file in "$herald_root/config/${HERALD_ENV:-local}.toml" "$herald_root/config/default.toml"; do
+  for file in "$herald_root/config/$HERALD_ENV.toml" "$herald_root/config/default.toml"; do
     [ -f "$file" ] || continue
     value=$(awk -v section="[$section]" -v key="$key" '
       /^\[/ { in_section = ($0 == section) }

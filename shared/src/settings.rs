@@ -1,6 +1,7 @@
 //! Typed settings, loaded with the `config` crate from `config/default.toml`, then
-//! `config/$HERALD_ENV.toml` (default `local`), then `HERALD__SECTION__KEY` variables.
-//! Each section owns its conversions; secrets are `SecretString`s.
+//! `config/$HERALD_ENV.toml` (default `production`), then `HERALD__SECTION__KEY` variables.
+//! Each section owns its conversions; secrets are `SecretString`s. Loading checks only what
+//! every command needs; [`Settings::check`] then requires what one command uses.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub simulator: SimulatorSettings,
     pub demo: DemoSettings,
+    /// The profile the settings were loaded with (`HERALD_ENV`).
+    #[serde(skip)]
+    pub profile: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,10 +227,84 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// The profiles the public development secrets of `config/local.toml` and `config/test.toml`
+/// may be used with.
+pub const DEVELOPMENT_PROFILES: [&str; 2] = ["local", "test"];
+
+/// The secrets `config/local.toml` and `config/test.toml` publish (a test keeps this list equal
+/// to those files): anyone can sign webhooks or decrypt tokens with them.
+const DEVELOPMENT_SECRETS: [&str; 5] = [
+    "aGVyYWxkLWxvY2FsLWRldmVsb3BtZW50LWtleS0zMiE=",
+    "herald-local-verify-token",
+    "herald-local-app-secret",
+    "herald-test-verify-token",
+    "herald-test-app-secret",
+];
+
+/// The parts of the settings a command uses: [`Settings::check`] requires those and no others
+/// (`herald migrate` runs with nothing but a database URL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub database: bool,
+    pub redis: bool,
+    /// `security.token_encryption_key`: ingest stores access tokens, the sender reads them.
+    pub token_key: bool,
+    /// `webhook.verify_token` and `webhook.app_secrets`.
+    pub webhook: bool,
+    /// `simulator.app_secret`, when the simulator sends webhooks.
+    pub simulator: bool,
+}
+
+impl Uses {
+    pub const DATABASE: Uses = Uses {
+        database: true,
+        redis: false,
+        token_key: false,
+        webhook: false,
+        simulator: false,
+    };
+    pub const STORES: Uses = Uses {
+        redis: true,
+        ..Uses::DATABASE
+    };
+    pub const INGEST: Uses = Uses {
+        token_key: true,
+        ..Uses::STORES
+    };
+    pub const SENDER: Uses = Uses::INGEST;
+    pub const WEBHOOK: Uses = Uses {
+        webhook: true,
+        ..Uses::STORES
+    };
+    pub const SIMULATOR: Uses = Uses {
+        simulator: true,
+        ..Uses::NOTHING
+    };
+    pub const NOTHING: Uses = Uses {
+        database: false,
+        redis: false,
+        token_key: false,
+        webhook: false,
+        simulator: false,
+    };
+
+    /// What two commands use together (`herald all`).
+    pub const fn and(self, other: Uses) -> Uses {
+        Uses {
+            database: self.database || other.database,
+            redis: self.redis || other.redis,
+            token_key: self.token_key || other.token_key,
+            webhook: self.webhook || other.webhook,
+            simulator: self.simulator || other.simulator,
+        }
+    }
+}
+
 impl Settings {
     /// Loads settings from the `config/` directory found from the working directory up
-    /// (or `HERALD_CONFIG_DIR`), the environment named by `HERALD_ENV`, and the environment.
-    pub fn load() -> Result<Self, SettingsError> {
+    /// (or `HERALD_CONFIG_DIR`), the profile named by `HERALD_ENV` (`default_profile` when it
+    /// is unset: `production` for every role), and the environment.
+    pub fn load(default_profile: &str) -> Result<Self, SettingsError> {
         let dir = match std::env::var_os("HERALD_CONFIG_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => find_config_dir().ok_or_else(|| {
@@ -235,14 +313,24 @@ impl Settings {
                 )
             })?,
         };
-        let env = std::env::var("HERALD_ENV").unwrap_or_else(|_| "local".into());
-        Self::load_from(&dir, &env)
+        let profile = std::env::var("HERALD_ENV")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| default_profile.into());
+        Self::load_from(&dir, &profile)
     }
 
-    pub fn load_from(dir: &Path, env: &str) -> Result<Self, SettingsError> {
-        let settings: Settings = config::Config::builder()
+    pub fn load_from(dir: &Path, profile: &str) -> Result<Self, SettingsError> {
+        let file = dir.join(format!("{profile}.toml"));
+        if !file.is_file() {
+            return Err(SettingsError::Invalid(format!(
+                "HERALD_ENV={profile} but there is no {}",
+                file.display()
+            )));
+        }
+        let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
-            .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false))
+            .add_source(config::File::from(file))
             .add_source(
                 config::Environment::with_prefix("HERALD")
                     .prefix_separator("__")
@@ -255,31 +343,69 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
+        settings.profile = profile.to_owned();
         settings.validate()?;
         Ok(settings)
     }
 
+    /// Whether this is a developer's profile, where the public development secrets may be used.
+    pub fn is_development(&self) -> bool {
+        DEVELOPMENT_PROFILES.contains(&self.profile.as_str())
+    }
+
+    /// Refuses settings a command would use but cannot: an empty required secret or URL, or,
+    /// outside the development profiles, one of their public secrets. The error names the
+    /// setting and its environment variable.
+    pub fn check(&self, uses: Uses) -> Result<(), SettingsError> {
+        let mut required: Vec<(&str, Vec<&SecretString>)> = Vec::new();
+        if uses.database {
+            required.push(("database.url", vec![&self.database.url]));
+        }
+        if uses.redis {
+            required.push(("redis.url", vec![&self.redis.url]));
+        }
+        if uses.token_key {
+            required.push((
+                "security.token_encryption_key",
+                vec![&self.security.token_encryption_key],
+            ));
+        }
+        if uses.webhook {
+            required.push(("webhook.verify_token", vec![&self.webhook.verify_token]));
+            required.push((
+                "webhook.app_secrets",
+                self.webhook.app_secrets.iter().collect(),
+            ));
+        }
+        if uses.simulator && !self.simulator.webhook_url.is_empty() {
+            required.push(("simulator.app_secret", vec![&self.simulator.app_secret]));
+        }
+        for (setting, values) in required {
+            let variable = format!("HERALD__{}", setting.replace('.', "__").to_uppercase());
+            if values.is_empty() || values.iter().any(|v| v.expose_secret().trim().is_empty()) {
+                return Err(SettingsError::Invalid(format!(
+                    "{setting} is empty: set {variable}{}",
+                    hint(setting)
+                )));
+            }
+            let public = values
+                .iter()
+                .any(|v| DEVELOPMENT_SECRETS.contains(&v.expose_secret().trim()));
+            if public && !self.is_development() {
+                return Err(SettingsError::Invalid(format!(
+                    "{setting} is a public development secret (config/local.toml, config/test.toml), \
+                     refused with HERALD_ENV={}: set {variable}{}",
+                    self.profile,
+                    hint(setting)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that hold for every command.
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
-        if self
-            .security
-            .token_encryption_key
-            .expose_secret()
-            .is_empty()
-        {
-            return invalid(
-                "security.token_encryption_key is empty: set HERALD__SECURITY__TOKEN_ENCRYPTION_KEY to base64 of 32 random bytes",
-            );
-        }
-        if self.webhook.app_secrets.is_empty()
-            || self
-                .webhook
-                .app_secrets
-                .iter()
-                .any(|s| s.expose_secret().is_empty())
-        {
-            return invalid("webhook.app_secrets needs at least one non-empty secret");
-        }
         if self.sender.in_flight == 0 || self.sender.default_rate == 0 {
             return invalid("sender.in_flight and sender.default_rate must be above 0");
         }
@@ -287,6 +413,22 @@ impl Settings {
             return invalid("sender.retry_delays_ms needs at least one delay");
         }
         Ok(())
+    }
+}
+
+/// How to make a value for a required setting.
+fn hint(setting: &str) -> &'static str {
+    match setting {
+        "security.token_encryption_key" => {
+            " to base64 of 32 random bytes (head -c32 /dev/urandom | base64)"
+        }
+        "webhook.app_secrets" => {
+            " to your Meta app's secret (several comma-separated while rotating)"
+        }
+        "webhook.verify_token" => " to the token you gave Meta for the webhook handshake",
+        "database.url" => " to a Postgres URL (postgres://user:password@host:5432/herald)",
+        "redis.url" => " to a Redis URL (redis://, rediss:// for TLS)",
+        _ => "",
     }
 }
 
@@ -300,5 +442,105 @@ fn find_config_dir() -> Option<PathBuf> {
         if !dir.pop() {
             return None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+    }
+
+    fn load(profile: &str) -> Settings {
+        Settings::load_from(&config_dir(), profile).unwrap()
+    }
+
+    fn refusal(settings: &Settings, uses: Uses) -> String {
+        settings.check(uses).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_development_secrets_are_those_the_development_profiles_publish() {
+        let mut published = Vec::new();
+        for profile in DEVELOPMENT_PROFILES {
+            let s = load(profile);
+            published.push(s.security.token_encryption_key.expose_secret().to_owned());
+            published.push(s.webhook.verify_token.expose_secret().to_owned());
+            for secret in &s.webhook.app_secrets {
+                published.push(secret.expose_secret().to_owned());
+            }
+            published.push(s.simulator.app_secret.expose_secret().to_owned());
+        }
+        published.sort();
+        published.dedup();
+        let mut listed: Vec<String> = DEVELOPMENT_SECRETS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(published, listed);
+    }
+
+    #[test]
+    fn production_requires_each_setting_a_command_uses_and_names_it() {
+        let s = load("production");
+        assert_eq!(s.ingest.listen.host, "0.0.0.0");
+        assert_eq!(s.webhook.listen.host, "0.0.0.0");
+        assert_eq!(s.sender.metrics.host, "0.0.0.0");
+        let e = refusal(&s, Uses::DATABASE);
+        assert!(
+            e.contains("database.url is empty: set HERALD__DATABASE__URL"),
+            "{e}"
+        );
+        // Nothing else is needed by migrate.
+        let mut s = s;
+        s.database.url = "postgres://db/herald".into();
+        s.check(Uses::DATABASE).unwrap();
+        let e = refusal(&s, Uses::STORES);
+        assert!(e.contains("HERALD__REDIS__URL"), "{e}");
+        s.redis.url = "rediss://redis:6380".into();
+        let e = refusal(&s, Uses::SENDER);
+        assert!(e.contains("HERALD__SECURITY__TOKEN_ENCRYPTION_KEY"), "{e}");
+        let e = refusal(&s, Uses::WEBHOOK);
+        assert!(e.contains("HERALD__WEBHOOK__VERIFY_TOKEN"), "{e}");
+        s.webhook.verify_token = "mine".into();
+        let e = refusal(&s, Uses::WEBHOOK);
+        assert!(e.contains("HERALD__WEBHOOK__APP_SECRETS"), "{e}");
+        s.webhook.app_secrets = vec!["a".into(), " ".into()];
+        let e = refusal(&s, Uses::WEBHOOK);
+        assert!(e.contains("webhook.app_secrets is empty"), "{e}");
+        s.webhook.app_secrets = vec!["a".into()];
+        s.check(Uses::WEBHOOK).unwrap();
+    }
+
+    #[test]
+    fn the_public_development_secrets_are_refused_outside_development() {
+        let local = load("local");
+        local
+            .check(Uses::INGEST.and(Uses::WEBHOOK).and(Uses::SIMULATOR))
+            .unwrap();
+        let mut s = load("production");
+        s.database = local.database.clone();
+        s.redis = local.redis.clone();
+        s.security = local.security.clone();
+        s.webhook.verify_token = "mine".into();
+        s.webhook.app_secrets = vec!["new".into(), "herald-local-app-secret".into()];
+        let e = refusal(&s, Uses::INGEST);
+        assert!(
+            e.contains("security.token_encryption_key is a public development secret")
+                && e.contains("HERALD_ENV=production"),
+            "{e}"
+        );
+        let e = refusal(&s, Uses::WEBHOOK);
+        assert!(e.contains("webhook.app_secrets is a public"), "{e}");
+        // The error never shows the secret it refuses.
+        assert!(!e.contains("herald-local-app-secret"), "{e}");
+        s.webhook.app_secrets.pop();
+        s.check(Uses::WEBHOOK).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused() {
+        let e = Settings::load_from(&config_dir(), "staging").unwrap_err();
+        assert!(e.to_string().contains("HERALD_ENV=staging"), "{e}");
     }
 }

@@ -134,6 +134,11 @@ fn describe() {
         "Webhook bodies that could not be read, kept and skipped"
     );
     describe_counter!(
+        "herald_webhook_receipts_total",
+        "Status receipts processed: applied (a message moved forward), unchanged (repeated or \
+         older than its status), unmatched (held until the send is recorded)"
+    );
+    describe_counter!(
         "herald_webhook_orphan_receipts_total",
         "Receipts whose message was never found within the hold time"
     );

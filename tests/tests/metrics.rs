@@ -84,6 +84,23 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         )),
         "{text}"
     );
+    // Receipts: each message's `delivered` and `read` moved it forward.
+    eventually("every message read", Duration::from_secs(20), || async {
+        let c = api.campaign(campaign.id).await.unwrap().counters;
+        (c.read == 20).then_some(())
+    })
+    .await;
+    let text = scrape(&format!("{}/metrics", stack.webhook_url)).await;
+    let applied = text
+        .lines()
+        .find(|l| l.starts_with("herald_webhook_receipts_total{result=\"applied\"}"))
+        .unwrap_or_else(|| panic!("no receipts counted:\n{text}"));
+    let count: f64 = applied.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 40.0, "{applied}");
+    assert!(
+        text.contains("# HELP herald_webhook_receipts_total "),
+        "{text}"
+    );
     // The same registry on the other roles' ports.
     for url in [&stack.ingest_url, &stack.webhook_url] {
         assert!(

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald::stack::{Roles, Stack};
 use herald_shared::db;
-use herald_shared::settings::Settings;
+use herald_shared::settings::{Settings, Uses};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -83,10 +83,39 @@ enum TenantCommand {
     },
 }
 
+impl Command {
+    /// The profile used when `HERALD_ENV` is unset: production, except for the commands that
+    /// only make sense against the simulator on a developer's machine.
+    fn default_profile(&self) -> &'static str {
+        match self {
+            Command::Demo | Command::Bench { .. } => "local",
+            _ => "production",
+        }
+    }
+
+    /// The settings this command uses, and so requires.
+    fn uses(&self) -> Uses {
+        match self {
+            Command::All => Uses::INGEST.and(Uses::SENDER).and(Uses::WEBHOOK),
+            Command::Ingest => Uses::INGEST,
+            Command::Sender => Uses::SENDER,
+            Command::Webhook => Uses::WEBHOOK,
+            Command::Simulator => Uses::SIMULATOR,
+            Command::Migrate | Command::Tenant { .. } => Uses::DATABASE,
+            Command::Lag { .. } | Command::Top { .. } => Uses::STORES,
+            Command::Demo | Command::Bench { .. } => {
+                Uses::INGEST.and(Uses::WEBHOOK).and(Uses::SIMULATOR)
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut settings = match Settings::load() {
+    let mut settings = match Settings::load(cli.command.default_profile())
+        .and_then(|s| s.check(cli.command.uses()).map(|()| s))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("herald: {e}");

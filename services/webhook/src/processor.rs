@@ -271,6 +271,15 @@ impl Processor {
             .await
             .context("recording webhook bodies")?;
         tx.commit().await.context("committing a webhook batch")?;
+        let unchanged = (batch.len() as i64 - applied.changed - applied.unmatched).max(0);
+        for (result, n) in [
+            ("applied", applied.changed),
+            ("unchanged", unchanged),
+            ("unmatched", applied.unmatched),
+        ] {
+            metrics::counter!("herald_webhook_receipts_total", "result" => result)
+                .increment(n as u64);
+        }
         suppress::propagate(&self.pool, &mut self.redis, &self.keys, &opted).await;
         Ok(step)
     }
