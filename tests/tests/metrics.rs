@@ -84,7 +84,7 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         )),
         "{text}"
     );
-    // Receipts: each message's `delivered` and `read` moved it forward.
+    // Receipts: each message moved forward (its `delivered` and `read` in one batch or two).
     eventually("every message read", Duration::from_secs(20), || async {
         let c = api.campaign(campaign.id).await.unwrap().counters;
         (c.read == 20).then_some(())
@@ -96,7 +96,7 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         .find(|l| l.starts_with("herald_webhook_receipts_total{result=\"applied\"}"))
         .unwrap_or_else(|| panic!("no receipts counted:\n{text}"));
     let count: f64 = applied.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 40.0, "{applied}");
+    assert!(count >= 20.0, "{applied}");
     assert!(
         text.contains("# HELP herald_webhook_receipts_total "),
         "{text}"
