@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test against real Redis and PostgreSQL
-# (started privately when none answer at the configured URLs).
+# The whole test suite: formatting, lints, the Helm chart and the Dockerfile, and every test
+# against real Redis and PostgreSQL (started privately when none answer at the configured URLs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -8,4 +8,5 @@ source scripts/services.sh
 command -v redis-server >/dev/null || herald_install redis-server
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+scripts/chart-check.sh
 cargo test --workspace
