@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-# The fault tests start and kill Redis instances of their own.
+# The fault tests start and kill Redis instances of their own; the managed-Redis tests start a
+# TLS one (certificates made with openssl) and a cluster (formed with redis-cli).
 command -v redis-server >/dev/null || herald_install redis-server
+command -v openssl >/dev/null || herald_install openssl
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 scripts/chart-check.sh

@@ -41,9 +41,34 @@ impl DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
+    /// `redis://` or `rediss://` (TLS); for a cluster, one or more nodes, comma-separated.
     pub url: SecretString,
     /// Every key Herald writes starts with this (tests use a random one).
     pub key_prefix: String,
+    /// A Redis Cluster (also implied by several URLs): commands go to the node owning the key.
+    #[serde(default)]
+    pub cluster: bool,
+    /// PEM file of the certificate authority a `rediss://` server's certificate is checked
+    /// against; empty: the system's trust store.
+    #[serde(default)]
+    pub ca_file: String,
+}
+
+impl RedisSettings {
+    /// The URLs of `url`, one per node.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// Whether Herald talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster || self.urls().len() > 1
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

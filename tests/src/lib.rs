@@ -8,7 +8,7 @@ use std::time::Duration;
 use herald::client::ApiClient;
 use herald::fixtures;
 use herald::stack::{Roles, Stack};
-use herald_shared::settings::Settings;
+use herald_shared::settings::{RedisSettings, Settings};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
@@ -60,7 +60,7 @@ impl TestContext {
         ApiClient::new(ingest_url, key)
     }
 
-    pub async fn redis(&self) -> redis::aio::ConnectionManager {
+    pub async fn redis(&self) -> herald_shared::stream::Connection {
         herald_shared::stream::conn::connect(&self.settings.redis, Some(Duration::from_secs(5)))
             .await
             .expect("Redis is reachable (scripts/test.sh starts one)")
@@ -331,32 +331,135 @@ pub async fn status_of(
 }
 
 /// A Redis of the test's own, on a free port in a temp dir, that the test may stop and start
-/// again (never the machine's).
+/// again (never the machine's): plain, TLS-only, or a node of a private cluster.
 pub struct PrivateRedis {
     pub port: u16,
     dir: PathBuf,
     child: Option<std::process::Child>,
+    /// Extra `redis-server` arguments (TLS, cluster).
+    args: Vec<String>,
+    /// The certificate authority of a TLS-only server.
+    ca_file: Option<PathBuf>,
 }
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("herald-redis-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        let mut redis = Self {
-            port,
-            dir,
-            child: None,
-        };
+        let mut redis = Self::new(free_port());
         redis.restart().await;
         redis
     }
 
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a CA of its
+    /// own (made with `openssl`): `settings()` names the CA in `redis.ca_file`.
+    pub async fn start_tls() -> Self {
+        let mut redis = Self::new(free_port());
+        let dir = redis.dir.clone();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509", "-days", "1", "-subj", "/CN=herald test CA"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.crt"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req", "-subj", "/CN=127.0.0.1"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("san.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let path = |f: &str| dir.join(f).display().to_string();
+        // `restart` gives it `--port 0`: no plain listener.
+        redis.args = vec![
+            "--tls-port".into(),
+            redis.port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        redis.ca_file = Some(dir.join("ca.crt"));
+        redis.restart().await;
+        redis
+    }
+
+    fn new(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("herald-redis-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Self {
+            port,
+            dir,
+            child: None,
+            args: Vec::new(),
+            ca_file: None,
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_file.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Points `settings` at this server.
+    pub fn configure(&self, settings: &mut RedisSettings) {
+        settings.url = SecretString::from(self.url());
+        settings.cluster = false;
+        settings.ca_file = self
+            .ca_file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
     }
 
     /// Kills it (SIGKILL) and waits until it is gone.
@@ -370,26 +473,36 @@ impl PrivateRedis {
     /// Starts it (again) on the same port and waits until it answers.
     pub async fn restart(&mut self) {
         self.stop();
+        let port = if self.ca_file.is_some() {
+            "0".to_owned()
+        } else {
+            self.port.to_string()
+        };
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server starts (scripts/test.sh installs it)");
         self.child = Some(child);
-        let url = self.url();
+        let mut settings = RedisSettings {
+            url: SecretString::from(String::new()),
+            key_prefix: "ping".into(),
+            cluster: false,
+            ca_file: String::new(),
+        };
+        self.configure(&mut settings);
         eventually("the private Redis answers", Duration::from_secs(10), || {
-            let url = url.clone();
+            let settings = settings.clone();
             async move {
-                let client = redis::Client::open(url).ok()?;
-                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
+                let mut conn = herald_shared::stream::conn::connect(&settings, None)
                     .await
-                    .ok()
+                    .ok()?;
+                herald_shared::stream::admin::ping(&mut conn).await.ok()
             }
         })
         .await;
@@ -400,6 +513,96 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port on loopback; with its cluster bus port (+10,000) free too.
+fn free_port() -> u16 {
+    use std::net::TcpListener;
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A private three-master Redis Cluster, made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<PrivateRedis>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = PrivateRedis::new(free_port());
+            node.args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]
+            .map(String::from)
+            .to_vec();
+            node.restart().await;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for node in &nodes {
+            let url = node.url();
+            eventually("the cluster is formed", Duration::from_secs(20), || {
+                let url = url.clone();
+                async move {
+                    let client = redis::Client::open(url).ok()?;
+                    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    info.contains("cluster_state:ok").then_some(())
+                }
+            })
+            .await;
+        }
+        Self { nodes }
+    }
+
+    /// Points `settings` at the cluster (every node's URL).
+    pub fn configure(&self, settings: &mut RedisSettings) {
+        let urls: Vec<String> = self.nodes.iter().map(PrivateRedis::url).collect();
+        settings.url = SecretString::from(urls.join(","));
+        settings.cluster = true;
+        settings.ca_file = String::new();
+    }
+
+    /// How many keys each node holds.
+    pub async fn keys_per_node(&self) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for node in &self.nodes {
+            let client = redis::Client::open(node.url()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            counts.push(redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap());
+        }
+        counts
     }
 }
 

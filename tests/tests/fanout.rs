@@ -76,7 +76,7 @@ async fn message_ids(pool: &PgPool, campaign: CampaignId) -> Vec<MessageId> {
 
 /// The messages in a number's stream, in stream order.
 async fn streamed(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_shared::stream::Connection,
     keys: &Keys,
     number: NumberId,
 ) -> Vec<MessageId> {
@@ -152,7 +152,7 @@ async fn fan_out_streams_a_campaigns_pending_messages_in_order_across_other_camp
 /// Takes up to `n` entries off the front of a number's stream, as its sender would once they
 /// are sent and recorded; returns their messages.
 async fn drain(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_shared::stream::Connection,
     keys: &Keys,
     number: NumberId,
     n: usize,

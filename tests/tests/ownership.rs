@@ -20,7 +20,7 @@ const SENDER_ONLY: Roles = Roles {
 
 /// Each number's lease holder (the consumer name before the fencing token).
 async fn holders(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_shared::stream::Connection,
     keys: &Keys,
     numbers: &[NumberId],
 ) -> BTreeMap<NumberId, Option<String>> {

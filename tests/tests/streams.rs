@@ -18,7 +18,7 @@ fn entry(id: i64, campaign: CampaignId) -> Entry {
 }
 
 async fn fan_out(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_shared::stream::Connection,
     keys: &Keys,
     number: NumberId,
     campaign: CampaignId,

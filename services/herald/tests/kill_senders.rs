@@ -52,7 +52,7 @@ fn spawn_sender(ctx: &TestContext, consumer: &str, cloud_api: &str) -> Child {
 
 /// Each number's lease holder.
 async fn holders(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut herald_shared::stream::Connection,
     keys: &Keys,
     numbers: &[NumberId],
 ) -> Vec<Option<String>> {

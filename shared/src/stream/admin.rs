@@ -12,13 +12,18 @@ pub async fn ping(conn: &mut Connection) -> RedisResult<()> {
 
 /// Deletes every key under `prefix` (`<prefix>:*`); returns how many.
 pub async fn delete_prefixed(conn: &mut Connection, prefix: &str) -> RedisResult<usize> {
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
-        let mut keys = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            keys.push(key?);
+    let pattern = format!("{prefix}:*");
+    let keys: Vec<String> = match conn {
+        // KEYS goes to every master and the answers are combined (a SCAN cursor is per node).
+        Connection::Cluster(_) => conn.keys(&pattern).await?,
+        Connection::Standalone(_) => {
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+            let mut keys = Vec::new();
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+            keys
         }
-        keys
     };
     for chunk in keys.chunks(500) {
         let _: () = conn.del(chunk).await?;

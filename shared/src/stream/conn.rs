@@ -1,29 +1,108 @@
-//! Connections. A blocking read holds its connection for the whole block, so it needs one of
-//! its own with no response timeout (redis-rs's default of 500 ms would cut it off);
-//! everything else shares a multiplexed connection with a finite timeout.
+//! Connections, to a standalone Redis or a Redis Cluster, in plain TCP or TLS. A blocking read
+//! holds its connection for the whole block, so it needs one of its own with no response
+//! timeout (redis-rs's default of 500 ms would cut it off); everything else shares a
+//! multiplexed connection with a finite timeout.
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamId;
-use secrecy::ExposeSecret;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 use super::RedisResult;
 use crate::settings::RedisSettings;
+
+/// A self-reconnecting connection: to one Redis, or to a cluster (each command goes to the
+/// node owning its key; a number's keys share a hash slot).
+#[derive(Clone)]
+pub enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Standalone(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Standalone(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A self-reconnecting connection; `response_timeout` of `None` suits blocking reads.
 pub async fn connect(
     settings: &RedisSettings,
     response_timeout: Option<Duration>,
-) -> RedisResult<ConnectionManager> {
-    let client = redis::Client::open(settings.url.expose_secret())?;
+) -> RedisResult<Connection> {
+    let certificates = certificates(settings)?;
+    let urls = settings.urls();
+    if settings.is_cluster() {
+        let mut builder = ClusterClient::builder(urls)
+            .connection_timeout(CONNECT_TIMEOUT)
+            // A cluster connection has no "no timeout": a day is as good for a blocking read.
+            .response_timeout(response_timeout.unwrap_or(Duration::from_secs(86_400)))
+            .retries(2);
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build()?;
+        return Ok(Connection::Cluster(client.get_async_connection().await?));
+    }
+    let url = urls.first().copied().unwrap_or_default();
+    let client = match certificates {
+        Some(certificates) => redis::Client::build_with_tls(url, certificates)?,
+        None => redis::Client::open(url)?,
+    };
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(response_timeout)
-        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(1));
-    client.get_connection_manager_with_config(config).await
+    Ok(Connection::Standalone(
+        client.get_connection_manager_with_config(config).await?,
+    ))
+}
+
+/// The certificate authority `redis.ca_file` names, if any.
+fn certificates(settings: &RedisSettings) -> RedisResult<Option<TlsCertificates>> {
+    if settings.ca_file.is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(&settings.ca_file).map_err(|e| {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "cannot read redis.ca_file",
+            format!("{}: {e}", settings.ca_file),
+        ))
+    })?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
 }
 
 /// The timeout for ordinary commands.
@@ -31,11 +110,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates `group` on `stream` (and the stream) unless it exists. The group starts at the
 /// beginning, so entries added before it existed are read too.
-pub async fn ensure_group(
-    conn: &mut ConnectionManager,
-    stream: &str,
-    group: &str,
-) -> RedisResult<()> {
+pub async fn ensure_group(conn: &mut Connection, stream: &str, group: &str) -> RedisResult<()> {
     match conn
         .xgroup_create_mkstream::<_, _, _, ()>(stream, group, "0")
         .await

@@ -2,21 +2,25 @@
 //! id appended, so a page appended again (a crash before the page was marked `queued`) adds
 //! nothing twice.
 
+use redis::AsyncCommands;
+
 use super::scripts::FAN_OUT;
 use super::{Connection, Entry, Keys, NumberKeys, RedisResult, registry};
 use crate::domain::{CampaignId, NumberId};
 
-/// The lengths of the streams of `numbers`, in one round trip.
+/// The lengths of the streams of `numbers`, in one round trip (sent together on the
+/// multiplexed connection; not one pipeline, whose keys a cluster needs in one slot).
 pub async fn lengths(
     conn: &mut Connection,
     keys: &Keys,
     numbers: &[NumberId],
 ) -> RedisResult<Vec<usize>> {
-    let mut pipe = redis::pipe();
-    for number in numbers {
-        pipe.xlen(keys.stream(*number));
-    }
-    pipe.query_async(conn).await
+    futures::future::try_join_all(numbers.iter().map(|number| {
+        let mut conn = conn.clone();
+        let stream = keys.stream(*number);
+        async move { conn.xlen(stream).await }
+    }))
+    .await
 }
 
 /// Appends a page of `campaign`'s entries, in ascending message id order, to the number's

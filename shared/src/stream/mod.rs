@@ -39,5 +39,4 @@ pub const WEBHOOK_GROUP: &str = "processors";
 
 /// Every Redis operation fails with this.
 pub type RedisResult<T> = redis::RedisResult<T>;
-/// A self-reconnecting connection (see `conn::connect`).
-pub type Connection = redis::aio::ConnectionManager;
+pub use conn::Connection;
