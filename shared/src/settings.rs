@@ -21,6 +21,7 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub simulator: SimulatorSettings,
     pub demo: DemoSettings,
+    pub shutdown: ShutdownSettings,
     /// The profile the settings were loaded with (`HERALD_ENV`).
     #[serde(skip)]
     pub profile: String,
@@ -233,6 +234,19 @@ pub struct SimulatorSettings {
     pub delivered_delay_ms: u64,
     pub read_delay_ms: u64,
     pub webhook_batch: usize,
+}
+
+/// How a role stops on SIGTERM.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownSettings {
+    /// How long a role answers `/readyz` 503 while still serving before its listeners close.
+    pub delay_ms: u64,
+}
+
+impl ShutdownSettings {
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

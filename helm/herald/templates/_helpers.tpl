@@ -66,14 +66,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Seconds a sender pod may take to stop: above sender.drain_ms. */}}
+{{/* Seconds a sender pod may take to stop: above shutdown.delay_ms + sender.drain_ms. */}}
 {{- define "herald.senderGrace" -}}
 {{- if .Values.sender.terminationGracePeriodSeconds }}
 {{- .Values.sender.terminationGracePeriodSeconds }}
 {{- else }}
 {{- $drain := 20000 }}
+{{- $delay := 5000 }}
 {{- with .Values.settings.sender }}{{ with .drain_ms }}{{ $drain = . }}{{ end }}{{ end }}
-{{- add (div (int $drain) 1000) 10 }}
+{{- with .Values.settings.shutdown }}{{ with .delay_ms }}{{ $delay = . }}{{ end }}{{ end }}
+{{- add (div (add (int $drain) (int $delay)) 1000) 10 }}
 {{- end }}
 {{- end }}
 

@@ -6,6 +6,7 @@ use herald::stack::{Roles, Stack};
 use herald_shared::db;
 use herald_shared::settings::{Settings, Uses};
 use secrecy::ExposeSecret;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// glibc's allocator spent a fifth of the sender's CPU at full rate (B1); mimalloc's
@@ -235,24 +236,48 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
 
 /// Runs the roles on their configured ports until SIGTERM or Ctrl-C.
 async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
+    let delay = settings.shutdown.delay();
     let stack = Stack::start_on_configured_ports(settings, roles).await?;
-    let shutdown = stack.shutdown_token();
-    tokio::spawn(stop_on_signal(shutdown));
+    tokio::spawn(stop_on_signal(
+        stack.draining_token(),
+        stack.shutdown_token(),
+        delay,
+    ));
     stack.run_until_stopped().await
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
+/// On SIGTERM or Ctrl-C: not ready at once, still serving for `delay` (until Kubernetes has
+/// taken the pod out of its Services' endpoints), then stop, finishing what is in flight. A
+/// second signal stops at once.
+async fn stop_on_signal(draining: CancellationToken, shutdown: CancellationToken, delay: Duration) {
+    let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                None
             }
-            Err(_) => std::future::pending().await,
+        };
+    let mut signal = async || match terminate.as_mut() {
+        Some(s) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = s.recv() => {}
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+    signal().await;
+    draining.cancel();
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "stopping: not ready from now, still serving for a while"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signal() => {}
+        }
     }
     tracing::info!("stopping: finishing what is in flight");
     shutdown.cancel();

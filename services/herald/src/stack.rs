@@ -54,6 +54,8 @@ pub struct Stack {
     /// Where the sender serves `/metrics` (ingest and webhook serve it on their own ports).
     pub sender_metrics_url: String,
     shutdown: CancellationToken,
+    /// Cancelled when the roles stop answering ready, ahead of (or with) `shutdown`.
+    draining: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -76,12 +78,15 @@ impl Stack {
         // Before any role runs: metrics emitted earlier would be lost.
         herald_shared::telemetry::metrics();
         let shutdown = CancellationToken::new();
+        // A child: stopping also drains, draining alone does not stop.
+        let draining = shutdown.child_token();
         let mut tasks = Vec::new();
 
         let mut webhook_url = String::new();
         if roles.webhook {
             let app = herald_webhook::build(&settings).await.context("webhook")?;
             webhook_url = format!("http://{}:{}", settings.webhook.listen.host, app.port());
+            app.probes().drain_on(draining.clone());
             tasks.push((
                 "webhook",
                 tokio::spawn(app.run_until_stopped(shutdown.clone())),
@@ -109,6 +114,7 @@ impl Stack {
         if roles.ingest {
             let app = herald_ingest::build(&settings).await.context("ingest")?;
             ingest_url = format!("http://{}:{}", settings.ingest.listen.host, app.port());
+            app.probes().drain_on(draining.clone());
             tasks.push((
                 "ingest",
                 tokio::spawn(app.run_until_stopped(shutdown.clone())),
@@ -122,6 +128,7 @@ impl Stack {
                 settings.sender.metrics.host,
                 app.metrics_port()
             );
+            app.probes().drain_on(draining.clone());
             tasks.push((
                 "sender",
                 tokio::spawn(app.run_until_stopped(shutdown.clone())),
@@ -134,6 +141,7 @@ impl Stack {
             simulator_url,
             sender_metrics_url,
             shutdown,
+            draining,
             tasks,
         })
     }
@@ -141,6 +149,12 @@ impl Stack {
     /// A token that stops every role when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// A token that, cancelled, makes every role answer `/readyz` 503 while it goes on serving:
+    /// load balancers stop sending it work before `shutdown` closes its listeners.
+    pub fn draining_token(&self) -> CancellationToken {
+        self.draining.clone()
     }
 
     /// Waits until a role ends on its own (an error) or `shutdown` is cancelled, then stops all.

@@ -105,6 +105,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
 }
 
 impl App {
+    /// Its `/readyz`: `Probes::drain` turns it to 503 ahead of a stop.
+    pub fn probes(&self) -> herald_shared::health::Probes {
+        self.state.probes.clone()
+    }
+
     pub fn port(&self) -> u16 {
         self.listener
             .local_addr()

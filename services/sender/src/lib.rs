@@ -79,6 +79,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
 }
 
 impl App {
+    /// Its `/readyz`: `Probes::drain` turns it to 503 ahead of a stop.
+    pub fn probes(&self) -> herald_shared::health::Probes {
+        self.probes.clone()
+    }
+
     /// The port `/metrics` is served on.
     pub fn metrics_port(&self) -> u16 {
         self.metrics

@@ -1,12 +1,13 @@
-//! Safe production defaults, as an operator meets them (issue #13, acceptance 3): started with
-//! `HERALD_ENV` unset and the public development secrets, every role refuses to start and names
-//! the setting; `herald migrate` needs nothing but a database URL.
+//! The `herald` binary as an operator runs it (issue #13): started with `HERALD_ENV` unset and
+//! the public development secrets, every role refuses to start and names the setting; `herald
+//! migrate` needs nothing but a database URL; `/readyz` goes false when Redis stops and from
+//! the moment SIGTERM arrives, while the process still serves.
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use herald_tests::TestContext;
+use herald_tests::{PrivateRedis, TestContext, eventually};
 use secrecy::ExposeSecret;
 use sqlx::Connection;
 use tokio::process::Command;
@@ -109,5 +110,102 @@ async fn migrate_needs_only_the_database_url() {
     .execute(&ctx.pool)
     .await
     .unwrap();
+    ctx.cleanup().await;
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Each `/readyz` answer: status and body.
+async fn readiness(urls: &[String]) -> Vec<(u16, String)> {
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for url in urls {
+        let answer = match client.get(url).timeout(Duration::from_secs(3)).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        };
+        answers.push(answer);
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_false_when_redis_stops_and_from_sigterm_on() {
+    let ctx = TestContext::new().await;
+    let mut redis = PrivateRedis::start().await;
+    let s = &ctx.settings;
+    let (ingest, webhook, metrics) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("all")
+        .env(
+            "HERALD_CONFIG_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        )
+        .env("HERALD_ENV", "test")
+        .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
+        .env("HERALD__REDIS__URL", redis.url())
+        .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
+        .env("HERALD__INGEST__PORT", ingest.to_string())
+        .env("HERALD__WEBHOOK__PORT", webhook.to_string())
+        .env("HERALD__SENDER__METRICS__PORT", metrics.to_string())
+        .env("HERALD__SHUTDOWN__DELAY_MS", "4000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the herald binary starts");
+    let urls: Vec<String> = [ingest, webhook, metrics]
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}/readyz"))
+        .collect();
+    let all = |answers: &[(u16, String)], status: u16, why: &str| {
+        answers
+            .iter()
+            .all(|(s, body)| *s == status && body.starts_with(why))
+    };
+    eventually("every role ready", Duration::from_secs(30), || async {
+        all(&readiness(&urls).await, 200, "ready").then_some(())
+    })
+    .await;
+
+    redis.stop();
+    eventually(
+        "not ready without Redis",
+        Duration::from_secs(10),
+        || async { all(&readiness(&urls).await, 503, "Redis does not answer").then_some(()) },
+    )
+    .await;
+    redis.restart().await;
+    eventually(
+        "ready again with Redis back",
+        Duration::from_secs(20),
+        || async { all(&readiness(&urls).await, 200, "ready").then_some(()) },
+    )
+    .await;
+
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Still serving, and answering 503 on every role until the delay is over.
+    eventually(
+        "not ready from SIGTERM on",
+        Duration::from_secs(3),
+        || async { all(&readiness(&urls).await, 503, "draining").then_some(()) },
+    )
+    .await;
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("herald stops after the delay")
+        .unwrap();
+    assert!(exit.status.success(), "{:?}", exit.status);
     ctx.cleanup().await;
 }
