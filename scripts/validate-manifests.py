@@ -69,8 +69,8 @@ def main():
         ) != "sender":
             fail(f"{path}: the ScaledObject targets {target}, not the sender Deployment")
         triggers = [t for t in spec["triggers"] if t["type"] == "prometheus"]
-        if not triggers or "herald_stream_lag" not in triggers[0]["metadata"]["query"]:
-            fail(f"{path}: the ScaledObject has no prometheus trigger on herald_stream_lag")
+        if not triggers or "herald_sender_lag" not in triggers[0]["metadata"]["query"]:
+            fail(f"{path}: the ScaledObject has no prometheus trigger on herald_sender_lag")
         if "replicas" in deployments[target]["spec"]:
             fail(f"{path}: the sender Deployment sets replicas although KEDA owns them")
 

@@ -48,6 +48,12 @@ pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
+            // A number's series stop when its sender stops owning it (set to 0 first): gone
+            // from the output after this long without an update (owners refresh every 5 s).
+            .idle_timeout(
+                metrics_util::MetricKindMask::GAUGE,
+                Some(Duration::from_secs(60)),
+            )
             .set_buckets(&[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ])
@@ -72,7 +78,8 @@ pub fn metrics() -> &'static PrometheusHandle {
 /// Every series' HELP text.
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    let per_number = "by number, reported by the sender that sends for it (0 once it stops)";
+    let per_number =
+        "by number, reported by the sender that sends for it (0 once it stops, then gone)";
     describe_gauge!(
         "herald_stream_length",
         format!(
@@ -100,6 +107,15 @@ fn describe() {
     describe_gauge!(
         "herald_parked_size",
         format!("Messages of paused campaigns set aside; {per_number}")
+    );
+    describe_gauge!(
+        "herald_sender_lag",
+        "Entries not yet read in the streams of every number this sender owns: summed over \
+         senders, the whole backlog, each entry counted once (what KEDA scales senders on)"
+    );
+    describe_gauge!(
+        "herald_sender_oldest_entry_age_seconds",
+        "The age of the oldest entry in the streams of the numbers this sender owns"
     );
     describe_gauge!(
         "herald_sender_rate",

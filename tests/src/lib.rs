@@ -646,6 +646,23 @@ pub async fn cloud_api() -> wiremock::MockServer {
     server
 }
 
+/// Accepts every send with a new wamid (`wamid.OK1`, `wamid.OK2`…), as Meta does.
+pub fn accepted() -> Accepting {
+    Accepting(std::sync::atomic::AtomicU64::new(0))
+}
+
+pub struct Accepting(std::sync::atomic::AtomicU64);
+
+impl wiremock::Respond for Accepting {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "+447400000000", "wa_id": "447400000000"}],
+            "messages": [{"id": format!("wamid.OK{n}"), "message_status": "accepted"}]}))
+    }
+}
+
 /// The sends (POSTs) a Cloud API stand-in received, oldest first.
 pub async fn sends(server: &wiremock::MockServer) -> Vec<wiremock::Request> {
     server

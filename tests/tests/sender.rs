@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::MessageStatus;
-use herald_tests::{TestContext, assert_counters_match, eventually};
+use herald_tests::{TestContext, accepted, assert_counters_match, eventually};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -23,22 +23,6 @@ fn graph_error(status: u16, code: i64) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"error": {
         "message": format!("(#{code}) test"), "type": "OAuthException", "code": code,
         "fbtrace_id": "T"}}))
-}
-
-/// Accepts every send with a new wamid (`wamid.OK1`, `wamid.OK2`…), as Meta does.
-fn accepted() -> Accepting {
-    Accepting(std::sync::atomic::AtomicU64::new(0))
-}
-
-struct Accepting(std::sync::atomic::AtomicU64);
-
-impl wiremock::Respond for Accepting {
-    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp",
-            "contacts": [{"input": "+447400000000", "wa_id": "447400000000"}],
-            "messages": [{"id": format!("wamid.OK{n}"), "message_status": "accepted"}]}))
-    }
 }
 
 /// A Cloud API that answers `refusal` `times` times, then accepts every send.

@@ -1,16 +1,22 @@
 //! The `herald` binary as an operator runs it (issue #13): started with `HERALD_ENV` unset and
 //! the public development secrets, every role refuses to start and names the setting; `herald
 //! migrate` needs nothing but a database URL; `/readyz` goes false when Redis stops and from
-//! the moment SIGTERM arrives, while the process still serves.
+//! the moment SIGTERM arrives, while the process still serves; after a number moves from one
+//! sender process to another, the lag summed over both senders' `/metrics` is the true lag.
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use herald_tests::{PrivateRedis, TestContext, eventually};
+use herald::fixtures;
+use herald::stack::{Roles, Stack};
+use herald_shared::domain::NumberId;
+use herald_tests::{PrivateRedis, TestContext, accepted, eventually};
 use secrecy::ExposeSecret;
 use sqlx::Connection;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, ResponseTemplate};
 
 /// `herald <args>` with nothing in its environment but `vars` and where to find `config/`.
 async fn herald(args: &[&str], vars: &[(&str, &str)]) -> Output {
@@ -207,5 +213,146 @@ async fn readiness_goes_false_when_redis_stops_and_from_sigterm_on() {
         .expect("herald stops after the delay")
         .unwrap();
     assert!(exit.status.success(), "{:?}", exit.status);
+    ctx.cleanup().await;
+}
+
+/// A `herald sender` process named `consumer`, sending to `cloud_api`, serving `/metrics` on
+/// `port`.
+fn spawn_sender(ctx: &TestContext, consumer: &str, cloud_api: &str, port: u16) -> Child {
+    let s = &ctx.settings;
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("sender")
+        .env(
+            "HERALD_CONFIG_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        )
+        .env("HERALD_ENV", "test")
+        .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
+        .env("HERALD__REDIS__URL", s.redis.url.expose_secret())
+        .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
+        .env("HERALD__WHATSAPP__BASE_URL", cloud_api)
+        .env("HERALD__WHATSAPP__REQUEST_TIMEOUT_MS", "300000")
+        .env("HERALD__SENDER__CONSUMER", consumer)
+        .env("HERALD__SENDER__IN_FLIGHT", "8")
+        .env("HERALD__SENDER__METRICS__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the herald binary starts")
+}
+
+/// The value of the series `name{labels}` in a Prometheus text page (0 when absent).
+fn series(page: &str, name_and_labels: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().expect("a number") as u64)
+}
+
+/// The sender's `/metrics` page, once it serves it.
+async fn scrape(port: u16) -> Option<String> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
+    response.ok()?.error_for_status().ok()?.text().await.ok()
+}
+
+/// Entries of `number`'s stream no sender has read: its length less what is pending.
+async fn true_lag(ctx: &TestContext, number: NumberId) -> u64 {
+    let keys = herald_shared::stream::Keys::new(ctx.settings.redis.key_prefix.clone());
+    let stream = keys.stream(number);
+    let mut redis = ctx.redis().await;
+    let length: u64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg(herald_shared::stream::SENDER_GROUP)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    length - pending.count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_number_moves_the_lag_summed_over_both_senders_is_the_true_lag() {
+    let ctx = TestContext::new().await;
+    let cloud_api = herald_tests::cloud_api().await;
+    Mock::given(method("POST"))
+        .and(path_regex("/messages$"))
+        .respond_with(accepted())
+        .mount(&cloud_api)
+        .await;
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    let stack = Stack::start(settings, Roles::INGEST).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let mut numbers = Vec::new();
+    for i in 0..2 {
+        let number = api
+            .create_untested_number(&format!("60000000000{i}"), "token", 20)
+            .await
+            .unwrap();
+        numbers.push(number.id);
+    }
+    let campaign = fixtures::campaign(&api, "moving", &numbers, 2000)
+        .await
+        .unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = spawn_sender(&ctx, "sender-a", &cloud_api.uri(), port_a);
+    api.start(campaign.id).await.unwrap();
+    // A alone sends for both numbers.
+    let lag = |n: NumberId| format!("herald_stream_lag{{number=\"{n}\"}}");
+    eventually(
+        "sender A reports both numbers",
+        Duration::from_secs(30),
+        || async {
+            let page = scrape(port_a).await?;
+            numbers
+                .iter()
+                .all(|n| series(&page, &lag(*n)) > 0)
+                .then_some(())
+        },
+    )
+    .await;
+    // B joins: A hands one number over (the sends are quick, so it can).
+    let _b = spawn_sender(&ctx, "sender-b", &cloud_api.uri(), port_b);
+    let moved = eventually("one number moves to B", Duration::from_secs(30), || async {
+        let page = scrape(port_b).await?;
+        numbers
+            .iter()
+            .copied()
+            .find(|n| series(&page, &lag(*n)) > 0)
+    })
+    .await;
+    // From now on the Cloud API takes sends and never answers: each owner fills its window of
+    // 8 and reads no more, so every stream's lag holds still.
+    Mock::given(method("POST"))
+        .and(path_regex("/messages$"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
+        .with_priority(1)
+        .mount(&cloud_api)
+        .await;
+    eventually(
+        "the lag summed over both senders equals each stream's true lag",
+        Duration::from_secs(30),
+        || async {
+            let (a, b) = (scrape(port_a).await?, scrape(port_b).await?);
+            let mut total = 0;
+            for n in &numbers {
+                let truth = true_lag(&ctx, *n).await;
+                if series(&a, &lag(*n)) + series(&b, &lag(*n)) != truth {
+                    return None;
+                }
+                total += truth;
+            }
+            let summed = series(&a, "herald_sender_lag") + series(&b, "herald_sender_lag");
+            (summed == total && total > 0).then_some(())
+        },
+    )
+    .await;
+    // A no longer counts the number it handed over.
+    assert_eq!(series(&scrape(port_a).await.unwrap(), &lag(moved)), 0);
+    stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

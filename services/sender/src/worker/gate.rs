@@ -139,6 +139,11 @@ pub(super) struct Feedback {
 }
 
 impl Feedback {
+    /// The rate the pacer wants now.
+    pub fn target(&self) -> u32 {
+        self.target.load(Ordering::Relaxed)
+    }
+
     /// Feeds a send's result to the pacer; the new rate when it changed.
     pub fn record(&self, result: &SendResult) -> Option<u32> {
         let changed = self

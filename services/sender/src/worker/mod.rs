@@ -17,6 +17,7 @@
 //! marked its message).
 
 mod gate;
+mod gauges;
 mod send;
 mod takeover;
 
@@ -48,9 +49,6 @@ use crate::scope::ScopeThrottles;
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
 
-/// How often a worker reports its number's stream gauges.
-const GAUGES_EVERY: Duration = Duration::from_secs(5);
-
 pub struct WorkerConfig {
     pub number: herald_shared::domain::NumberId,
     /// The number row's `updated_at` when it was read.
@@ -73,16 +71,6 @@ pub struct WorkerConfig {
     /// The number's portfolio's daily recipient limit, if it has one.
     pub daily_cap: Option<DailyLimit>,
 }
-
-/// The gauges a number's owner reports, by number.
-const NUMBER_GAUGES: [&str; 6] = [
-    "herald_stream_length",
-    "herald_stream_lag",
-    "herald_stream_pending",
-    "herald_stream_oldest_entry_age_seconds",
-    "herald_retry_set_size",
-    "herald_parked_size",
-];
 
 /// What a worker shares with its supervisor and the process's other workers.
 #[derive(Clone)]
@@ -120,7 +108,6 @@ struct LeaseLost;
 /// When the loop's periodic chores are next due.
 struct Chores {
     retries: Instant,
-    gauges: Instant,
 }
 
 impl NumberWorker {
@@ -169,10 +156,16 @@ impl NumberWorker {
         metrics::gauge!("herald_sender_rate", "number" => self.config.number.to_string())
             .set(self.pace.rate() as f64);
         let now = self.shared.clock.now();
-        let mut chores = Chores {
-            retries: now,
-            gauges: now,
-        };
+        let mut chores = Chores { retries: now };
+        // Reported on a task of their own: they matter most when sends are stuck.
+        let reporting = CancellationToken::new();
+        let reporter = tokio::spawn(gauges::report_until(
+            reporting.clone(),
+            self.config.number,
+            self.queue.clone(),
+            self.shared.clock,
+            self.pace.feedback(),
+        ));
         let mut backoff = Duration::from_millis(100);
         let mut taken_over = false;
         let mut lease_lost = false;
@@ -212,8 +205,12 @@ impl NumberWorker {
                 }
             }
         }
+        // At once: the sends still in flight may take a while, and the next owner reports the
+        // queue from now on.
+        reporting.cancel();
+        let _ = reporter.await;
+        gauges::clear(self.config.number);
         self.hand_over(lease_lost).await;
-        self.clear_gauges();
         tracing::info!("number stopped");
     }
 
@@ -231,45 +228,7 @@ impl NumberWorker {
                 tracing::info!(moved, "resumed parked messages");
             }
         }
-        if now >= chores.gauges {
-            chores.gauges = now + GAUGES_EVERY;
-            self.report_gauges().await?;
-        }
         Ok(())
-    }
-
-    /// The number's queue, for operators (and autoscalers): entries waiting to be read (lag),
-    /// read and not yet recorded (pending), the age of the oldest, and the retry and parked
-    /// sets' sizes.
-    async fn report_gauges(&mut self) -> anyhow::Result<()> {
-        // In `NUMBER_GAUGES`'s order.
-        let g = self.queue.gauges().await?;
-        let oldest_age = g.oldest_ms.map_or(0.0, |ms| {
-            (self.shared.clock.unix_ms() - ms).max(0) as f64 / 1000.0
-        });
-        let number = self.config.number.to_string();
-        let values = [
-            g.length as f64,
-            g.lag() as f64,
-            g.pending as f64,
-            oldest_age,
-            g.retries as f64,
-            g.parked as f64,
-        ];
-        for (name, value) in NUMBER_GAUGES.into_iter().zip(values) {
-            metrics::gauge!(name, "number" => number.clone()).set(value);
-        }
-        Ok(())
-    }
-
-    /// Zeroes the number's gauges once this process no longer sends for it: its next owner
-    /// reports the queue, and a sum over every sender counts each number once, also while
-    /// numbers move between senders.
-    fn clear_gauges(&self) {
-        let number = self.config.number.to_string();
-        for name in NUMBER_GAUGES {
-            metrics::gauge!(name, "number" => number.clone()).set(0.0);
-        }
     }
 
     /// Starts the entries not yet started (those handed back first), or else reads the next
