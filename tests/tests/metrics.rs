@@ -97,10 +97,24 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         .unwrap_or_else(|| panic!("no receipts counted:\n{text}"));
     let count: f64 = applied.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 20.0, "{applied}");
-    assert!(
-        text.contains("# HELP herald_webhook_receipts_total "),
-        "{text}"
-    );
+    // Every series any role exported has its HELP text.
+    for page in [
+        scrape(&format!("{}/metrics", stack.webhook_url)).await,
+        scrape(&stack.sender_metrics_url).await,
+    ] {
+        for line in page.lines().filter(|l| l.starts_with("herald_")) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|f| page.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            assert!(
+                page.contains(&format!("# HELP {family} ")),
+                "{family} has no HELP:\n{page}"
+            );
+        }
+    }
     // The same registry on the other roles' ports.
     for url in [&stack.ingest_url, &stack.webhook_url] {
         assert!(
