@@ -353,6 +353,40 @@ async fn after_a_number_moves_the_lag_summed_over_both_senders_is_the_true_lag()
     .await;
     // A no longer counts the number it handed over.
     assert_eq!(series(&scrape(port_a).await.unwrap(), &lag(moved)), 0);
+
+    // The operator's view of the running stack, from the CLI: every number with its owner and
+    // lag, and the campaign.
+    let s = &ctx.settings;
+    let stores = [
+        ("HERALD_ENV", "test"),
+        ("HERALD__DATABASE__URL", s.database.url.expose_secret()),
+        ("HERALD__REDIS__URL", s.redis.url.expose_secret()),
+        ("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix),
+    ];
+    let out = herald(&["lag", "--json"], &stores).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for n in &numbers {
+        let row = rows
+            .iter()
+            .find(|r| r["id"] == n.to_string())
+            .unwrap_or_else(|| panic!("{n} missing from herald lag: {rows:?}"));
+        assert_eq!(row["lag"], true_lag(&ctx, *n).await, "{row}");
+        assert!(
+            row["owner"].as_str().unwrap().starts_with("sender-"),
+            "{row}"
+        );
+    }
+    let out = herald(&["top"], &stores).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains(&campaign.id.to_string()),
+        "{table}"
+    );
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
