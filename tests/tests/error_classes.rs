@@ -186,12 +186,12 @@ async fn a_user_who_stopped_marketing_messages_is_suppressed_for_the_tenant() {
     let messages = w.settled(Duration::from_secs(20)).await;
     assert_eq!(messages, vec![(MessageStatus::Failed, 1, Some(131050)); 2]);
     let listed = eventually("both suppressed", Duration::from_secs(10), || async {
-        let list: herald_ingest::views::SuppressionList =
+        let list: herald_ingest::views::Page<herald_ingest::views::SuppressionRow> =
             w.api.get("/v1/suppressions").await.unwrap();
-        (list.suppressions.len() == 2).then_some(list)
+        (list.items.len() == 2).then_some(list)
     })
     .await;
-    assert_eq!(listed.suppressions[0].reason, "permanent_failure");
+    assert_eq!(listed.items[0].reason, "permanent_failure");
     w.finish().await;
 }
 

@@ -246,11 +246,11 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     let other = api.campaign(started[1]).await.unwrap();
     assert_eq!(other.state, herald_shared::domain::CampaignState::Running);
     // The template's stored status follows Meta's.
-    let listed: herald_ingest::views::TemplateList = api
+    let listed: herald_ingest::views::Page<herald_ingest::views::TemplateDetail> = api
         .get("/v1/templates?name=spring_sale_2026")
         .await
         .unwrap();
-    assert_eq!(listed.templates[0].status, "PAUSED");
+    assert_eq!(listed.items[0].status, "PAUSED");
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

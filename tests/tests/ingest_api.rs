@@ -63,7 +63,7 @@ async fn another_tenants_campaign_and_numbers_are_invisible() {
     );
     assert_eq!(e.status, 422);
     assert!(
-        e.body["error"]["details"][0]["reason"]
+        e.body["error"]["fields"][0]["reason"]
             .as_str()
             .unwrap()
             .contains("not one of your numbers")
@@ -198,7 +198,7 @@ async fn a_campaign_starts_once_and_only_with_recipients() {
 }
 
 #[tokio::test]
-async fn a_body_that_is_not_the_expected_json_gets_a_json_400() {
+async fn json_of_the_wrong_shape_is_a_422_and_a_malformed_id_a_400() {
     let ctx = TestContext::new().await;
     let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
         .await
@@ -209,8 +209,8 @@ async fn a_body_that_is_not_the_expected_json_gets_a_json_400() {
             .await
             .unwrap_err(),
     );
-    assert_eq!(e.status, 400);
-    assert_eq!(e.body["error"]["code"], "bad_request");
+    assert_eq!(e.status, 422);
+    assert_eq!(e.body["error"]["code"], "invalid");
     let e = refusal(
         api.get::<serde_json::Value>("/v1/campaigns/not-a-uuid")
             .await

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 /// The `details` of a 422, as `(field, reason)`.
 fn details(r: &ApiRefusal) -> Vec<(String, String)> {
-    r.body["error"]["details"]
+    r.body["error"]["fields"]
         .as_array()
         .into_iter()
         .flatten()
@@ -57,8 +57,8 @@ async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them
     assert!(number.tested_at.is_some());
 
     let listed: Value = api.get("/v1/numbers").await.unwrap();
-    assert_eq!(listed["numbers"].as_array().unwrap().len(), 1);
-    assert_eq!(listed["numbers"][0]["id"], json!(number.id));
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["id"], json!(number.id));
     let path = format!("/v1/numbers/{}", number.id);
     let read: NumberView = api.get(&path).await.unwrap();
     assert_eq!(read.phone_number_id, phone);
@@ -127,7 +127,7 @@ async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them
         404
     );
     let listed: Value = api.get("/v1/numbers").await.unwrap();
-    assert_eq!(listed["numbers"], json!([]));
+    assert_eq!(listed["items"], json!([]));
     // Its phone_number_id is free again.
     register(
         &api,
@@ -170,11 +170,7 @@ async fn a_refused_token_is_named_in_plain_words_by_registration_and_by_the_test
         "the token is never echoed"
     );
     let listed: Value = api.get("/v1/numbers").await.unwrap();
-    assert_eq!(
-        listed["numbers"],
-        json!([]),
-        "a refused number is not stored"
-    );
+    assert_eq!(listed["items"], json!([]), "a refused number is not stored");
 
     // Untested, it is stored; its test then says what is wrong.
     let number = register(&api, body("EAAG-old", false)).await.unwrap();

@@ -102,7 +102,7 @@ async fn campaigns_are_scheduled_and_unscheduled_and_a_missed_time_starts_or_exp
         .unwrap_err(),
     );
     assert_eq!(past.status, 422);
-    assert_eq!(past.body["error"]["details"][0]["field"], "scheduled_at");
+    assert_eq!(past.body["error"]["fields"][0]["field"], "scheduled_at");
     let not_scheduled = refusal(
         api.post::<CampaignView>(&path(&late, "unschedule"), &json!({}))
             .await

@@ -7,14 +7,16 @@ use std::time::Duration;
 use herald::client::ApiClient;
 use herald::fixtures::Simulator;
 use herald::stack::{Roles, Stack};
-use herald_ingest::views::{AddReport, SuppressionList};
+use herald_ingest::views::{AddReport, Page, SuppressionRow};
+
+type SuppressionList = Page<SuppressionRow>;
 use herald_shared::domain::MessageStatus;
 use herald_tests::{TestContext, configure_simulator, eventually, post_webhook, refusal};
 use serde_json::{Value, json};
 
 async fn listed(api: &ApiClient) -> Vec<String> {
     let list: SuppressionList = api.get("/v1/suppressions?limit=1000").await.unwrap();
-    list.suppressions.into_iter().map(|s| s.recipient).collect()
+    list.items.into_iter().map(|s| s.recipient).collect()
 }
 
 /// Meta's marketing preference of `wa_id` for business number `number`, stamped `at`.
@@ -57,16 +59,17 @@ async fn the_api_adds_lists_and_lifts_suppressions_and_an_older_resume_cannot_un
         ["+447400000001", "+447400000002", "+447400000003"]
     );
     let page: SuppressionList = api.get("/v1/suppressions?limit=2").await.unwrap();
-    assert_eq!(page.suppressions.len(), 2);
-    assert_eq!(page.suppressions[0].note.as_deref(), Some("asked by phone"));
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0].note.as_deref(), Some("asked by phone"));
     let rest: SuppressionList = api
         .get(&format!(
-            "/v1/suppressions?limit=2&after={}",
-            page.next.unwrap().replace('+', "%2B")
+            "/v1/suppressions?limit=2&cursor={}",
+            page.next_cursor.unwrap()
         ))
         .await
         .unwrap();
-    assert_eq!(rest.suppressions[0].recipient, "+447400000003");
+    assert_eq!(rest.items[0].recipient, "+447400000003");
+    assert_eq!(rest.next_cursor, None);
     api.delete("/v1/suppressions/+447400000001").await.unwrap();
     let gone = refusal(
         api.delete("/v1/suppressions/+447400000001")

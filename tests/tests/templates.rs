@@ -7,7 +7,9 @@ use std::time::Duration;
 use herald::client::{ApiClient, ApiRefusal};
 use herald::fixtures::Simulator;
 use herald::stack::{Roles, Stack};
-use herald_ingest::views::{CampaignView, SyncReport, TemplateList};
+use herald_ingest::views::{CampaignView, Page, SyncReport, TemplateDetail};
+
+type TemplateList = Page<TemplateDetail>;
 use herald_shared::domain::NumberId;
 use herald_tests::{TestContext, configure_simulator, eventually, refusal};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ const APPROVED: usize = 10;
 /// The first `(field, reason)` of a 422.
 fn first_detail(r: &ApiRefusal) -> (String, String) {
     assert_eq!(r.status, 422, "{}", r.body);
-    let d = &r.body["error"]["details"][0];
+    let d = &r.body["error"]["fields"][0];
     (
         d["field"].as_str().unwrap_or_default().to_owned(),
         d["reason"].as_str().unwrap_or_default().to_owned(),
@@ -62,14 +64,14 @@ async fn a_sync_reads_every_page_and_says_what_was_added_updated_and_removed() {
         (CATALOGUE, 0, 0)
     );
     let all: TemplateList = api.get("/v1/templates").await.unwrap();
-    assert_eq!(all.templates.len() as u64, CATALOGUE);
+    assert_eq!(all.items.len() as u64, CATALOGUE);
     let approved: TemplateList = api.get("/v1/templates?status=APPROVED").await.unwrap();
-    assert_eq!(approved.templates.len(), APPROVED);
+    assert_eq!(approved.items.len(), APPROVED);
     let one: TemplateList = api
         .get("/v1/templates?name=order_dispatched&language=en_GB")
         .await
         .unwrap();
-    let keys: Vec<(&str, bool)> = one.templates[0]
+    let keys: Vec<(&str, bool)> = one.items[0]
         .parameters
         .iter()
         .map(|p| (p.key.as_str(), p.required))
@@ -82,9 +84,9 @@ async fn a_sync_reads_every_page_and_says_what_was_added_updated_and_removed() {
             ("button.0", true)
         ]
     );
-    assert_eq!(one.templates[0].parameter_format, "NAMED");
+    assert_eq!(one.items[0].parameter_format, "NAMED");
     let us: TemplateList = api.get("/v1/templates?language=en_US").await.unwrap();
-    assert_eq!(us.templates[0].name, "hello_world");
+    assert_eq!(us.items[0].name, "hello_world");
 
     // Meta paused one and deleted another.
     let simulator = Simulator::new(stack.simulator_url.clone());
@@ -105,7 +107,7 @@ async fn a_sync_reads_every_page_and_says_what_was_added_updated_and_removed() {
         (0, 1, 1)
     );
     let paused: TemplateList = api.get("/v1/templates?status=PAUSED").await.unwrap();
-    let names: Vec<&str> = paused.templates.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = paused.items.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["spring_sale_2026", "summer_sale_2025"]);
     stack.stop().await.unwrap();
     ctx.cleanup().await;

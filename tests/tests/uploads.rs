@@ -120,7 +120,7 @@ async fn a_header_that_does_not_fit_the_templates_is_refused_whole() {
     ] {
         let e = refusal(api.upload_csv(c.id, csv, None).await.unwrap_err());
         assert_eq!(e.status, 422, "{csv}: {}", e.body);
-        let details = e.body["error"]["details"].as_array().unwrap();
+        let details = e.body["error"]["fields"].as_array().unwrap();
         let hit = details
             .iter()
             .find(|d| d["field"] == field)

@@ -1,5 +1,6 @@
-//! The one error type of the API. Every variant has a documented status; 5xx bodies are
-//! opaque and their cause is logged once, here.
+//! The one error type of the API, and its one JSON shape for every 4xx and 5xx:
+//! `{"error": {"code", "message", "fields": [{row?, field, reason}]?}}`. Every variant has a
+//! documented status; 5xx bodies are opaque and their cause is logged once, here.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -8,20 +9,32 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: no API key, or one that matches nothing.
+    /// 401: no API key, or one that matches nothing (or was revoked).
     #[error("a valid API key is required: Authorization: Bearer <key>")]
     Unauthorized,
     /// 404: missing, or another tenant's.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 404: no route has this path.
+    #[error("no route {method} {path}")]
+    NoRoute { method: String, path: String },
+    /// 405: the route exists, not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     /// 400: the request cannot be read.
     #[error("{0}")]
     BadRequest(String),
+    /// 413: the body is larger than the route takes.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: the body's content type is not one the route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: the request reads but is not acceptable.
     #[error("{message}")]
     Invalid {
         message: String,
-        details: Vec<FieldError>,
+        fields: Vec<FieldError>,
     },
     /// 409: the resource is not in a state that allows this.
     #[error("{0}")]
@@ -32,6 +45,39 @@ pub enum ApiError {
     /// 500: logged, never shown.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 about one field.
+    pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::Invalid {
+            message: format!("{field}: {reason}"),
+            fields: vec![FieldError {
+                row: None,
+                field: field.to_owned(),
+                reason,
+            }],
+        }
+    }
+
+    /// The status and the stable `code` of the body.
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) | Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
 }
 
 /// One problem with one part of a request (for uploads, one row).
@@ -65,32 +111,24 @@ struct Inner<'a> {
     code: &'static str,
     message: String,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    details: &'a [FieldError],
+    fields: &'a [FieldError],
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
-            Self::Internal(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
-        };
-        let details = match &self {
-            Self::Invalid { details, .. } => details.as_slice(),
+        let (status, code) = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = %format!("{cause:#}"), "request failed");
+        }
+        let fields = match &self {
+            Self::Invalid { fields, .. } => fields.as_slice(),
             _ => &[],
         };
         let body = Body {
             error: Inner {
                 code,
                 message: self.to_string(),
-                details,
+                fields,
             },
         };
         (status, Json(body)).into_response()

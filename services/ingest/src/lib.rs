@@ -5,6 +5,7 @@ mod audience;
 mod catalog;
 mod error;
 mod fanout;
+pub mod progress;
 mod routes;
 mod scheduler;
 mod upload;
@@ -14,10 +15,12 @@ pub mod views {
     pub use crate::catalog::WabaSync;
     pub use crate::routes::campaigns::{CampaignView, TemplateShare, TemplateView};
     pub use crate::routes::numbers::{NumberView, TestReport};
-    pub use crate::routes::suppressions::{AddReport, SuppressionList};
-    pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail, TemplateList};
+    pub use crate::routes::page::Page;
+    pub use crate::routes::suppressions::AddReport;
+    pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail};
     pub use crate::upload::{RowError, UploadReport};
-    pub use herald_shared::db::campaigns::Counters;
+    pub use herald_shared::db::campaigns::{Counters, NumberShare};
+    pub use herald_shared::db::messages::MessageView;
     pub use herald_shared::db::suppressions::SuppressionRow;
 }
 
@@ -49,6 +52,8 @@ pub struct AppState {
     pub max_upload_bytes: usize,
     /// Wakes the fan-out worker when a campaign starts.
     pub fanout_wake: Arc<Notify>,
+    /// Running campaigns' send rates.
+    pub progress: Arc<progress::Progress>,
 }
 
 /// A bound, not yet running ingest service.
@@ -92,6 +97,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         max_body_bytes: settings.ingest.max_body_bytes,
         max_upload_bytes: settings.ingest.max_upload_bytes,
         fanout_wake,
+        progress: Arc::default(),
     });
     Ok(App {
         listener,
@@ -122,6 +128,10 @@ impl App {
         let scheduler =
             scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+        let progress = {
+            let (state, shutdown) = (self.state.clone(), shutdown.clone());
+            tokio::spawn(async move { state.progress.run(state.pool.clone(), shutdown).await })
+        };
         let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
         let fanout = tokio::spawn(self.fanout.run(shutdown.clone()));
         axum::serve(self.listener, router)
@@ -130,6 +140,7 @@ impl App {
             .context("ingest server failed")?;
         fanout.await.context("fan-out panicked")?;
         scheduler.await.context("the scheduler panicked")?;
+        progress.await.context("the progress sampler panicked")?;
         Ok(())
     }
 }

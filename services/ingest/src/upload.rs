@@ -234,10 +234,10 @@ pub fn check_json(rows: Vec<JsonRecipient>, mix: &Mix) -> Result<Vec<Batch>, Api
     Ok(batches)
 }
 
-fn not_filled(details: Vec<FieldError>) -> ApiError {
+fn not_filled(fields: Vec<FieldError>) -> ApiError {
     ApiError::Invalid {
         message: "the upload does not give values the templates need; nothing was stored".into(),
-        details,
+        fields,
     }
 }
 
@@ -251,7 +251,7 @@ pub fn country(code: Option<&str>) -> Result<Option<country::Id>, ApiError> {
         .map(Some)
         .map_err(|_| ApiError::Invalid {
             message: "the upload's options are invalid".into(),
-            details: vec![FieldError {
+            fields: vec![FieldError {
                 row: None,
                 field: "default_country".into(),
                 reason: format!("{code:?} is not an ISO 3166 country code"),
@@ -305,11 +305,15 @@ where
         };
         // Batches before the break are stored: say so, and how to finish the upload.
         let report = store.finish().await?;
-        return Err(ApiError::BadRequest(format!(
+        let message = format!(
             "{e}; the {} rows before it were stored (upload {}): upload the fixed file again, \
              the rows already stored count as duplicates",
             report.accepted, report.upload_id
-        )));
+        );
+        return Err(match e {
+            ApiError::TooLarge(_) => ApiError::TooLarge(message),
+            _ => ApiError::BadRequest(message),
+        });
     }
     let store = match stored {
         Some(s) => s,
@@ -319,6 +323,11 @@ where
 }
 
 /// `body`, failing once it has given more than `max` bytes.
+/// An upload past `ingest.max_upload_bytes` (a 413).
+#[derive(Debug, thiserror::Error)]
+#[error("the upload is larger than {0} bytes (ingest.max_upload_bytes)")]
+pub struct UploadTooLarge(usize);
+
 pub fn limited<S>(body: S, max: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send,
@@ -328,9 +337,7 @@ where
         let chunk = chunk?;
         seen += chunk.len();
         if seen > max {
-            return Err(io::Error::other(format!(
-                "the upload is larger than {max} bytes (ingest.max_upload_bytes)"
-            )));
+            return Err(io::Error::other(UploadTooLarge(max)));
         }
         Ok(chunk)
     })
@@ -468,14 +475,21 @@ fn columns(header: &[String], mix: &Mix) -> Result<Columns, ApiError> {
     Ok(Columns { phone, values })
 }
 
-fn header_refused(details: Vec<FieldError>) -> ApiError {
+fn header_refused(fields: Vec<FieldError>) -> ApiError {
     ApiError::Invalid {
         message: "the CSV's header does not fit the campaign; nothing was stored".into(),
-        details,
+        fields,
     }
 }
 
 fn unreadable(e: csv::Error) -> ApiError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && let Some(too_large) = io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<UploadTooLarge>())
+    {
+        return ApiError::TooLarge(too_large.to_string());
+    }
     ApiError::BadRequest(format!("the CSV cannot be read: {e}"))
 }
 

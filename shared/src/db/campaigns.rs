@@ -119,6 +119,28 @@ pub async fn get_campaign(
 }
 
 /// The campaign's sender numbers, in the order they were given.
+/// A page of `tenant`'s campaigns, newest first, before `before`, in `state` when given.
+pub async fn list(
+    pool: &PgPool,
+    tenant: TenantId,
+    state: Option<CampaignState>,
+    before: Option<CampaignId>,
+    limit: i64,
+) -> sqlx::Result<Vec<CampaignRow>> {
+    sqlx::query_as(
+        "SELECT * FROM campaigns
+         WHERE tenant_id = $1 AND ($2::campaign_state IS NULL OR state = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(state)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn campaign_numbers(pool: &PgPool, id: CampaignId) -> sqlx::Result<Vec<NumberId>> {
     sqlx::query_scalar(
         "SELECT sender_number_id FROM campaign_numbers WHERE campaign_id = $1 ORDER BY position",
@@ -365,6 +387,45 @@ pub async fn active_campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignRow>> {
     sqlx::query_as(
         "SELECT * FROM campaigns WHERE state IN ('running', 'paused') ORDER BY started_at, id",
     )
+    .fetch_all(pool)
+    .await
+}
+
+/// The counters of every running campaign.
+pub async fn running_counters(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, Counters)>> {
+    let rows: Vec<CampaignRow> = sqlx::query_as("SELECT * FROM campaigns WHERE state = 'running'")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|c| (c.id, c.counters)).collect())
+}
+
+/// How one sender number is doing in a campaign.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct NumberShare {
+    pub id: NumberId,
+    pub display_number: String,
+    pub state: crate::domain::NumberState,
+    /// The rate it is paced at now (msg/s).
+    pub rate: i32,
+    /// Messages of the campaign it sent (sent, delivered or read).
+    pub sent: i64,
+    pub failed: i64,
+    /// Messages of the campaign still to send from it (pending or queued).
+    pub waiting: i64,
+}
+
+/// The campaign's messages by sender number (one `GROUP BY` over its messages).
+pub async fn by_number(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<NumberShare>> {
+    sqlx::query_as(
+        "SELECT n.id, n.display_number, n.state, n.current_rate AS rate,
+                count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'read')) AS sent,
+                count(*) FILTER (WHERE m.status = 'failed') AS failed,
+                count(*) FILTER (WHERE m.status IN ('pending', 'queued')) AS waiting
+         FROM messages m JOIN sender_numbers n ON n.id = m.sender_number_id
+         WHERE m.campaign_id = $1
+         GROUP BY n.id ORDER BY n.id",
+    )
+    .bind(campaign)
     .fetch_all(pool)
     .await
 }

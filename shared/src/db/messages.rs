@@ -142,3 +142,53 @@ pub async fn mark_queued(
     .await?;
     Ok(moved)
 }
+
+/// A message as the API lists and exports it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub recipient: String,
+    pub status: MessageStatus,
+    pub attempts: i32,
+    pub error_code: Option<i32>,
+    pub error_title: Option<String>,
+    /// Meta's id of its send (the last one, if it was sent again).
+    pub wamid: Option<String>,
+    /// The sender number it goes from.
+    pub number: NumberId,
+    /// Its template's name.
+    pub template: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// A page of `campaign`'s messages by id, after `after`, in `status` when given.
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    campaign: CampaignId,
+    status: Option<MessageStatus>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageView>> {
+    sqlx::query_as(
+        "SELECT m.id, m.recipient, m.status, m.attempts, m.error_code, m.error_title,
+                (SELECT max(w.wa_message_id) FROM message_wamids w WHERE w.message_id = m.id)
+                    AS wamid,
+                m.sender_number_id AS number, t.name AS template, m.created_at, m.queued_at,
+                m.sent_at, m.delivered_at, m.read_at, m.failed_at
+         FROM messages m
+         LEFT JOIN campaign_templates t ON t.campaign_id = m.campaign_id AND t.position = m.template
+         WHERE m.campaign_id = $1 AND ($2::message_status IS NULL OR m.status = $2) AND m.id > $3
+         ORDER BY m.id LIMIT $4",
+    )
+    .bind(campaign)
+    .bind(status)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

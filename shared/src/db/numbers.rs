@@ -91,14 +91,21 @@ pub async fn get_number(pool: &PgPool, id: NumberId) -> sqlx::Result<Option<Numb
 }
 
 /// `tenant`'s numbers (not deleted), oldest first.
-pub async fn list_numbers(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<NumberRow>> {
+pub async fn list_numbers(
+    pool: &PgPool,
+    tenant: TenantId,
+    after: Option<NumberId>,
+    limit: i64,
+) -> sqlx::Result<Vec<NumberRow>> {
     sqlx::query_as(
         "SELECT n.*, p.daily_recipient_limit FROM sender_numbers n
          LEFT JOIN portfolios p ON p.tenant_id = n.tenant_id AND p.id = n.portfolio_id
-         WHERE n.tenant_id = $1 AND n.deleted_at IS NULL
-         ORDER BY n.created_at, n.id",
+         WHERE n.tenant_id = $1 AND n.deleted_at IS NULL AND ($2::uuid IS NULL OR n.id > $2)
+         ORDER BY n.id LIMIT $3",
     )
     .bind(tenant)
+    .bind(after)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

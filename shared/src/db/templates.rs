@@ -175,11 +175,15 @@ pub struct Filter<'a> {
 }
 
 /// The tenant's templates, by name, language and WABA.
+/// A page of them, by name, language and WABA, after `after` (those three).
 pub async fn list(
     pool: &PgPool,
     tenant: TenantId,
     f: &Filter<'_>,
+    after: Option<(&str, &str, &str)>,
+    limit: i64,
 ) -> sqlx::Result<Vec<TemplateRow>> {
+    let (name, language, waba) = after.unwrap_or_default();
     sqlx::query_as(
         "SELECT waba_id, name, language, status, category, sub_category, parameter_format,
                 quality, graph_id, components, spec, synced_at
@@ -189,13 +193,19 @@ pub async fn list(
            AND ($3::text IS NULL OR name = $3)
            AND ($4::text IS NULL OR language = $4)
            AND ($5::text IS NULL OR waba_id = $5)
-         ORDER BY name, language, waba_id",
+           AND (NOT $6 OR (name, language, waba_id) > ($7, $8, $9))
+         ORDER BY name, language, waba_id LIMIT $10",
     )
     .bind(tenant)
     .bind(f.status)
     .bind(f.name)
     .bind(f.language)
     .bind(f.waba)
+    .bind(after.is_some())
+    .bind(name)
+    .bind(language)
+    .bind(waba)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign};
+use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign, NumberShare};
 use herald_shared::db::messages;
 use herald_shared::db::numbers;
 use herald_shared::db::templates;
@@ -19,7 +19,10 @@ use herald_shared::db::uploads;
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, ApiPath, Tenant};
+use super::page::{Page, PageQuery};
+use super::{
+    ApiJson, ApiPath, ApiQuery, Tenant, body_bytes, json_body, media_type, rejected, unsupported,
+};
 use crate::audience::Mix;
 use crate::catalog::{self, Choice};
 use crate::error::FieldError;
@@ -69,15 +72,33 @@ pub struct CampaignView {
     pub state_reason: Option<String>,
     /// The (first) template.
     pub template: TemplateView,
-    /// Every template with its weight and its messages' counters.
-    #[serde(default)]
+    /// Every template with its weight and its messages' counters (not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<TemplateShare>,
     pub counters: Counters,
     /// Share of messages that left the queue (sent, delivered, read, failed…), in percent.
     pub progress: f64,
+    /// Messages leaving the queue per second over the last minute (running campaigns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_rate: Option<f64>,
+    /// Messages that left the queue per second since the start (to the end, once ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_send_rate: Option<f64>,
+    /// When the last message should leave the queue at `send_rate` (running campaigns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+    /// Each sender number: its state and rate now, and the campaign's messages it sent, failed
+    /// and still has to send (not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<NumberShare>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it ended: completed, cancelled or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When a scheduled campaign starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -105,14 +126,28 @@ pub struct TemplateShare {
 }
 
 impl CampaignView {
-    fn new(c: CampaignRow, templates: Vec<TemplateShare>) -> Self {
+    /// The campaign as lists show it; `rate` is its `send_rate`.
+    fn new(c: CampaignRow, templates: Vec<TemplateShare>, rate: Option<f64>) -> Self {
         let n = &c.counters;
-        let left_queue = n.total - n.pending - n.queued;
+        let left_queue = crate::progress::left_queue(n);
         let progress = if n.total == 0 {
             0.0
         } else {
             (left_queue as f64 * 1000.0 / n.total as f64).round() / 10.0
         };
+        let running = c.state == CampaignState::Running;
+        let rate = rate.filter(|_| running).map(round2);
+        let eta_seconds = if running {
+            crate::progress::eta(n, rate)
+        } else {
+            None
+        };
+        let now = chrono::Utc::now();
+        let average_send_rate = c.started_at.map(|start| {
+            let end = c.completed_at.unwrap_or(now);
+            let seconds = (end - start).num_milliseconds().max(1) as f64 / 1000.0;
+            round2(left_queue as f64 / seconds)
+        });
         Self {
             id: c.id,
             name: c.name,
@@ -125,12 +160,22 @@ impl CampaignView {
             templates,
             counters: c.counters,
             progress,
+            send_rate: rate,
+            average_send_rate,
+            eta: eta_seconds.map(|s| now + chrono::Duration::milliseconds((s * 1000.0) as i64)),
+            eta_seconds,
+            numbers: Vec::new(),
             created_at: c.created_at,
             started_at: c.started_at,
+            completed_at: c.completed_at,
             scheduled_at: c.scheduled_at,
             overdue: c.overdue,
         }
     }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn problem(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
@@ -231,11 +276,44 @@ fn in_the_past(at: chrono::DateTime<chrono::Utc>) -> Option<FieldError> {
     })
 }
 
-fn invalid(details: Vec<FieldError>) -> ApiError {
+fn invalid(fields: Vec<FieldError>) -> ApiError {
     ApiError::Invalid {
         message: "the campaign cannot be created".into(),
-        details,
+        fields,
     }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    state: Option<CampaignState>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The tenant's campaigns, newest first, in one `state` when given, a page at a time.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Tenant(tenant): Tenant,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page<CampaignView>>, ApiError> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let rows = campaigns::list(
+        &state.pool,
+        tenant,
+        q.state,
+        page.after_parsed()?,
+        limit + 1,
+    )
+    .await?;
+    let page = Page::new(rows, limit, |c| c.id.to_string());
+    Ok(Json(page.map(|c| {
+        let rate = state.progress.rate(c.id);
+        CampaignView::new(c, Vec::new(), rate)
+    })))
 }
 
 pub async fn get(
@@ -279,7 +357,10 @@ async fn view(
             }
         }
     }
-    Ok(CampaignView::new(row, shares))
+    let rate = state.progress.rate(id);
+    let mut view = CampaignView::new(row, shares, rate);
+    view.numbers = campaigns::by_number(&state.pool, id).await?;
+    Ok(view)
 }
 
 #[derive(Deserialize)]
@@ -301,7 +382,7 @@ pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath<CampaignId>,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     request: Request,
 ) -> Result<Json<UploadReport>, ApiError> {
     let campaign = load(&state, tenant, id).await?;
@@ -312,7 +393,7 @@ pub async fn add_recipients(
         CampaignState::Draft | CampaignState::Scheduled
     ) {
         return Err(ApiError::Conflict(format!(
-            "recipients can only be added before the campaign starts; it is {:?}",
+            "recipients can only be added before the campaign starts; it is {}",
             campaign.state
         )));
     }
@@ -321,14 +402,7 @@ pub async fn add_recipients(
         templates::campaign_templates(&state.pool, id).await?,
         campaigns::campaign_numbers(&state.pool, id).await?,
     );
-    let kind = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let report = match kind.as_str() {
+    let report = match media_type(&request).as_str() {
         "text/csv" | "application/csv" => {
             let body = request
                 .into_body()
@@ -340,12 +414,12 @@ pub async fn add_recipients(
         "multipart/form-data" => {
             let mut form = Multipart::from_request(request, &state)
                 .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+                .map_err(|e| rejected(e.status(), e.body_text()))?;
             loop {
                 let field = form
                     .next_field()
                     .await
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?
+                    .map_err(|e| rejected(e.status(), e.body_text()))?
                     .ok_or_else(|| {
                         ApiError::BadRequest("the form has no file field (name it \"file\")".into())
                     })?;
@@ -355,16 +429,10 @@ pub async fn add_recipients(
                 }
             }
         }
-        _ => {
+        "application/json" => {
             // Read whole: a JSON body is bounded by the smaller limit.
-            let bytes = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
-                .await
-                .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
-            let req: Recipients = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "Failed to deserialize the JSON body into the target type: {e}"
-                ))
-            })?;
+            let bytes = body_bytes(request, state.max_body_bytes).await?;
+            let req: Recipients = json_body(&bytes)?;
             let rows = req.recipients;
             let batches = tokio::task::spawn_blocking(move || upload::check_json(rows, &mix))
                 .await
@@ -374,6 +442,12 @@ pub async fn add_recipients(
                 store.add(batch).await?;
             }
             store.finish().await?
+        }
+        other => {
+            return Err(unsupported(
+                other,
+                "application/json, text/csv or multipart/form-data",
+            ));
         }
     };
     Ok(Json(report))
@@ -436,7 +510,7 @@ pub async fn start(
         CampaignState::Draft | CampaignState::Scheduled
     ) {
         return Err(ApiError::Conflict(format!(
-            "only a draft or scheduled campaign can start; this one is {:?}",
+            "only a draft or scheduled campaign can start; this one is {}",
             campaign.state
         )));
     }
@@ -447,7 +521,7 @@ pub async fn start(
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: "the campaign cannot start".into(),
-            details: problems,
+            fields: problems,
         });
     }
     let started = campaigns::transition_campaign(
@@ -460,7 +534,7 @@ pub async fn start(
     .await?;
     if !started {
         return Err(ApiError::Conflict(format!(
-            "only a draft or scheduled campaign can start; this one is {:?}",
+            "only a draft or scheduled campaign can start; this one is {}",
             campaign.state
         )));
     }
@@ -497,13 +571,13 @@ pub async fn schedule(
     if let Some(past) = in_the_past(req.scheduled_at) {
         return Err(ApiError::Invalid {
             message: "the campaign cannot be scheduled".into(),
-            details: vec![past],
+            fields: vec![past],
         });
     }
     let overdue = req.overdue.map(Overdue::as_str);
     if !campaigns::schedule(&state.pool, tenant, id, req.scheduled_at, overdue).await? {
         return Err(ApiError::Conflict(format!(
-            "only a draft or scheduled campaign can be scheduled; this one is {:?}",
+            "only a draft or scheduled campaign can be scheduled; this one is {}",
             campaign.state
         )));
     }
@@ -520,7 +594,7 @@ pub async fn unschedule(
     let campaign = load(&state, tenant, id).await?;
     if !campaigns::unschedule(&state.pool, tenant, id).await? {
         return Err(ApiError::Conflict(format!(
-            "only a scheduled campaign can be unscheduled; this one is {:?}",
+            "only a scheduled campaign can be unscheduled; this one is {}",
             campaign.state
         )));
     }
@@ -592,7 +666,7 @@ async fn change_state(
     let campaign = load(state, tenant, id).await?;
     if !campaigns::transition_campaign(&state.pool, tenant, id, from, to).await? {
         return Err(ApiError::Conflict(format!(
-            "a campaign that is {:?} cannot become {to:?}",
+            "a campaign that is {} cannot become {to}",
             campaign.state
         )));
     }

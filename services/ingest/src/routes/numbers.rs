@@ -17,7 +17,8 @@ use herald_shared::whatsapp::account::{self, PhoneNumberProfile};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ApiJson, ApiPath, Tenant};
+use super::page::{Page, PageQuery};
+use super::{ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
@@ -110,7 +111,7 @@ impl From<NumberRow> for NumberView {
 fn invalid(message: &str, field: &str, reason: impl Into<String>) -> ApiError {
     ApiError::Invalid {
         message: message.into(),
-        details: vec![FieldError {
+        fields: vec![FieldError {
             row: None,
             field: field.into(),
             reason: reason.into(),
@@ -154,7 +155,7 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: "the number is incomplete".into(),
-            details: problems,
+            fields: problems,
         });
     }
     let token = token.expect("checked above");
@@ -248,19 +249,16 @@ async fn load(
         .ok_or(ApiError::NotFound("number"))
 }
 
-#[derive(Serialize)]
-pub struct NumberList {
-    pub numbers: Vec<NumberView>,
-}
-
+/// The tenant's numbers, oldest first, a page at a time.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-) -> Result<Json<NumberList>, ApiError> {
-    let numbers = numbers::list_numbers(&state.pool, tenant).await?;
-    Ok(Json(NumberList {
-        numbers: numbers.into_iter().map(NumberView::from).collect(),
-    }))
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<NumberView>>, ApiError> {
+    let limit = page.limit()?;
+    let rows = numbers::list_numbers(&state.pool, tenant, page.after_parsed()?, limit + 1).await?;
+    let page = Page::new(rows, limit, |n| n.id.to_string());
+    Ok(Json(page.map(NumberView::from)))
 }
 
 pub async fn get(
@@ -341,7 +339,7 @@ pub async fn delete(
         Deletion::InUse(campaigns) => {
             let users: Vec<String> = campaigns
                 .iter()
-                .map(|(c, s)| format!("{c} ({})", format!("{s:?}").to_lowercase()))
+                .map(|(c, s)| format!("{c} ({s})"))
                 .collect();
             Err(ApiError::Conflict(format!(
                 "the number sends for campaigns not yet finished: {}; cancel them or let them complete first",
@@ -451,7 +449,7 @@ pub async fn update_token(
     let Some(token) = clean_token(req.access_token.expose_secret()) else {
         return Err(ApiError::Invalid {
             message: "the token is empty".into(),
-            details: vec![FieldError {
+            fields: vec![FieldError {
                 row: None,
                 field: "access_token".into(),
                 reason: "is required".into(),
@@ -500,7 +498,7 @@ pub async fn set_portfolio_limit(
         Some(_) => {
             return Err(ApiError::Invalid {
                 message: "the limit is out of range".into(),
-                details: vec![FieldError {
+                fields: vec![FieldError {
                     row: None,
                     field: "daily_recipient_limit".into(),
                     reason: "must be at least 1, or null for unlimited".into(),

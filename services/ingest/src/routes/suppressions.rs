@@ -4,21 +4,18 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
 use herald_shared::db::suppressions::{self, Change, Reason, SuppressionRow};
 use herald_shared::domain::PhoneNumber;
 use herald_shared::stream::suppressions::Announced;
 use herald_shared::suppress;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiPath, Tenant};
+use super::page::{Page, PageQuery};
+use super::{ApiPath, ApiQuery, Tenant, body_bytes, json_body, media_type, unsupported};
 use crate::upload::{self, RowError};
 use crate::{ApiError, AppState};
-
-/// Most suppressions listed in one page.
-const MAX_PAGE: i64 = 1_000;
 
 #[derive(Deserialize)]
 pub struct AddJson {
@@ -49,25 +46,21 @@ pub struct AddReport {
 pub async fn add(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Query(query): Query<AddQuery>,
+    ApiQuery(query): ApiQuery<AddQuery>,
     request: Request,
 ) -> Result<Json<AddReport>, ApiError> {
     let country = upload::country(query.default_country.as_deref())?;
-    let csv = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv") || v.starts_with("application/csv"));
-    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    let csv = match media_type(&request).as_str() {
+        "text/csv" | "application/csv" => true,
+        "application/json" => false,
+        other => return Err(unsupported(other, "application/json or text/csv")),
+    };
+    let body = body_bytes(request, state.max_body_bytes).await?;
     // (row, phone, reason)
     let rows: Vec<(usize, String, Option<String>)> = if csv {
         read_csv(&body)?
     } else {
-        let req: AddJson = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!("the body is not {{\"phones\": [...]}}: {e}"))
-        })?;
+        let req: AddJson = json_body(&body)?;
         let reason = req.reason.filter(|r| !r.trim().is_empty());
         req.phones
             .into_iter()
@@ -140,7 +133,7 @@ fn read_csv(body: &[u8]) -> Result<Vec<(usize, String, Option<String>)>, ApiErro
     let Some(phone) = header.iter().position(|h| h == "phone") else {
         return Err(ApiError::Invalid {
             message: "the CSV's header has no phone column".into(),
-            details: vec![crate::error::FieldError {
+            fields: vec![crate::error::FieldError {
                 row: None,
                 field: "phone".into(),
                 reason: "the header has no phone column".into(),
@@ -177,7 +170,7 @@ pub async fn remove(
     };
     let phone = PhoneNumber::parse(&written).map_err(|e| ApiError::Invalid {
         message: "not a phone number".into(),
-        details: vec![crate::error::FieldError {
+        fields: vec![crate::error::FieldError {
             row: None,
             field: "phone".into(),
             reason: format!("{phone:?} {e}"),
@@ -207,32 +200,14 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    /// The last recipient of the previous page (its `next`).
-    after: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub struct SuppressionList {
-    pub suppressions: Vec<SuppressionRow>,
-    /// Where the next page starts (`?after=`), when there may be one.
-    pub next: Option<String>,
-}
-
 /// The tenant's active suppressions, by recipient, a page at a time.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<SuppressionList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let rows =
-        suppressions::page(&state.pool, tenant, q.after.as_deref().unwrap_or(""), limit).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.recipient.clone()));
-    Ok(Json(SuppressionList {
-        suppressions: rows,
-        next: next.flatten(),
-    }))
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<SuppressionRow>>, ApiError> {
+    let limit = page.limit()?;
+    let after = page.after()?.unwrap_or_default();
+    let rows = suppressions::page(&state.pool, tenant, &after, limit + 1).await?;
+    Ok(Json(Page::new(rows, limit, |r| r.recipient.clone())))
 }

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use herald_shared::db::numbers;
 use herald_shared::db::templates::{self, Filter, SyncCounts, TemplateRow};
 use herald_shared::template::Spec;
 use serde::{Deserialize, Serialize};
 
-use super::Tenant;
+use super::page::{Page, PageQuery};
+use super::{ApiQuery, Tenant};
 use crate::catalog::{self, WabaSync};
 use crate::{ApiError, AppState};
 
@@ -56,6 +57,8 @@ pub struct ListQuery {
     name: Option<String>,
     language: Option<String>,
     waba_id: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 /// A template as the API shows it.
@@ -111,25 +114,41 @@ impl From<TemplateRow> for TemplateDetail {
     }
 }
 
-#[derive(Serialize, Deserialize, Debug)]
-pub struct TemplateList {
-    pub templates: Vec<TemplateDetail>,
-}
-
 /// The synced templates, filtered by `status`, `name`, `language`, `waba_id`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<TemplateList>, ApiError> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page<TemplateDetail>>, ApiError> {
     let filter = Filter {
         status: q.status.as_deref(),
         name: q.name.as_deref(),
         language: q.language.as_deref(),
         waba: q.waba_id.as_deref(),
     };
-    let rows = templates::list(&state.pool, tenant, &filter).await?;
-    Ok(Json(TemplateList {
-        templates: rows.into_iter().map(TemplateDetail::from).collect(),
-    }))
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    // The key: name, language and WABA, separated by a byte no name holds.
+    let after = page.after()?;
+    let after = match after
+        .as_deref()
+        .map(|a| a.split('\u{1f}').collect::<Vec<_>>())
+    {
+        None => None,
+        Some(parts) if parts.len() == 3 => Some((parts[0], parts[1], parts[2])),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "cursor",
+                "is not a cursor of this list",
+            ));
+        }
+    };
+    let rows = templates::list(&state.pool, tenant, &filter, after, limit + 1).await?;
+    let page = Page::new(rows, limit, |t| {
+        format!("{}\u{1f}{}\u{1f}{}", t.name, t.language, t.waba_id)
+    });
+    Ok(Json(page.map(TemplateDetail::from)))
 }

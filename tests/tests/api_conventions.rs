@@ -1,0 +1,320 @@
+//! The API's conventions, over HTTP (issue #14): one error shape for every 4xx — unknown routes
+//! (404), wrong methods (405), bodies too large (413), wrong content types (415), JSON of the
+//! wrong shape (422) — with enum values spelt as the API spells them; every list in one shape,
+//! `{"items", "next_cursor"}`, paged by keyset; and a campaign's rate, ETA and per-number
+//! breakdown.
+
+use std::collections::HashSet;
+
+use herald::stack::{Roles, Stack};
+use herald_ingest::views::{CampaignView, MessageView, Page};
+use herald_tests::{TestContext, eventually};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+/// Status and JSON body of a request made with the tenant's key.
+async fn call(request: reqwest::RequestBuilder, key: &secrecy::SecretString) -> (u16, Value) {
+    let response = request
+        .bearer_auth(key.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_one_json_shape_and_the_right_status() {
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.ingest.max_body_bytes = 4096;
+    let stack = Stack::start(settings, Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let key = api.key();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", stack.ingest_url);
+    let number = api.create_number("510000000001", "t", 80).await.unwrap();
+
+    let cases = [
+        (http.get(url("/v1/nothing-here")), 404, "not_found"),
+        (http.delete(url("/v1/campaigns")), 405, "method_not_allowed"),
+        (
+            http.post(url("/v1/campaigns"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"name\": \"{}\"}}", "x".repeat(8000))),
+            413,
+            "too_large",
+        ),
+        (
+            http.post(url("/v1/campaigns"))
+                .header("content-type", "text/plain")
+                .body("name=x"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            http.post(url("/v1/suppressions"))
+                .header("content-type", "application/xml")
+                .body("<phones/>"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            http.post(url("/v1/campaigns"))
+                .header("content-type", "application/json")
+                .body("{\"name\": "),
+            400,
+            "bad_request",
+        ),
+        (
+            http.post(url("/v1/campaigns")).json(&json!({"name": 5})),
+            422,
+            "invalid",
+        ),
+        (http.get(url("/v1/campaigns?limit=0")), 422, "invalid"),
+        (http.get(url("/v1/numbers?cursor=%%%")), 422, "invalid"),
+        (
+            http.get(url("/v1/numbers?cursor=bm90LWFuLWlk")),
+            422,
+            "invalid",
+        ),
+        (
+            http.get(url(&format!("/v1/campaigns/{}", uuid::Uuid::now_v7()))),
+            404,
+            "not_found",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let described = format!("{request:?}");
+        let (got, body) = call(request, &key).await;
+        assert_eq!(got, status, "{described}: {body}");
+        assert_eq!(body["error"]["code"], code, "{described}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{described}: {body}"
+        );
+    }
+    // A 422 names its fields.
+    let (_, body) = call(http.get(url("/v1/campaigns?limit=5000")), &key).await;
+    assert_eq!(body["error"]["fields"][0]["field"], "limit", "{body}");
+    // Without a key, the same shape.
+    let response = http.get(url("/v1/campaigns")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // States as the API spells them.
+    let campaign = api
+        .create_campaign("c", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    api.cancel(campaign.id).await.unwrap();
+    let (status, body) = call(
+        http.post(url(&format!("/v1/campaigns/{}/start", campaign.id))),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with("this one is cancelled"), "{message}");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_are_listed_newest_first_a_page_at_a_time() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("510000000002", "t", 80).await.unwrap();
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let c = api
+            .create_campaign(&format!("c{i}"), "spring_sale_2026", "en_GB", &[number.id])
+            .await
+            .unwrap();
+        created.push(c.id);
+    }
+    api.cancel(created[1]).await.unwrap();
+    // Another tenant's campaigns are not listed.
+    let other = ctx.tenant(&stack.ingest_url).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/campaigns?limit=2".to_owned(),
+            Some(c) => format!("/v1/campaigns?limit=2&cursor={c}"),
+        };
+        let page: Page<CampaignView> = api.get(&path).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|c| c.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let newest_first: Vec<_> = created.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 5);
+    let cancelled: Page<CampaignView> = api.get("/v1/campaigns?state=cancelled").await.unwrap();
+    assert_eq!(
+        cancelled.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [created[1]]
+    );
+    assert!(cancelled.items[0].completed_at.is_some(), "{cancelled:?}");
+    let drafts: Page<CampaignView> = api
+        .get("/v1/campaigns?state=draft&limit=1000")
+        .await
+        .unwrap();
+    assert_eq!(drafts.items.len(), 4);
+    assert_eq!(drafts.next_cursor, None);
+    let theirs: Page<CampaignView> = other.get("/v1/campaigns").await.unwrap();
+    assert!(theirs.items.is_empty());
+    // An unknown state is refused.
+    assert!(
+        api.get::<Value>("/v1/campaigns?state=sleeping")
+            .await
+            .is_err()
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_campaign_shows_its_rate_eta_and_numbers() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let mut numbers = Vec::new();
+    for phone in ["520000000001", "520000000002"] {
+        numbers.push(api.create_number(phone, "t", 50).await.unwrap().id);
+    }
+    // 100 msg/s over two numbers: about 8 s.
+    let campaign = herald::fixtures::campaign(&api, "rate", &numbers, 800)
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+    let running = eventually(
+        "a rate and an ETA",
+        std::time::Duration::from_secs(20),
+        || async {
+            let c = api.campaign(campaign.id).await.unwrap();
+            (c.send_rate.is_some_and(|r| r > 0.0) && c.eta_seconds.is_some()).then_some(c)
+        },
+    )
+    .await;
+    let rate = running.send_rate.unwrap();
+    assert!(rate <= 110.0, "{running:?}");
+    assert!(running.eta.unwrap() > chrono::Utc::now() - chrono::Duration::seconds(1));
+    assert_eq!(running.numbers.len(), 2);
+    for n in &running.numbers {
+        assert_eq!(n.rate, 50);
+        assert_eq!(n.state, herald_shared::domain::NumberState::Active);
+        assert_eq!(n.sent + n.failed + n.waiting, 400, "{n:?}");
+    }
+    let done = eventually("completed", std::time::Duration::from_secs(30), || async {
+        let c = api.campaign(campaign.id).await.unwrap();
+        (c.state == herald_shared::domain::CampaignState::Completed).then_some(c)
+    })
+    .await;
+    assert!(done.completed_at.is_some() && done.eta.is_none() && done.send_rate.is_none());
+    let average = done.average_send_rate.unwrap();
+    assert!(average > 20.0 && average <= 110.0, "{done:?}");
+    assert_eq!(done.numbers.iter().map(|n| n.sent).sum::<i64>(), 800);
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_listed_once_each_while_they_change_and_exported_as_csv() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("530000000001", "t", 60).await.unwrap();
+    let campaign = herald::fixtures::campaign(&api, "listing", &[number.id], 300)
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+    // Paged while the sender moves them from pending to read: each once, in id order.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Page<MessageView> = api
+            .get(&format!(
+                "/v1/campaigns/{}/messages?limit=37&cursor={cursor}",
+                campaign.id
+            ))
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|m| m.id.0));
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    eventually(
+        "every message read",
+        std::time::Duration::from_secs(30),
+        || async {
+            let c = api.campaign(campaign.id).await.unwrap().counters;
+            (c.read == 300).then_some(())
+        },
+    )
+    .await;
+    let read: Page<MessageView> = api
+        .get(&format!(
+            "/v1/campaigns/{}/messages?status=read&limit=1000",
+            campaign.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(read.items.len(), 300);
+    let m = &read.items[0];
+    assert!(
+        m.wamid.is_some() && m.read_at.is_some() && m.sent_at.is_some(),
+        "{m:?}"
+    );
+    assert_eq!(m.template.as_deref(), Some("spring_sale_2026"));
+    assert_eq!(m.number, number.id);
+    let none: Page<MessageView> = api
+        .get(&format!(
+            "/v1/campaigns/{}/messages?status=failed",
+            campaign.id
+        ))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
+
+    let csv = api
+        .get_text(&format!("/v1/campaigns/{}/messages.csv", campaign.id))
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(headers.len(), 15);
+    assert_eq!(&headers[2], "status");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 300);
+    assert!(
+        rows.iter()
+            .all(|r| &r[2] == "read" && r[6].starts_with("wamid."))
+    );
+    // Another tenant sees neither.
+    let other = ctx.tenant(&stack.ingest_url).await;
+    assert!(
+        other
+            .get_text(&format!("/v1/campaigns/{}/messages.csv", campaign.id))
+            .await
+            .is_err()
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
