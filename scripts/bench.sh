@@ -13,6 +13,8 @@
 #                           duplicates) uploaded with curl to `herald ingest` in its own
 #                           process: seconds end to end and the process's peak RSS; 3 runs
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
+#   scripts/bench.sh export a 1,000,000-message campaign exported as CSV from `herald ingest`:
+#                           seconds and the process's RSS growth; 3 runs
 #   scripts/bench.sh compare REV b1|b1-lat|b2|b5...
 #                           the same workloads on REV (built from a worktree under target/bench)
 #                           and on the working tree, alternating the two builds run by run, each
@@ -358,6 +360,100 @@ MD
   done
 }
 
+bench_export() {
+  source scripts/services.sh
+  command -v psql >/dev/null || { echo "bench: psql is needed (postgresql-client)" >&2; exit 1; }
+  cargo build --release --quiet -p herald
+  local commit cores rows=${BENCH_ROWS:-1000000}
+  commit=$(commit_label)
+  cores=$(nproc)
+  local bin=target/release/herald table="" seconds_all=() growth_all=()
+  for run in $(seq 1 "$runs"); do
+    local db
+    db=$(database_url_named "herald_bench_export_$run")
+    export HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=warn
+    psql -q "$(database_url_named postgres)" -c "DROP DATABASE IF EXISTS herald_bench_export_$run" 2>/dev/null
+    "$bin" migrate >/dev/null
+    local key
+    key=$("$bin" tenant create --name export | awk '/^api key/ { print $3 }')
+    start_simulator ""
+    local port
+    port=$(free_port)
+    HERALD__INGEST__PORT=$port HERALD__WHATSAPP__BASE_URL="http://127.0.0.1:$sim_port" "$bin" ingest &
+    local ingest_pid=$!
+    herald_wait_for "ingest" herald_reachable 127.0.0.1 "$port"
+    local api="http://127.0.0.1:$port" auth="Authorization: Bearer $key"
+    local number campaign
+    number=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+      -d '{"phone_number_id": "400000000001", "waba_id": "export", "access_token": "t"}' \
+      "$api/v1/numbers" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    campaign=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+      -d "{\"name\": \"export\", \"template\": {\"name\": \"spring_sale_2026\", \"language\": \"en_GB\"}, \"sender_numbers\": [\"$number\"]}" \
+      "$api/v1/campaigns" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    # A finished campaign's messages, written straight into Postgres: every one read, with
+    # its wamid; every 20th failed with a code.
+    psql -q "$db" <<SQL
+INSERT INTO messages (campaign_id, sender_number_id, recipient, variables, status, attempts,
+                      error_code, error_title, queued_at, sent_at, delivered_at, read_at, failed_at)
+SELECT '$campaign', '$number', '+4474' || lpad(i::text, 8, '0'), '{"body.1": "Customer"}',
+       CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'read' END::message_status, 1,
+       CASE WHEN i % 20 = 0 THEN 131026 END, CASE WHEN i % 20 = 0 THEN 'Message undeliverable' END,
+       now(), now(), CASE WHEN i % 20 <> 0 THEN now() END, CASE WHEN i % 20 <> 0 THEN now() END,
+       CASE WHEN i % 20 = 0 THEN now() END
+FROM generate_series(1, $rows) i;
+INSERT INTO message_wamids (wa_message_id, message_id)
+SELECT 'wamid.HBgL' || id, id FROM messages WHERE campaign_id = '$campaign';
+VACUUM ANALYZE messages;
+VACUUM ANALYZE message_wamids;
+SQL
+    local before
+    before=$(awk '/VmRSS/ { print $2 }' "/proc/$ingest_pid/status")
+    local seconds
+    seconds=$(curl -sf -o "$work/export.csv" -w '%{time_total}' -H "$auth" \
+      "$api/v1/campaigns/$campaign/messages.csv")
+    local peak lines
+    peak=$(awk '/VmHWM/ { print $2 }' "/proc/$ingest_pid/status")
+    lines=$(wc -l <"$work/export.csv")
+    rm -f "$work/export.csv"
+    kill "$ingest_pid"; wait "$ingest_pid" 2>/dev/null || true
+    stop_simulator
+    psql -q "$(database_url_named postgres)" -c "DROP DATABASE IF EXISTS herald_bench_export_$run" 2>/dev/null
+    if [ "$lines" -ne $((rows + 1)) ]; then
+      echo "bench: the export had $lines lines, not $((rows + 1))" >&2
+      exit 1
+    fi
+    local growth rate
+    growth=$(awk -v a="$peak" -v b="$before" 'BEGIN { printf "%.1f", (a - b) / 1024 }')
+    rate=$(awk -v n="$rows" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+    seconds_all+=("$seconds"); growth_all+=("$growth")
+    table+="| $run | $seconds | $rate | $((before / 1024)) | $growth |"$'\n'
+  done
+  unset HERALD__DATABASE__URL HERALD__TELEMETRY__FILTER
+  local median_s median_growth
+  median_s=$(printf '%s\n' "${seconds_all[@]}" | median)
+  median_growth=$(printf '%s\n' "${growth_all[@]}" | median)
+  local report
+  report=$(cat <<MD
+
+## export — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh export\`: \`GET /v1/campaigns/{id}/messages.csv\` of a campaign of $rows
+messages (written into Postgres beforehand: 95% read, 5% failed with a code, each with a wamid)
+from \`herald ingest\` (release, its own process, a fresh database per run), downloaded by curl
+to a file; seconds from the request to the last byte; RSS growth is the ingest process's
+\`VmHWM\` after the export less its \`VmRSS\` before. Every export is checked to hold every
+message. Postgres and curl share the machine. $runs runs.
+
+| run | seconds | rows/s | ingest RSS before MB | RSS growth MB |
+| --- | --- | --- | --- | --- |
+$table
+**Median: $median_s s, RSS growth $median_growth MB** (targets: ≤ 10 s, ≤ 50 MB).
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 bench_upload() {
   source scripts/services.sh
   cargo build --release --quiet -p herald
@@ -447,9 +543,10 @@ MD
 case "${1:-}" in
   sim) bench_sim ;;
   b4) bench_upload ;;
+  export) bench_export ;;
   b5) bench_webhook ;;
   b1 | b1-lat | b2) bench_herald "$1" ;;
   b3) bench_adaptation ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b4|b5|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b4|b5|export|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

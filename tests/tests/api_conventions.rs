@@ -1,8 +1,8 @@
 //! The API's conventions, over HTTP (issue #14): one error shape for every 4xx — unknown routes
 //! (404), wrong methods (405), bodies too large (413), wrong content types (415), JSON of the
 //! wrong shape (422) — with enum values spelt as the API spells them; every list in one shape,
-//! `{"items", "next_cursor"}`, paged by keyset; and a campaign's rate, ETA and per-number
-//! breakdown.
+//! `{"items", "next_cursor"}`, paged by keyset; a campaign's rate, ETA and per-number
+//! breakdown; its messages listed and exported; and its live view over Server-Sent Events.
 
 use std::collections::HashSet;
 
@@ -314,6 +314,121 @@ async fn messages_are_listed_once_each_while_they_change_and_exported_as_csv() {
             .get_text(&format!("/v1/campaigns/{}/messages.csv", campaign.id))
             .await
             .is_err()
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+/// The events of a Server-Sent Events body: (event, id, data).
+fn sse_events(body: &str) -> Vec<(String, String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut event = String::new();
+            let mut id = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            (!event.is_empty()).then(|| (event, id, serde_json::from_str(&data).unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_streams_progress_and_state_changes_and_resumes() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("540000000001", "t", 60).await.unwrap();
+    let campaign = herald::fixtures::campaign(&api, "live", &[number.id], 240)
+        .await
+        .unwrap();
+    let url = format!("{}/v1/campaigns/{}/events", stack.ingest_url, campaign.id);
+    let key = api.key();
+    let watch = |last: Option<String>| {
+        let (url, key) = (url.clone(), key.clone());
+        async move {
+            let mut request = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(key.expose_secret());
+            if let Some(last) = last {
+                request = request.header("last-event-id", last);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/event-stream")
+            );
+            // The stream ends by itself once the campaign has.
+            tokio::time::timeout(std::time::Duration::from_secs(60), response.text())
+                .await
+                .expect("the stream ends after the campaign")
+                .unwrap()
+        }
+    };
+    // Watched from before the start (a watcher that came later would still get every state
+    // change: from the first, as it gave no Last-Event-ID).
+    let live = tokio::spawn(watch(None));
+    api.start(campaign.id).await.unwrap();
+    let events = sse_events(&live.await.unwrap());
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|(e, _, _)| e == "state")
+        .map(|(_, _, d)| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["draft", "running", "completed"], "{events:?}");
+    let progress: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _, _)| e == "progress")
+        .map(|(_, _, d)| d)
+        .collect();
+    // About 4 s of sending at 60 msg/s: a progress event each second.
+    assert!(progress.len() >= 3, "{events:?}");
+    let left = |d: &Value| {
+        d["counters"]["total"].as_i64().unwrap()
+            - d["counters"]["pending"].as_i64().unwrap()
+            - d["counters"]["queued"].as_i64().unwrap()
+    };
+    assert!(progress.windows(2).all(|w| left(w[0]) <= left(w[1])));
+    let (last_event, _, last) = events.last().unwrap();
+    assert_eq!(
+        (last_event.as_str(), last["state"].as_str()),
+        ("progress", Some("completed"))
+    );
+    assert_eq!(left(last), 240);
+    assert!(
+        progress
+            .iter()
+            .any(|d| d["send_rate"].as_f64().is_some_and(|r| r > 0.0))
+    );
+
+    // Back after the draft's event: the changes missed first, then the end.
+    let draft_id = events
+        .iter()
+        .find(|(e, _, d)| e == "state" && d["state"] == "draft")
+        .map(|(_, id, _)| id.clone())
+        .unwrap();
+    let resumed = sse_events(&watch(Some(draft_id)).await);
+    let kinds: Vec<(&str, &str)> = resumed
+        .iter()
+        .map(|(e, _, d)| (e.as_str(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("state", "running"),
+            ("state", "completed"),
+            ("progress", "completed")
+        ]
     );
     stack.stop().await.unwrap();
     ctx.cleanup().await;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herald_ingest::views::{CampaignView, Counters, SyncReport, TestReport};
+use herald_ingest::views::{CampaignView, SyncReport, TestReport};
 use herald_shared::db;
 use herald_shared::settings::Settings;
 use herald_simulator::StatsReport;
@@ -118,7 +118,7 @@ async fn drive(
     let deadline = started + Duration::from_secs(demo.timeout_s);
     let campaign = loop {
         let view = api.campaign(campaign.id).await?;
-        progress.show(&view.counters, started.elapsed());
+        progress.show(&view, started.elapsed());
         let c = &view.counters;
         if c.read + c.failed + c.cancelled + c.suppressed >= c.total || Instant::now() > deadline {
             break view;
@@ -246,11 +246,15 @@ impl Progress {
         }
     }
 
-    fn show(&self, c: &Counters, elapsed: Duration) {
-        let out_of_queue = c.total - c.pending - c.queued;
-        let rate = out_of_queue as f64 / elapsed.as_secs_f64().max(0.001);
+    /// The campaign's counters, and its rate and ETA as the API reports them.
+    fn show(&self, view: &CampaignView, elapsed: Duration) {
+        let c = &view.counters;
+        let rate = view.send_rate.or(view.average_send_rate).unwrap_or(0.0);
+        let eta = view
+            .eta_seconds
+            .map_or_else(|| "-".to_owned(), |s| format!("{s:.0} s"));
         let line = format!(
-            "sent {}  delivered {}  read {}  failed {}  | {:.0} msg/s",
+            "sent {}  delivered {}  read {}  failed {}  | {:.0} msg/s  ETA {eta}",
             c.sent + c.delivered + c.read,
             c.delivered + c.read,
             c.read,

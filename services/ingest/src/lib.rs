@@ -54,6 +54,8 @@ pub struct AppState {
     pub fanout_wake: Arc<Notify>,
     /// Running campaigns' send rates.
     pub progress: Arc<progress::Progress>,
+    /// Cancelled when ingest stops: long-lived responses (live views) end then.
+    pub closing: CancellationToken,
 }
 
 /// A bound, not yet running ingest service.
@@ -98,6 +100,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         max_upload_bytes: settings.ingest.max_upload_bytes,
         fanout_wake,
         progress: Arc::default(),
+        closing: CancellationToken::new(),
     });
     Ok(App {
         listener,
@@ -125,6 +128,13 @@ impl App {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.probes.drain_on(shutdown.clone());
+        {
+            let (closing, shutdown) = (self.state.closing.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                closing.cancel();
+            });
+        }
         let scheduler =
             scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));

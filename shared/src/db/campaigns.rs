@@ -529,3 +529,29 @@ pub async fn pause_running(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// One change of a campaign's state (`campaign_state_changes`).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct StateChange {
+    pub id: i64,
+    pub state: CampaignState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The campaign's state changes after `after`, oldest first.
+pub async fn state_changes(
+    pool: &PgPool,
+    campaign: CampaignId,
+    after: i64,
+) -> sqlx::Result<Vec<StateChange>> {
+    sqlx::query_as(
+        "SELECT id, state, reason, at FROM campaign_state_changes
+         WHERE campaign_id = $1 AND id > $2 ORDER BY id",
+    )
+    .bind(campaign)
+    .bind(after)
+    .fetch_all(pool)
+    .await
+}

@@ -127,7 +127,7 @@ pub struct TemplateShare {
 
 impl CampaignView {
     /// The campaign as lists show it; `rate` is its `send_rate`.
-    fn new(c: CampaignRow, templates: Vec<TemplateShare>, rate: Option<f64>) -> Self {
+    pub(crate) fn new(c: CampaignRow, templates: Vec<TemplateShare>, rate: Option<f64>) -> Self {
         let n = &c.counters;
         let left_queue = crate::progress::left_queue(n);
         let progress = if n.total == 0 {

@@ -1,6 +1,7 @@
 //! The `/v1` router, API-key authentication and the JSON body extractor.
 
 pub mod campaigns;
+pub mod events;
 pub mod messages;
 pub mod numbers;
 pub mod page;
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
             "/v1/campaigns/{id}/uploads/{upload_id}/errors.csv",
             get(campaigns::upload_errors),
         )
+        .route("/v1/campaigns/{id}/events", get(events::stream))
         .route("/v1/campaigns/{id}/messages", get(messages::list))
         .route("/v1/campaigns/{id}/messages.csv", get(messages::export))
         .route("/v1/campaigns/{id}/start", post(campaigns::start))
