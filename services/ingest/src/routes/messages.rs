@@ -19,7 +19,7 @@ use super::{ApiPath, ApiQuery, Tenant};
 use crate::{ApiError, AppState};
 
 /// Rows per query of an export.
-const EXPORT_PAGE: i64 = 10_000;
+const EXPORT_PAGE: i64 = 2_500;
 
 /// The export's columns, in `MessageView`'s order.
 const COLUMNS: &str = "id,recipient,status,attempts,error_code,error_title,wamid,number,\
