@@ -166,6 +166,16 @@ pub struct MessageView {
     pub failed_at: Option<DateTime<Utc>>,
 }
 
+/// The listing's query: `campaign`'s messages by id after `$3`, in status `$2` when given.
+const LISTING: &str = "SELECT m.id, m.recipient, m.status, m.attempts, m.error_code, m.error_title,
+        (SELECT max(w.wa_message_id) FROM message_wamids w WHERE w.message_id = m.id) AS wamid,
+        m.sender_number_id AS number, t.name AS template, m.created_at, m.queued_at,
+        m.sent_at, m.delivered_at, m.read_at, m.failed_at
+ FROM messages m
+ LEFT JOIN campaign_templates t ON t.campaign_id = m.campaign_id AND t.position = m.template
+ WHERE m.campaign_id = $1 AND ($2::message_status IS NULL OR m.status = $2) AND m.id > $3
+ ORDER BY m.id LIMIT $4";
+
 /// A page of `campaign`'s messages by id, after `after`, in `status` when given.
 pub async fn page(
     db: impl PgExecutor<'_>,
@@ -174,21 +184,26 @@ pub async fn page(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageView>> {
-    sqlx::query_as(
-        "SELECT m.id, m.recipient, m.status, m.attempts, m.error_code, m.error_title,
-                (SELECT max(w.wa_message_id) FROM message_wamids w WHERE w.message_id = m.id)
-                    AS wamid,
-                m.sender_number_id AS number, t.name AS template, m.created_at, m.queued_at,
-                m.sent_at, m.delivered_at, m.read_at, m.failed_at
-         FROM messages m
-         LEFT JOIN campaign_templates t ON t.campaign_id = m.campaign_id AND t.position = m.template
-         WHERE m.campaign_id = $1 AND ($2::message_status IS NULL OR m.status = $2) AND m.id > $3
-         ORDER BY m.id LIMIT $4",
-    )
-    .bind(campaign)
-    .bind(status)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(LISTING)
+        .bind(campaign)
+        .bind(status)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// Every message of `campaign` (in `status` when given), by id, as rows arrive: one query,
+/// nothing held but the row at hand.
+pub fn all<'e>(
+    db: impl PgExecutor<'e> + 'e,
+    campaign: CampaignId,
+    status: Option<MessageStatus>,
+) -> futures::stream::BoxStream<'e, sqlx::Result<MessageView>> {
+    sqlx::query_as(LISTING)
+        .bind(campaign)
+        .bind(status)
+        .bind(0i64)
+        .bind(i64::MAX)
+        .fetch(db)
 }
