@@ -2,7 +2,8 @@
 //! (404), wrong methods (405), bodies too large (413), wrong content types (415), JSON of the
 //! wrong shape (422) — with enum values spelt as the API spells them; every list in one shape,
 //! `{"items", "next_cursor"}`, paged by keyset; a campaign's rate, ETA and per-number
-//! breakdown; its messages listed and exported; and its live view over Server-Sent Events.
+//! breakdown; its messages listed and exported; its live view over Server-Sent Events; and a
+//! tenant's API keys.
 
 use std::collections::HashSet;
 
@@ -431,5 +432,69 @@ async fn the_live_view_streams_progress_and_state_changes_and_resumes() {
         ]
     );
     stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_made_listed_and_revoked_on_every_replica_at_once() {
+    use herald_ingest::views::{ApiKeyRow, CreatedKey};
+    let ctx = TestContext::new().await;
+    // Two ingest replicas on one database.
+    let one = Stack::start(ctx.settings.clone(), Roles::INGEST)
+        .await
+        .unwrap();
+    let two = Stack::start(ctx.settings.clone(), Roles::INGEST)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&one.ingest_url).await;
+    let created: CreatedKey = api
+        .post("/v1/api-keys", &json!({"name": "ci"}))
+        .await
+        .unwrap();
+    assert_eq!(created.row.name, "ci");
+    assert!(created.key.starts_with(&created.row.prefix), "{created:?}");
+    let ci = herald::client::ApiClient::new(two.ingest_url.clone(), created.key.clone().into());
+    let _: Page<CampaignView> = ci.get("/v1/campaigns").await.unwrap();
+    let keys: Page<ApiKeyRow> = ci.get("/v1/api-keys").await.unwrap();
+    assert_eq!(keys.items.len(), 2);
+    assert!(
+        keys.items.iter().all(|k| k.last_used_at.is_some()),
+        "{keys:?}"
+    );
+    let listed = api.get_text("/v1/api-keys").await.unwrap();
+    assert!(!listed.contains(&created.key), "a key is shown once only");
+
+    api.delete(&format!("/v1/api-keys/{}", created.row.id))
+        .await
+        .unwrap();
+    // Refused at once by both replicas.
+    for url in [&one.ingest_url, &two.ingest_url] {
+        let revoked = herald::client::ApiClient::new(url.clone(), created.key.clone().into());
+        let e = herald_tests::refusal(revoked.get::<Value>("/v1/campaigns").await.unwrap_err());
+        assert_eq!(e.status, 401);
+    }
+    let keys: Page<ApiKeyRow> = api.get("/v1/api-keys").await.unwrap();
+    assert_eq!(keys.items.len(), 1);
+    // The last key stays; an unknown one is not found; a name is needed.
+    let last = herald_tests::refusal(
+        api.delete(&format!("/v1/api-keys/{}", keys.items[0].id))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(last.status, 409);
+    let unknown = herald_tests::refusal(
+        api.delete(&format!("/v1/api-keys/{}", uuid::Uuid::now_v7()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(unknown.status, 404);
+    let unnamed = herald_tests::refusal(
+        api.post::<Value>("/v1/api-keys", &json!({"name": " "}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(unnamed.status, 422);
+    one.stop().await.unwrap();
+    two.stop().await.unwrap();
     ctx.cleanup().await;
 }

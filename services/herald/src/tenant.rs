@@ -11,6 +11,6 @@ pub async fn create(pool: &PgPool, name: &str) -> anyhow::Result<(TenantId, Secr
     let id = TenantId::new();
     tenants::insert_tenant(pool, id, name).await?;
     let key = new_api_key();
-    tenants::insert_api_key(pool, id, &key.prefix, &key.hash).await?;
+    tenants::insert_api_key(pool, id, "default", &key.prefix, &key.hash).await?;
     Ok((id, key.key))
 }

@@ -13,6 +13,7 @@ mod upload;
 /// The shapes the API answers with, for clients.
 pub mod views {
     pub use crate::catalog::WabaSync;
+    pub use crate::routes::api_keys::CreatedKey;
     pub use crate::routes::campaigns::{CampaignView, TemplateShare, TemplateView};
     pub use crate::routes::numbers::{NumberView, TestReport};
     pub use crate::routes::page::Page;
@@ -22,6 +23,7 @@ pub mod views {
     pub use herald_shared::db::campaigns::{Counters, NumberShare};
     pub use herald_shared::db::messages::MessageView;
     pub use herald_shared::db::suppressions::SuppressionRow;
+    pub use herald_shared::db::tenants::ApiKeyRow;
 }
 
 use std::sync::Arc;

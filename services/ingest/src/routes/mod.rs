@@ -1,5 +1,6 @@
 //! The `/v1` router, API-key authentication and the JSON body extractor.
 
+pub mod api_keys;
 pub mod campaigns;
 pub mod events;
 pub mod messages;
@@ -26,6 +27,8 @@ use crate::{ApiError, AppState};
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usize) -> Router {
     Router::new()
+        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/v1/numbers", post(numbers::create).get(numbers::list))
         .route(
             "/v1/numbers/{id}",
