@@ -2,8 +2,8 @@
 //! (404), wrong methods (405), bodies too large (413), wrong content types (415), JSON of the
 //! wrong shape (422) — with enum values spelt as the API spells them; every list in one shape,
 //! `{"items", "next_cursor"}`, paged by keyset; a campaign's rate, ETA and per-number
-//! breakdown; its messages listed and exported; its live view over Server-Sent Events; and a
-//! tenant's API keys.
+//! breakdown; its messages listed and exported; its live view over Server-Sent Events; a
+//! tenant's API keys; and `Idempotency-Key` on POSTs.
 
 use std::collections::HashSet;
 
@@ -496,5 +496,92 @@ async fn api_keys_are_made_listed_and_revoked_on_every_replica_at_once() {
     assert_eq!(unnamed.status, 422);
     one.stop().await.unwrap();
     two.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_retried_with_its_idempotency_key_is_answered_once() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let key = api.key();
+    let number = api.create_number("550000000001", "t", 80).await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, idempotency: &str, content_type: &str, body: String| {
+        http.post(format!("{}{path}", stack.ingest_url))
+            .bearer_auth(key.expose_secret())
+            .header("idempotency-key", idempotency)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let json = "application/json";
+    let create = json!({"name": "once", "sender_numbers": [number.id],
+        "template": {"name": "spring_sale_2026", "language": "en_GB"}})
+    .to_string();
+    let first = post("/v1/campaigns", "create-1", json, create.clone())
+        .send()
+        .await
+        .unwrap();
+    let status = first.status();
+    assert!(status.is_success(), "{status}");
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = post("/v1/campaigns", "create-1", json, create.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), status);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let listed: Page<CampaignView> = api.get("/v1/campaigns").await.unwrap();
+    assert_eq!(listed.items.len(), 1, "one campaign for two POSTs");
+    // The same key for another request is refused; another key makes another campaign.
+    let other = create.replace("once", "twice");
+    let (code, body) = call(post("/v1/campaigns", "create-1", json, other.clone()), &key).await;
+    assert_eq!(
+        (code, body["error"]["fields"][0]["field"].as_str()),
+        (422, Some("Idempotency-Key"))
+    );
+    let (code, _) = call(post("/v1/campaigns", "create-2", json, other), &key).await;
+    assert!((200..300).contains(&code));
+
+    // A CSV upload, retried: its rows stored once, the first report replayed.
+    let id = first["id"].as_str().unwrap();
+    let csv = "phone,body.1,body.2\n+447400000001,Ann,10%\n+447400000002,Bo,20%\n".to_owned();
+    let path = format!("/v1/campaigns/{id}/recipients");
+    let (code, report) = call(post(&path, "upload-1", "text/csv", csv.clone()), &key).await;
+    assert_eq!(
+        (code, report["accepted"].as_i64()),
+        (200, Some(2)),
+        "{report}"
+    );
+    let (code, replayed) = call(post(&path, "upload-1", "text/csv", csv), &key).await;
+    assert_eq!((code, &replayed), (200, &report));
+    // A start without a body, retried: the first answer, not a 409.
+    let path = format!("/v1/campaigns/{id}/start");
+    let started = post(&path, "start-1", json, String::new())
+        .send()
+        .await
+        .unwrap();
+    let started_status = started.status();
+    assert!(started_status.is_success(), "{started_status}");
+    let retried = post(&path, "start-1", json, String::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), started_status);
+    let (code, _) = call(post(&path, "start-2", json, String::new()), &key).await;
+    assert_eq!(code, 409, "a new key is a new request");
+    assert_eq!(
+        api.campaign(first["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .counters
+            .total,
+        2
+    );
+    stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -137,6 +137,21 @@ impl App {
                 closing.cancel();
             });
         }
+        {
+            // Idempotency-Key answers are kept 24 h.
+            let (pool, closing) = (self.state.pool.clone(), self.state.closing.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = herald_shared::db::idempotency::prune(&pool).await {
+                        tracing::warn!(error = %e, "cannot prune idempotency keys");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                        _ = closing.cancelled() => return,
+                    }
+                }
+            });
+        }
         let scheduler =
             scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));

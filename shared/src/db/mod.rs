@@ -4,6 +4,7 @@
 pub mod campaigns;
 pub mod counters;
 pub mod engagement;
+pub mod idempotency;
 pub mod messages;
 pub mod numbers;
 pub mod suppressions;

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod campaigns;
 pub mod events;
+pub mod idempotency;
 pub mod messages;
 pub mod numbers;
 pub mod page;
@@ -79,6 +80,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
             "/metrics",
             get(|| async { herald_shared::telemetry::render_metrics() }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             "ingest",
             herald_shared::telemetry::timed,
