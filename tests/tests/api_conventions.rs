@@ -3,7 +3,7 @@
 //! wrong shape (422) — with enum values spelt as the API spells them; every list in one shape,
 //! `{"items", "next_cursor"}`, paged by keyset; a campaign's rate, ETA and per-number
 //! breakdown; its messages listed and exported; its live view over Server-Sent Events; a
-//! tenant's API keys; and `Idempotency-Key` on POSTs.
+//! tenant's API keys; `Idempotency-Key` on POSTs; and the tenant's webhook log.
 
 use std::collections::HashSet;
 
@@ -582,6 +582,69 @@ async fn a_post_retried_with_its_idempotency_key_is_answered_once() {
             .total,
         2
     );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_sees_the_webhook_bodies_naming_its_numbers() {
+    use herald_ingest::views::WebhookEventView;
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_AND_WEBHOOK)
+        .await
+        .unwrap();
+    let ours = ctx.tenant(&stack.ingest_url).await;
+    let theirs = ctx.tenant(&stack.ingest_url).await;
+    let a = ours.create_number("560000000001", "t", 80).await.unwrap();
+    let b = theirs.create_number("560000000002", "t", 80).await.unwrap();
+    let status = |number: &str, waba: &str, wamid: &str| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "changes": [{
+            "field": "messages", "value": {"messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "1", "phone_number_id": number},
+                "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1778580007",
+                              "recipient_id": "447400000001"}]}}]}]})
+        .to_string()
+    };
+    for (number, waba, wamid) in [
+        (&a.phone_number_id, &a.waba_id, "wamid.A1"),
+        (&b.phone_number_id, &b.waba_id, "wamid.B1"),
+        (&a.phone_number_id, &a.waba_id, "wamid.A2"),
+    ] {
+        herald_tests::post_webhook(&ctx, &stack, status(number, waba, wamid).as_bytes()).await;
+    }
+    let log = eventually(
+        "both of ours logged",
+        std::time::Duration::from_secs(10),
+        || async {
+            let page: Page<WebhookEventView> = ours.get("/v1/webhook-events").await.unwrap();
+            (page.items.len() == 2).then_some(page)
+        },
+    )
+    .await;
+    // Newest first, as Meta sent them, with what processing made of them.
+    let wamid = |e: &WebhookEventView| {
+        e.body["entry"][0]["changes"][0]["value"]["statuses"][0]["id"].clone()
+    };
+    assert_eq!(wamid(&log.items[0]), "wamid.A2");
+    assert_eq!(wamid(&log.items[1]), "wamid.A1");
+    assert!(
+        log.items
+            .iter()
+            .all(|e| e.outcome == "applied" && e.processed_at.is_some())
+    );
+    let first: Page<WebhookEventView> = ours.get("/v1/webhook-events?limit=1").await.unwrap();
+    let next: Page<WebhookEventView> = ours
+        .get(&format!(
+            "/v1/webhook-events?limit=1&cursor={}",
+            first.next_cursor.unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(wamid(&next.items[0]), "wamid.A1");
+    assert_eq!(next.next_cursor, None);
+    let other: Page<WebhookEventView> = theirs.get("/v1/webhook-events").await.unwrap();
+    assert_eq!(other.items.len(), 1);
+    assert_eq!(wamid(&other.items[0]), "wamid.B1");
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -262,21 +262,25 @@ async fn bodies_older_than_the_retention_are_pruned() {
     let now = chrono::Utc::now();
     let event = |id, days: i64| Event {
         buffer_id: id,
+        numbers: Vec::new(),
+        wabas: Vec::new(),
         body: b"{}",
         received_at: now - chrono::Duration::days(days),
         outcome: Outcome::Applied,
         error: None,
     };
+    let mut db = ctx.pool.acquire().await.unwrap();
     webhook_events::record(
-        &ctx.pool,
+        &mut db,
         &[event("1-0", 40), event("2-0", 31), event("3-0", 2)],
     )
     .await
     .unwrap();
     // Recorded again after a crash: still one row.
-    webhook_events::record(&ctx.pool, &[event("3-0", 2)])
+    webhook_events::record(&mut db, &[event("3-0", 2)])
         .await
         .unwrap();
+    drop(db);
     let pruned = webhook_events::prune(&ctx.pool, now - chrono::Duration::days(30))
         .await
         .unwrap();

@@ -19,6 +19,7 @@ pub mod views {
     pub use crate::routes::page::Page;
     pub use crate::routes::suppressions::AddReport;
     pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail};
+    pub use crate::routes::webhook_events::WebhookEventView;
     pub use crate::upload::{RowError, UploadReport};
     pub use herald_shared::db::campaigns::{Counters, NumberShare};
     pub use herald_shared::db::messages::MessageView;

@@ -204,6 +204,8 @@ impl Processor {
                 .unwrap_or_else(Utc::now);
             let mut event = Event {
                 buffer_id: &entry.id,
+                numbers: Vec::new(),
+                wabas: Vec::new(),
                 body,
                 received_at,
                 outcome: Outcome::Applied,
@@ -211,6 +213,9 @@ impl Processor {
             };
             match serde_json::from_slice::<Notification>(body) {
                 Ok(notification) => {
+                    let (numbers, wabas) = notification.accounts();
+                    event.numbers = numbers.into_iter().map(str::to_owned).collect();
+                    event.wabas = wabas.into_iter().map(str::to_owned).collect();
                     batch.extend(notification.statuses().filter_map(receipts::transition));
                     notifications.push(notification);
                 }

@@ -2,7 +2,7 @@
 //! replays. Pruned after `webhook.retention_days`.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgPool;
 
 /// What processing made of a body (the `webhook_outcome` enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -15,6 +15,9 @@ pub enum Outcome {
 pub struct Event<'a> {
     /// The body's id in the Redis buffer.
     pub buffer_id: &'a str,
+    /// The `phone_number_id`s and WABA ids it names: its tenants' numbers.
+    pub numbers: Vec<String>,
+    pub wabas: Vec<String>,
     pub body: &'a [u8],
     pub received_at: DateTime<Utc>,
     pub outcome: Outcome,
@@ -22,7 +25,7 @@ pub struct Event<'a> {
 }
 
 /// Records processed bodies; one already recorded (same buffer id) is left as it is.
-pub async fn record(db: impl PgExecutor<'_>, events: &[Event<'_>]) -> sqlx::Result<()> {
+pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::Result<()> {
     let ids: Vec<&str> = events.iter().map(|e| e.buffer_id).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
     let received: Vec<DateTime<Utc>> = events.iter().map(|e| e.received_at).collect();
@@ -36,14 +39,75 @@ pub async fn record(db: impl PgExecutor<'_>, events: &[Event<'_>]) -> sqlx::Resu
                      $5::text[]) AS t(id, body, received, outcome, error)
          ON CONFLICT (buffer_id) DO NOTHING",
     )
-    .bind(ids)
+    .bind(&ids)
     .bind(bodies)
     .bind(received)
     .bind(outcomes)
     .bind(errors)
-    .execute(db)
+    .execute(&mut *db)
+    .await?;
+    // Whose it is: one row per account named.
+    let mut named: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    for e in events {
+        for n in &e.numbers {
+            named.0.push(e.buffer_id);
+            named.1.push(n.as_str());
+            named.2.push("");
+        }
+        for w in &e.wabas {
+            named.0.push(e.buffer_id);
+            named.1.push("");
+            named.2.push(w.as_str());
+        }
+    }
+    if named.0.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_event_tenants (tenant_id, event_id)
+         SELECT DISTINCT n.tenant_id, e.id
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x(buffer_id, number, waba)
+         JOIN webhook_events e ON e.buffer_id = x.buffer_id
+         JOIN sender_numbers n ON n.phone_number_id = x.number OR n.waba_id = x.waba
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(named.0)
+    .bind(named.1)
+    .bind(named.2)
+    .execute(&mut *db)
     .await?;
     Ok(())
+}
+
+/// A body as its tenant's webhook log shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Logged {
+    pub id: i64,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// A page of the bodies naming `tenant`'s numbers or WABAs, newest first, before `before`.
+pub async fn page(
+    pool: &PgPool,
+    tenant: crate::domain::TenantId,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<Logged>> {
+    sqlx::query_as(
+        "SELECT e.id, e.body, e.received_at, e.processed_at, e.outcome, e.error
+         FROM webhook_event_tenants t JOIN webhook_events e ON e.id = t.event_id
+         WHERE t.tenant_id = $1 AND ($2::bigint IS NULL OR t.event_id < $2)
+         ORDER BY t.event_id DESC LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Deletes bodies received before `before`, a batch at a time so that no long lock is held;

@@ -272,6 +272,28 @@ impl Notification {
             })
     }
 
+    /// Whose the notification is: the business `phone_number_id`s its changes name, and the
+    /// WABA ids of its entries that name no number (template updates, say). A WABA may hold
+    /// the numbers of several tenants, so a number, when named, is what decides.
+    pub fn accounts(&self) -> (Vec<&str>, Vec<&str>) {
+        let mut numbers = Vec::new();
+        let mut wabas = Vec::new();
+        for entry in &self.entry {
+            let named = numbers.len();
+            numbers.extend(
+                entry
+                    .changes
+                    .iter()
+                    .filter_map(|c| c.value.metadata.as_ref())
+                    .map(|m| m.phone_number_id.as_str()),
+            );
+            if numbers.len() == named {
+                wabas.push(entry.id.as_str());
+            }
+        }
+        (numbers, wabas)
+    }
+
     /// Every status update in the notification, in order.
     pub fn statuses(&self) -> impl Iterator<Item = &StatusUpdate> {
         self.entry

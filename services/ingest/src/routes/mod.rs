@@ -9,6 +9,7 @@ pub mod numbers;
 pub mod page;
 pub mod suppressions;
 pub mod templates;
+pub mod webhook_events;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         )
         .route("/v1/suppressions/{phone}", delete(suppressions::remove))
         .route("/v1/templates", get(templates::list))
+        .route("/v1/webhook-events", get(webhook_events::list))
         .route("/v1/templates/sync", post(templates::sync))
         .route(
             "/v1/campaigns",
