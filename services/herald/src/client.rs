@@ -31,6 +31,47 @@ impl ApiClient {
         }
     }
 
+    /// Follows the Server-Sent Events of `path`, calling `each(event, data)` for every event,
+    /// until the server ends the stream.
+    pub async fn follow_events(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&str, &str),
+    ) -> anyhow::Result<()> {
+        let mut response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose_secret())
+            .header("accept", "text/event-stream")
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.json().await.unwrap_or(Value::Null);
+            return Err(ApiRefusal { status, body }.into());
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = pending.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block);
+                let (mut event, mut data) = ("", String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v;
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !event.is_empty() {
+                    each(event, &data);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The API key this client uses.
     pub fn key(&self) -> SecretString {
         self.key.clone()

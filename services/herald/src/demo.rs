@@ -116,6 +116,21 @@ async fn drive(
 
     let progress = Progress::new(demo.recipients as u64);
     let deadline = started + Duration::from_secs(demo.timeout_s);
+    // While it sends, the campaign's live view (Server-Sent Events), which ends once every
+    // message has left the queue...
+    let events = format!("/v1/campaigns/{}/events", campaign.id);
+    let live = api.follow_events(&events, |event, data| {
+        if event == "progress"
+            && let Ok(view) = serde_json::from_str::<CampaignView>(data)
+        {
+            progress.show(&view, started.elapsed());
+        }
+    });
+    match tokio::time::timeout_at(deadline.into(), live).await {
+        Ok(followed) => followed.context("following the campaign's live view")?,
+        Err(_) => tracing::warn!("the demo's time is up while the campaign sends"),
+    }
+    // ...then its receipts, until every message has a final status.
     let campaign = loop {
         let view = api.campaign(campaign.id).await?;
         progress.show(&view, started.elapsed());

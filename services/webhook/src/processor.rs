@@ -272,7 +272,7 @@ impl Processor {
             .await
             .context("moving campaign counters")?;
         inbound::pause(&mut tx, &pauses).await?;
-        webhook_events::record(&mut *tx, &events)
+        webhook_events::record(&mut tx, &events)
             .await
             .context("recording webhook bodies")?;
         tx.commit().await.context("committing a webhook batch")?;
