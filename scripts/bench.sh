@@ -360,6 +360,32 @@ MD
   done
 }
 
+# ingest_with_campaign <name> <run> <bin>: a fresh database herald_bench_<name>_<run>, a tenant,
+# the simulator and `herald ingest` in the background, a number and a draft campaign. Sets the
+# caller's locals db, api, auth, number, campaign and ingest_pid.
+ingest_with_campaign() {
+  local name=$1 run=$2 bin=$3
+  db=$(database_url_named "herald_bench_${name}_$run")
+  export HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=warn
+  command -v psql >/dev/null && psql -q "$(database_url_named postgres)" \
+    -c "DROP DATABASE IF EXISTS herald_bench_${name}_$run" 2>/dev/null || true
+  "$bin" migrate >/dev/null
+  local key port
+  key=$("$bin" tenant create --name "$name" | awk '/^api key/ { print $3 }')
+  start_simulator ""
+  port=$(free_port)
+  HERALD__INGEST__PORT=$port HERALD__WHATSAPP__BASE_URL="http://127.0.0.1:$sim_port" "$bin" ingest &
+  ingest_pid=$!
+  herald_wait_for "ingest" herald_reachable 127.0.0.1 "$port"
+  api="http://127.0.0.1:$port" auth="Authorization: Bearer $key"
+  number=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+    -d "{\"phone_number_id\": \"400000000001\", \"waba_id\": \"$name\", \"access_token\": \"t\"}" \
+    "$api/v1/numbers" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  campaign=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"$name\", \"template\": {\"name\": \"spring_sale_2026\", \"language\": \"en_GB\"}, \"sender_numbers\": [\"$number\"]}" \
+    "$api/v1/campaigns" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+}
+
 bench_export() {
   source scripts/services.sh
   command -v psql >/dev/null || { echo "bench: psql is needed (postgresql-client)" >&2; exit 1; }
@@ -369,27 +395,8 @@ bench_export() {
   cores=$(nproc)
   local bin=target/release/herald table="" seconds_all=() growth_all=()
   for run in $(seq 1 "$runs"); do
-    local db
-    db=$(database_url_named "herald_bench_export_$run")
-    export HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=warn
-    psql -q "$(database_url_named postgres)" -c "DROP DATABASE IF EXISTS herald_bench_export_$run" 2>/dev/null
-    "$bin" migrate >/dev/null
-    local key
-    key=$("$bin" tenant create --name export | awk '/^api key/ { print $3 }')
-    start_simulator ""
-    local port
-    port=$(free_port)
-    HERALD__INGEST__PORT=$port HERALD__WHATSAPP__BASE_URL="http://127.0.0.1:$sim_port" "$bin" ingest &
-    local ingest_pid=$!
-    herald_wait_for "ingest" herald_reachable 127.0.0.1 "$port"
-    local api="http://127.0.0.1:$port" auth="Authorization: Bearer $key"
-    local number campaign
-    number=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
-      -d '{"phone_number_id": "400000000001", "waba_id": "export", "access_token": "t"}' \
-      "$api/v1/numbers" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    campaign=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
-      -d "{\"name\": \"export\", \"template\": {\"name\": \"spring_sale_2026\", \"language\": \"en_GB\"}, \"sender_numbers\": [\"$number\"]}" \
-      "$api/v1/campaigns" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    local db api auth number campaign ingest_pid
+    ingest_with_campaign export "$run" "$bin"
     # A finished campaign's messages, written straight into Postgres: every one read, with
     # its wamid; every 20th failed with a code.
     psql -q "$db" <<SQL
@@ -472,28 +479,8 @@ bench_upload() {
   }' >"$csv"
   local bin=target/release/herald table="" seconds_all=() rss_all=()
   for run in $(seq 1 "$runs"); do
-    local db
-    db=$(database_url_named "herald_bench_b4_$run")
-    export HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=warn
-    command -v psql >/dev/null && psql -q "$(database_url_named postgres)" \
-      -c "DROP DATABASE IF EXISTS herald_bench_b4_$run" 2>/dev/null || true
-    "$bin" migrate >/dev/null
-    local key
-    key=$("$bin" tenant create --name b4 | awk '/^api key/ { print $3 }')
-    start_simulator ""
-    local port
-    port=$(free_port)
-    HERALD__INGEST__PORT=$port HERALD__WHATSAPP__BASE_URL="http://127.0.0.1:$sim_port" "$bin" ingest &
-    local ingest_pid=$!
-    herald_wait_for "ingest" herald_reachable 127.0.0.1 "$port"
-    local api="http://127.0.0.1:$port" auth="Authorization: Bearer $key"
-    local number campaign
-    number=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
-      -d '{"phone_number_id": "400000000001", "waba_id": "b4", "access_token": "t"}' \
-      "$api/v1/numbers" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    campaign=$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
-      -d "{\"name\": \"b4\", \"template\": {\"name\": \"spring_sale_2026\", \"language\": \"en_GB\"}, \"sender_numbers\": [\"$number\"]}" \
-      "$api/v1/campaigns" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    local db api auth number campaign ingest_pid
+    ingest_with_campaign b4 "$run" "$bin"
     local out
     out=$(curl -sf -w '\n%{time_total}' -H "$auth" -H 'Content-Type: text/csv' \
       --data-binary @"$csv" "$api/v1/campaigns/$campaign/recipients")

@@ -60,6 +60,28 @@ impl TestContext {
         ApiClient::new(ingest_url, key)
     }
 
+    /// `<binary> <role>` (the `herald` binary a test crate built) with the `test` profile,
+    /// this test's database, Redis and key prefix, quiet and killed when dropped; a test adds
+    /// its own settings.
+    pub fn herald_command(&self, binary: &str, role: &str) -> tokio::process::Command {
+        let s = &self.settings;
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .arg(role)
+            .env(
+                "HERALD_CONFIG_DIR",
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config"),
+            )
+            .env("HERALD_ENV", "test")
+            .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
+            .env("HERALD__REDIS__URL", s.redis.url.expose_secret())
+            .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
     pub async fn redis(&self) -> herald_shared::stream::Connection {
         herald_shared::stream::conn::connect(&self.settings.redis, Some(Duration::from_secs(5)))
             .await

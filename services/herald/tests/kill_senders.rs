@@ -5,8 +5,6 @@
 //! the dead sender's numbers send again within seconds.
 
 use herald::fixtures;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald::stack::{Roles, Stack};
@@ -14,8 +12,7 @@ use herald_shared::domain::{MessageStatus, NumberId};
 use herald_shared::stream::Keys;
 use herald_tests::{TestContext, assert_counters_match, eventually};
 use redis::AsyncCommands;
-use secrecy::ExposeSecret;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const NUMBERS: usize = 20;
 const RECIPIENTS: usize = 50_000;
@@ -28,24 +25,11 @@ fn phone(i: usize) -> String {
 
 /// A `herald sender` process named `consumer`, sending to `cloud_api`.
 fn spawn_sender(ctx: &TestContext, consumer: &str, cloud_api: &str) -> Child {
-    let s = &ctx.settings;
-    Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("sender")
-        .env(
-            "HERALD_CONFIG_DIR",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        )
-        .env("HERALD_ENV", "test")
-        .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
-        .env("HERALD__REDIS__URL", s.redis.url.expose_secret())
-        .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
+    ctx.herald_command(env!("CARGO_BIN_EXE_herald"), "sender")
         .env("HERALD__WHATSAPP__BASE_URL", cloud_api)
         .env("HERALD__SENDER__CONSUMER", consumer)
         .env("HERALD__SENDER__IN_FLIGHT", "16")
         .env("HERALD__SENDER__RECONCILIATION_WINDOW_MS", "15000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the herald binary starts")
 }

@@ -145,25 +145,14 @@ async fn readiness(urls: &[String]) -> Vec<(u16, String)> {
 async fn readiness_goes_false_when_redis_stops_and_from_sigterm_on() {
     let ctx = TestContext::new().await;
     let mut redis = PrivateRedis::start().await;
-    let s = &ctx.settings;
     let (ingest, webhook, metrics) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("all")
-        .env(
-            "HERALD_CONFIG_DIR",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        )
-        .env("HERALD_ENV", "test")
-        .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
+    let child = ctx
+        .herald_command(env!("CARGO_BIN_EXE_herald"), "all")
         .env("HERALD__REDIS__URL", redis.url())
-        .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
         .env("HERALD__INGEST__PORT", ingest.to_string())
         .env("HERALD__WEBHOOK__PORT", webhook.to_string())
         .env("HERALD__SENDER__METRICS__PORT", metrics.to_string())
         .env("HERALD__SHUTDOWN__DELAY_MS", "4000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the herald binary starts");
     let urls: Vec<String> = [ingest, webhook, metrics]
@@ -219,25 +208,12 @@ async fn readiness_goes_false_when_redis_stops_and_from_sigterm_on() {
 /// A `herald sender` process named `consumer`, sending to `cloud_api`, serving `/metrics` on
 /// `port`.
 fn spawn_sender(ctx: &TestContext, consumer: &str, cloud_api: &str, port: u16) -> Child {
-    let s = &ctx.settings;
-    Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("sender")
-        .env(
-            "HERALD_CONFIG_DIR",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        )
-        .env("HERALD_ENV", "test")
-        .env("HERALD__DATABASE__URL", s.database.url.expose_secret())
-        .env("HERALD__REDIS__URL", s.redis.url.expose_secret())
-        .env("HERALD__REDIS__KEY_PREFIX", &s.redis.key_prefix)
+    ctx.herald_command(env!("CARGO_BIN_EXE_herald"), "sender")
         .env("HERALD__WHATSAPP__BASE_URL", cloud_api)
         .env("HERALD__WHATSAPP__REQUEST_TIMEOUT_MS", "300000")
         .env("HERALD__SENDER__CONSUMER", consumer)
         .env("HERALD__SENDER__IN_FLIGHT", "8")
         .env("HERALD__SENDER__METRICS__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the herald binary starts")
 }
