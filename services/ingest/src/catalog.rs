@@ -14,7 +14,7 @@ use crate::error::FieldError;
 use crate::{ApiError, AppState};
 
 /// How a sync of one WABA went.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WabaSync {
     pub waba_id: String,
     #[serde(flatten)]
@@ -73,7 +73,7 @@ async fn read_waba(
 }
 
 /// One template a campaign asks for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct Choice {
     pub name: String,
     pub language: String,
@@ -83,6 +83,7 @@ pub struct Choice {
     /// Values fixed for every recipient, by slot key (`header.media`, `button.0`, …);
     /// a recipient's own value for a key wins.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub values: Values,
 }
 

@@ -81,7 +81,7 @@ impl ApiError {
 }
 
 /// One problem with one part of a request (for uploads, one row).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row: Option<usize>,
@@ -101,17 +101,21 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every 4xx and 5xx answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// `unauthorized`, `not_found`, `method_not_allowed`, `bad_request`, `too_large`,
+    /// `unsupported_media_type`, `invalid`, `conflict`, `upstream` or `internal`.
     code: &'static str,
     message: String,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    fields: &'a [FieldError],
+    /// What is wrong with which field (or upload row), for `invalid`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<FieldError>,
 }
 
 impl IntoResponse for ApiError {
@@ -120,14 +124,15 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error = %format!("{cause:#}"), "request failed");
         }
-        let fields = match &self {
-            Self::Invalid { fields, .. } => fields.as_slice(),
-            _ => &[],
+        let message = self.to_string();
+        let fields = match self {
+            Self::Invalid { fields, .. } => fields,
+            _ => Vec::new(),
         };
-        let body = Body {
-            error: Inner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code,
-                message: self.to_string(),
+                message,
                 fields,
             },
         };

@@ -29,7 +29,7 @@ const MAX_LINE: u64 = 1 << 20;
 /// Refused rows the report lists; `errors.csv` has them all.
 const INLINE_ERRORS: usize = 1_000;
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct UploadReport {
     pub upload_id: uuid::Uuid,
     /// Rows read (not counting the header or blank lines).
@@ -49,7 +49,7 @@ pub struct UploadReport {
     pub errors_csv: String,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct RowError {
     /// JSON: the 1-based position in `recipients`; CSV: the line the record starts on (the
     /// header is line 1).
@@ -203,10 +203,12 @@ impl<'a> Store<'a> {
 }
 
 /// A JSON recipient: a phone and values by key (or the body's values in order).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct JsonRecipient {
     phone: String,
+    /// Values by slot key (`body.1`, `header.media`, …), or the body's values in order.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     variables: Values,
 }
 

@@ -29,7 +29,16 @@ pub struct CampaignRow {
 /// A campaign's counters: one per message status (always equal to a `GROUP BY status` over
 /// its messages), plus engagement counts that are not statuses.
 #[derive(
-    Debug, Default, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    sqlx::FromRow,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(default)]
 pub struct Counters {
@@ -400,7 +409,7 @@ pub async fn running_counters(pool: &PgPool) -> sqlx::Result<Vec<(CampaignId, Co
 }
 
 /// How one sender number is doing in a campaign.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NumberShare {
     pub id: NumberId,
     pub display_number: String,

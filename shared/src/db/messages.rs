@@ -144,7 +144,7 @@ pub async fn mark_queued(
 }
 
 /// A message as the API lists and exports it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub recipient: String,

@@ -137,7 +137,7 @@ pub async fn all_active(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, String)>> 
         .await
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SuppressionRow {
     pub recipient: String,
     pub reason: String,

@@ -25,7 +25,9 @@ pub struct TemplateRow {
 }
 
 /// What a sync changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct SyncCounts {
     pub added: u64,
     pub updated: u64,

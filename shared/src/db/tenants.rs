@@ -15,7 +15,7 @@ pub async fn insert_tenant(pool: &PgPool, id: TenantId, name: &str) -> sqlx::Res
 }
 
 /// An API key as its tenant sees it (never the key itself: only its hash is stored).
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ApiKeyRow {
     pub id: uuid::Uuid,
     pub name: String,

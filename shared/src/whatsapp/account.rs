@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{CloudApiClient, GraphFailure};
 
 /// `GET /{phone_number_id}` (reference §5.1), the fields Herald shows.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PhoneNumberProfile {
     #[serde(default)]
     pub verified_name: Option<String>,
@@ -33,13 +33,13 @@ pub struct PhoneNumberProfile {
     pub health_status: Option<HealthStatus>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Throughput {
     /// `STANDARD` (80 mps), `HIGH` (1,000 mps), `NOT_APPLICABLE`.
     pub level: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct HealthStatus {
     /// `AVAILABLE`, `LIMITED`, `BLOCKED`.
     pub can_send_message: String,

@@ -16,20 +16,28 @@ use super::page::{Page, PageQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// What the key is for (1 to 100 characters).
     name: String,
 }
 
 /// A new key: the only answer that ever holds it.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub row: ApiKeyRow,
     pub key: String,
 }
 
+/// Makes an API key; the answer is the only one that ever shows it.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", operation_id = "create_api_key",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "the key, shown this once", body = CreatedKey),
+        (status = 422, description = "the name is empty or longer than 100 characters"),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -55,6 +63,9 @@ pub async fn create(
 }
 
 /// The tenant's active keys, oldest first: ids, names, prefixes, when made and last used.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys",
+    params(PageQuery),
+    responses((status = 200, description = "a page of keys", body = Page<ApiKeyRow>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -65,6 +76,14 @@ pub async fn list(
     Ok(Json(Page::new(rows, limit, |k| k.id.to_string())))
 }
 
+/// Revokes a key: every request with it is refused from then on, by every replica.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key",
+    params(("id" = uuid::Uuid, Path, description = "the key's id")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 404, description = "no such key"),
+        (status = 409, description = "the tenant's last key: create another first"),
+    ))]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

@@ -32,7 +32,7 @@ use crate::{ApiError, AppState};
 /// Most templates one campaign shares its recipients between.
 const MAX_TEMPLATES: usize = 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateCampaign {
     name: String,
     /// The one template…
@@ -46,7 +46,7 @@ pub struct CreateCampaign {
     overdue: Option<Overdue>,
 }
 
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overdue {
     Start,
@@ -63,7 +63,7 @@ impl Overdue {
 }
 
 /// A campaign as the API shows it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct CampaignView {
     pub id: CampaignId,
     pub name: String,
@@ -107,19 +107,20 @@ pub struct CampaignView {
     pub overdue: String,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct TemplateView {
     pub name: String,
     pub language: String,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct TemplateShare {
     pub name: String,
     pub language: String,
     pub weight: i32,
     /// The values fixed for every recipient.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub values: serde_json::Value,
     /// Counters of this template's messages (status counts; engagement is per campaign).
     pub counters: Counters,
@@ -186,6 +187,14 @@ fn problem(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
     }
 }
 
+/// Creates a campaign (a draft, or scheduled with `scheduled_at`) after checking its templates
+/// against the WABAs of its numbers.
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", operation_id = "create_campaign",
+    request_body = CreateCampaign,
+    responses(
+        (status = 201, description = "created", body = CampaignView),
+        (status = 422, description = "a field is missing or wrong, or a template cannot be sent from these numbers (`fields` says which)"),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -283,14 +292,21 @@ fn invalid(fields: Vec<FieldError>) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only the campaigns in this state.
     state: Option<CampaignState>,
+    /// Items per page: 1 to 1,000 (100 when not given).
     limit: Option<i64>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
 /// The tenant's campaigns, newest first, in one `state` when given, a page at a time.
+#[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns", operation_id = "list_campaigns",
+    params(ListQuery),
+    responses((status = 200, description = "a page of campaigns (without the per-template and per-number breakdowns)", body = Page<CampaignView>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -316,6 +332,13 @@ pub async fn list(
     })))
 }
 
+/// The campaign with its counters, rates, ETA and per-template and per-number breakdowns.
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns", operation_id = "get_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 200, description = "the campaign", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -363,12 +386,21 @@ async fn view(
     Ok(view)
 }
 
-#[derive(Deserialize)]
+/// A CSV file in a form (field `file`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the form for the OpenAPI document; the handler streams it
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Recipients {
     recipients: Vec<JsonRecipient>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// ISO 3166 code for numbers written without a country code (CSV uploads).
     default_country: Option<String>,
@@ -378,6 +410,21 @@ pub struct UploadQuery {
 /// (`text/csv`) or a CSV file in `multipart/form-data`. Valid rows are stored as `pending`
 /// (`suppressed` for recipients who opted out); refused ones are reported by row and stored
 /// nowhere. A key some template needs that the upload never gives refuses it whole (422).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/recipients", tag = "campaigns", operation_id = "add_recipients",
+    params(("id" = CampaignId, Path, description = "the campaign"), UploadQuery),
+    request_body(content(
+        (Recipients = "application/json"),
+        (String = "text/csv", example = "phone,name\n+14155550100,Ada\n"),
+        (UploadForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "rows read, accepted, suppressed, duplicated and refused (with why)", body = UploadReport),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "the campaign has started"),
+        (status = 413, description = "the upload is larger than `ingest.max_upload_bytes` (JSON: `max_body_bytes`)"),
+        (status = 415, description = "not JSON, CSV or a form"),
+        (status = 422, description = "a key a template needs is given by no row"),
+    ))]
 pub async fn add_recipients(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -454,6 +501,15 @@ pub async fn add_recipients(
 }
 
 /// Every row an upload refused, as CSV (`row,field,reason`), streamed.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/uploads/{upload_id}/errors.csv", tag = "campaigns", operation_id = "upload_errors",
+    params(
+        ("id" = CampaignId, Path, description = "the campaign"),
+        ("upload_id" = uuid::Uuid, Path, description = "the upload's `upload_id`"),
+    ),
+    responses(
+        (status = 200, description = "`row,field,reason` for every refused row", body = String, content_type = "text/csv"),
+        (status = 404, description = "no such upload of this campaign"),
+    ))]
 pub async fn upload_errors(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -499,6 +555,15 @@ pub async fn upload_errors(
         .into_response())
 }
 
+/// Starts a draft or scheduled campaign, after its templates' pre-flight again.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns", operation_id = "start_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 202, description = "running", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "not a draft or scheduled campaign, or no recipients"),
+        (status = 422, description = "a template can no longer be sent (`fields` says which)"),
+    ))]
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -554,13 +619,23 @@ pub async fn preflight(
     catalog::recheck(state, tenant, id, &wabas).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
+    /// RFC 3339, in the future.
     scheduled_at: chrono::DateTime<chrono::Utc>,
     overdue: Option<Overdue>,
 }
 
 /// Schedules a draft campaign, or moves a scheduled one's time.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/schedule", tag = "campaigns", operation_id = "schedule_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    request_body = Schedule,
+    responses(
+        (status = 200, description = "scheduled", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "not a draft or scheduled campaign"),
+        (status = 422, description = "the time is in the past"),
+    ))]
 pub async fn schedule(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -586,6 +661,13 @@ pub async fn schedule(
 }
 
 /// Makes a scheduled campaign a draft again.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/unschedule", tag = "campaigns", operation_id = "unschedule_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 200, description = "a draft again", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "not a scheduled campaign"),
+    ))]
 pub async fn unschedule(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -602,6 +684,13 @@ pub async fn unschedule(
 }
 
 /// Stops sending within a second on every sender; unsent messages are kept.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns", operation_id = "pause_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 200, description = "paused", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "not running"),
+    ))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -613,6 +702,13 @@ pub async fn pause(
 }
 
 /// Sends the kept messages again.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns", operation_id = "resume_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 200, description = "running again", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "not paused"),
+    ))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -625,6 +721,13 @@ pub async fn resume(
 }
 
 /// Stops the campaign for good: every message not yet sent becomes `cancelled`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns", operation_id = "cancel_campaign",
+    params(("id" = CampaignId, Path, description = "the campaign")),
+    responses(
+        (status = 200, description = "cancelled; its unsent messages are `cancelled`", body = CampaignView),
+        (status = 404, description = "no such campaign"),
+        (status = 409, description = "already ended"),
+    ))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

@@ -25,6 +25,18 @@ use crate::{ApiError, AppState};
 const POLL: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// The campaign live: `progress` events (the campaign, as `GET /v1/campaigns/{id}` shows it)
+/// each second while it runs, `state` events (`{"id", "state", "reason", "at"}`) at once; ends after
+/// the campaign ends. `Last-Event-ID` resumes.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/events", tag = "campaigns", operation_id = "campaign_events",
+    params(
+        ("id" = CampaignId, Path, description = "the campaign"),
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen, to resume after it"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: progress` (data: the campaign) and `event: state`", body = String, content_type = "text/event-stream"),
+        (status = 404, description = "no such campaign"),
+    ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

@@ -25,10 +25,14 @@ const ROWS_PER_CHUNK: usize = 400;
 const COLUMNS: &str = "id,recipient,status,attempts,error_code,error_title,wamid,number,\
 template,created_at,queued_at,sent_at,delivered_at,read_at,failed_at\n";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only the messages in this status.
     status: Option<MessageStatus>,
+    /// Items per page: 1 to 1,000 (100 when not given; the export ignores it).
     limit: Option<i64>,
+    /// The `next_cursor` of the page before (the export ignores it).
     cursor: Option<String>,
 }
 
@@ -44,6 +48,12 @@ async fn ensure_campaign(
 }
 
 /// The campaign's messages by id, in one `status` when given, a page at a time.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/messages", tag = "messages", operation_id = "list_messages",
+    params(("id" = CampaignId, Path, description = "the campaign"), ListQuery),
+    responses(
+        (status = 200, description = "a page of messages", body = Page<MessageView>),
+        (status = 404, description = "no such campaign"),
+    ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -64,6 +74,12 @@ pub async fn list(
 /// Every message of the campaign as CSV (the listing's fields), streamed: one query whose rows
 /// are written as they arrive, in chunks of about 64 KiB, at most a few chunks ahead of the
 /// client, so memory stays flat whatever the campaign's size.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/messages.csv", tag = "messages", operation_id = "export_messages",
+    params(("id" = CampaignId, Path, description = "the campaign"), ListQuery),
+    responses(
+        (status = 200, description = "every message: `id,recipient,status,attempts,error_code,error_title,wamid,number,template,created_at,queued_at,sent_at,delivered_at,read_at,failed_at`", body = String, content_type = "text/csv"),
+        (status = 404, description = "no such campaign"),
+    ))]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

@@ -6,6 +6,8 @@ pub mod events;
 pub mod idempotency;
 pub mod messages;
 pub mod numbers;
+pub mod openapi;
+pub mod operations;
 pub mod page;
 pub mod suppressions;
 pub mod templates;
@@ -14,74 +16,64 @@ pub mod webhook_events;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use herald_shared::crypto::hash_api_key;
 use herald_shared::db::tenants;
 use herald_shared::domain::TenantId;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::{ApiError, AppState};
 
+/// The router, built from the handlers' OpenAPI annotations: each route is registered with
+/// its operation, so `GET /v1/openapi.json` describes exactly what is served.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usize) -> Router {
-    Router::new()
-        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
-        .route("/v1/numbers", post(numbers::create).get(numbers::list))
-        .route(
-            "/v1/numbers/{id}",
-            get(numbers::get)
-                .patch(numbers::update)
-                .delete(numbers::delete),
-        )
-        .route("/v1/numbers/{id}/test", post(numbers::test))
-        .route("/v1/numbers/{id}/token", put(numbers::update_token))
-        .route("/v1/numbers/{id}/resume", post(numbers::resume))
-        .route("/v1/portfolios/{id}", put(numbers::set_portfolio_limit))
-        .route(
-            "/v1/suppressions",
-            post(suppressions::add).get(suppressions::list),
-        )
-        .route("/v1/suppressions/{phone}", delete(suppressions::remove))
-        .route("/v1/templates", get(templates::list))
-        .route("/v1/webhook-events", get(webhook_events::list))
-        .route("/v1/templates/sync", post(templates::sync))
-        .route(
-            "/v1/campaigns",
-            post(campaigns::create).get(campaigns::list),
-        )
-        .route("/v1/campaigns/{id}", get(campaigns::get))
-        .route(
-            "/v1/campaigns/{id}/recipients",
-            post(campaigns::add_recipients).layer(DefaultBodyLimit::max(max_upload_bytes)),
-        )
-        .route(
-            "/v1/campaigns/{id}/uploads/{upload_id}/errors.csv",
-            get(campaigns::upload_errors),
-        )
-        .route("/v1/campaigns/{id}/events", get(events::stream))
-        .route("/v1/campaigns/{id}/messages", get(messages::list))
-        .route("/v1/campaigns/{id}/messages.csv", get(messages::export))
-        .route("/v1/campaigns/{id}/start", post(campaigns::start))
-        .route("/v1/campaigns/{id}/schedule", post(campaigns::schedule))
-        .route("/v1/campaigns/{id}/unschedule", post(campaigns::unschedule))
-        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
-        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
-        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(state): State<Arc<AppState>>| async move { state.probes.readiness().await }),
-        )
-        .route(
-            "/metrics",
-            get(|| async { herald_shared::telemetry::render_metrics() }),
-        )
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(api_keys::create))
+        .routes(routes!(api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(numbers::create))
+        .routes(routes!(numbers::list))
+        .routes(routes!(numbers::get))
+        .routes(routes!(numbers::update))
+        .routes(routes!(numbers::delete))
+        .routes(routes!(numbers::test))
+        .routes(routes!(numbers::update_token))
+        .routes(routes!(numbers::resume))
+        .routes(routes!(numbers::set_portfolio_limit))
+        .routes(routes!(suppressions::add))
+        .routes(routes!(suppressions::list))
+        .routes(routes!(suppressions::remove))
+        .routes(routes!(templates::list))
+        .routes(routes!(templates::sync))
+        .routes(routes!(webhook_events::list))
+        .routes(routes!(campaigns::create))
+        .routes(routes!(campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::add_recipients).layer(DefaultBodyLimit::max(max_upload_bytes)))
+        .routes(routes!(campaigns::upload_errors))
+        .routes(routes!(events::stream))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::export))
+        .routes(routes!(campaigns::start))
+        .routes(routes!(campaigns::schedule))
+        .routes(routes!(campaigns::unschedule))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::cancel))
+        .routes(routes!(openapi::document))
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::livez))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::metrics))
+        .split_for_parts();
+    let doc = serde_json::to_vec(&openapi::finish(doc)).expect("the OpenAPI document serializes");
+    router
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotent,
@@ -93,6 +85,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(Extension(openapi::Document(doc.into())))
         .with_state(state)
 }
 

@@ -28,13 +28,14 @@ const MAX_THROUGHPUT: u32 = 1000;
 /// Meta's throughput for a number nobody said otherwise about (reference §3.1).
 const STANDARD_THROUGHPUT: u32 = 80;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateNumber {
     phone_number_id: String,
     waba_id: String,
     /// Defaults to the number Meta shows when the number is tested.
     #[serde(default)]
     display_number: String,
+    #[schema(value_type = String, format = Password)]
     access_token: SecretString,
     /// Meta's cap for this number (up to 1,000); defaults to what the test found (80 or
     /// 1,000), else 80.
@@ -53,7 +54,7 @@ fn yes() -> bool {
 }
 
 /// A sender number as the API shows it (never with its token).
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct NumberView {
     pub id: NumberId,
     pub phone_number_id: String,
@@ -119,6 +120,14 @@ fn invalid(message: &str, field: &str, reason: impl Into<String>) -> ApiError {
     }
 }
 
+/// Registers a sender number, after a connection test unless `"verify": false`.
+#[utoipa::path(post, path = "/v1/numbers", tag = "numbers", operation_id = "create_number",
+    request_body = CreateNumber,
+    responses(
+        (status = 201, description = "registered", body = NumberView),
+        (status = 409, description = "the phone_number_id is already registered"),
+        (status = 422, description = "a field is missing or out of range, or the connection test failed"),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -250,6 +259,9 @@ async fn load(
 }
 
 /// The tenant's numbers, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/numbers", tag = "numbers", operation_id = "list_numbers",
+    params(PageQuery),
+    responses((status = 200, description = "a page of numbers", body = Page<NumberView>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -261,6 +273,12 @@ pub async fn list(
     Ok(Json(page.map(NumberView::from)))
 }
 
+#[utoipa::path(get, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "get_number",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    responses(
+        (status = 200, description = "the number", body = NumberView),
+        (status = 404, description = "no such number"),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -269,13 +287,14 @@ pub async fn get(
     Ok(Json(load(&state, tenant, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchNumber {
     display_number: Option<String>,
     throughput_ceiling: Option<u32>,
     /// `null` takes the number out of its portfolio; absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     portfolio_id: Option<Option<String>>,
 }
 
@@ -285,6 +304,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// Changes a number's display name, throughput ceiling or portfolio.
+#[utoipa::path(patch, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "update_number",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    request_body = PatchNumber,
+    responses(
+        (status = 200, description = "the number as changed", body = NumberView),
+        (status = 404, description = "no such number"),
+        (status = 422, description = "a value is out of range"),
+    ))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -325,6 +352,13 @@ pub async fn update(
 }
 
 /// Deletes a number no unfinished campaign uses (409 names the campaigns that do).
+#[utoipa::path(delete, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "delete_number",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such number"),
+        (status = 409, description = "campaigns not yet finished send from it"),
+    ))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -350,7 +384,7 @@ pub async fn delete(
 }
 
 /// What a connection test found.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct TestReport {
     /// The Cloud API answered and the number can send.
     pub ok: bool,
@@ -364,7 +398,7 @@ pub struct TestReport {
     pub error: Option<TestError>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct TestError {
     /// Meta's error code (`null` when the Cloud API could not be reached).
     pub code: Option<i64>,
@@ -372,6 +406,12 @@ pub struct TestError {
 }
 
 /// Tests a number's connection: Graph `GET /{phone_number_id}` with the number's token.
+#[utoipa::path(post, path = "/v1/numbers/{id}/test", tag = "numbers", operation_id = "test_number",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    responses(
+        (status = 200, description = "what the test found (`ok` false when the number cannot send)", body = TestReport),
+        (status = 404, description = "no such number"),
+    ))]
 pub async fn test(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -434,12 +474,21 @@ fn problems(p: &PhoneNumberProfile) -> Vec<String> {
     problems
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
+    #[schema(value_type = String, format = Password)]
     access_token: SecretString,
 }
 
 /// Replaces a number's access token (after a 190, say) and lets it send again.
+#[utoipa::path(put, path = "/v1/numbers/{id}/token", tag = "numbers", operation_id = "replace_number_token",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    request_body = NewToken,
+    responses(
+        (status = 204, description = "replaced; the number is active"),
+        (status = 404, description = "no such number"),
+        (status = 422, description = "the token is empty"),
+    ))]
 pub async fn update_token(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -465,6 +514,12 @@ pub async fn update_token(
 }
 
 /// Lets a paused number send again (after an operator fixed what paused it).
+#[utoipa::path(post, path = "/v1/numbers/{id}/resume", tag = "numbers", operation_id = "resume_number",
+    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    responses(
+        (status = 204, description = "active again"),
+        (status = 404, description = "no such number"),
+    ))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -477,7 +532,7 @@ pub async fn resume(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PortfolioLimit {
     /// Unique recipients per rolling 24 h (Meta's messaging limit: 250, 2,000, 10,000,
     /// 100,000); `null` for unlimited.
@@ -486,6 +541,13 @@ pub struct PortfolioLimit {
 
 /// Sets the messaging limit of a business portfolio, shared by the tenant's numbers that name
 /// it as their `portfolio_id`. Messages to new recipients beyond it wait for capacity.
+#[utoipa::path(put, path = "/v1/portfolios/{id}", tag = "numbers", operation_id = "set_portfolio_limit",
+    params(("id" = String, Path, description = "the business portfolio's id, as numbers name it")),
+    request_body = PortfolioLimit,
+    responses(
+        (status = 204, description = "set"),
+        (status = 422, description = "the limit is out of range"),
+    ))]
 pub async fn set_portfolio_limit(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

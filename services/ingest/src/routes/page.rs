@@ -12,7 +12,7 @@ use crate::ApiError;
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Where the next page starts (`?cursor=`); `null` on the last page.
@@ -45,9 +45,12 @@ impl<T> Page<T> {
 }
 
 /// `?limit=` and `?cursor=`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page: 1 to 1,000 (100 when not given).
     pub limit: Option<i64>,
+    /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
 

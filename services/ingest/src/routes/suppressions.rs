@@ -17,22 +17,25 @@ use super::{ApiPath, ApiQuery, Tenant, body_bytes, json_body, media_type, unsupp
 use crate::upload::{self, RowError};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AddJson {
+    /// E.164, or national numbers with `?default_country=`.
     phones: Vec<String>,
     /// Why, in the operator's words (kept as the suppression's note).
     #[serde(default)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AddQuery {
+    /// ISO 3166 code for phones written without a country code.
     default_country: Option<String>,
     /// For a CSV without a `reason` column.
     reason: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct AddReport {
     /// Recipients suppressed now.
     pub added: usize,
@@ -43,6 +46,16 @@ pub struct AddReport {
 
 /// Suppresses phones for the tenant: JSON `{"phones": [...], "reason": "..."}`, or a CSV
 /// (`text/csv`) with a `phone` column and, optionally, a `reason` one.
+#[utoipa::path(post, path = "/v1/suppressions", tag = "suppressions", operation_id = "add_suppressions",
+    params(AddQuery),
+    request_body(content(
+        (AddJson = "application/json"),
+        (String = "text/csv", example = "phone,reason\n+14155550100,asked by phone\n"),
+    )),
+    responses(
+        (status = 200, description = "what was added; phones that are not numbers are listed, and nothing else of them stored", body = AddReport),
+        (status = 422, description = "the CSV has no phone column"),
+    ))]
 pub async fn add(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -157,6 +170,13 @@ fn read_csv(body: &[u8]) -> Result<Vec<(usize, String, Option<String>)>, ApiErro
 
 /// Lifts the tenant's suppression of `phone` (E.164, or a WhatsApp ID's digits; whatever its
 /// reason); 404 when there is none.
+#[utoipa::path(delete, path = "/v1/suppressions/{phone}", tag = "suppressions", operation_id = "remove_suppression",
+    params(("phone" = String, Path, description = "E.164 (`+14155550100`, URL-encoded) or a WhatsApp ID's digits")),
+    responses(
+        (status = 204, description = "lifted"),
+        (status = 404, description = "the phone is not suppressed"),
+        (status = 422, description = "not a phone number"),
+    ))]
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -201,6 +221,9 @@ pub async fn remove(
 }
 
 /// The tenant's active suppressions, by recipient, a page at a time.
+#[utoipa::path(get, path = "/v1/suppressions", tag = "suppressions", operation_id = "list_suppressions",
+    params(PageQuery),
+    responses((status = 200, description = "a page of suppressions", body = Page<SuppressionRow>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

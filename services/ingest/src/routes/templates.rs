@@ -14,7 +14,7 @@ use super::{ApiQuery, Tenant};
 use crate::catalog::{self, WabaSync};
 use crate::{ApiError, AppState};
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct SyncReport {
     /// Over every WABA.
     #[serde(flatten)]
@@ -25,6 +25,11 @@ pub struct SyncReport {
 /// Reads every template of every WABA of the tenant's numbers (every page) and stores them:
 /// added, updated (status, category, quality or components changed), removed (no longer
 /// listed). 502 when no WABA could be read.
+#[utoipa::path(post, path = "/v1/templates/sync", tag = "templates", operation_id = "sync_templates",
+    responses(
+        (status = 200, description = "what changed, over every WABA and by WABA", body = SyncReport),
+        (status = 502, description = "no WABA could be read from the Cloud API"),
+    ))]
 pub async fn sync(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
@@ -51,18 +56,22 @@ pub async fn sync(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, `DISABLED`…
     status: Option<String>,
     name: Option<String>,
     language: Option<String>,
     waba_id: Option<String>,
+    /// Items per page: 1 to 1,000 (100 when not given).
     limit: Option<i64>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
 /// A template as the API shows it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct TemplateDetail {
     pub waba_id: String,
     pub name: String,
@@ -78,11 +87,13 @@ pub struct TemplateDetail {
     /// Why Herald cannot send it, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
+    /// The components as Meta lists them.
+    #[schema(value_type = Vec<Object>)]
     pub components: Vec<serde_json::Value>,
     pub synced_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, utoipa::ToSchema)]
 pub struct ParameterView {
     pub key: String,
     pub required: bool,
@@ -115,6 +126,9 @@ impl From<TemplateRow> for TemplateDetail {
 }
 
 /// The synced templates, filtered by `status`, `name`, `language`, `waba_id`.
+#[utoipa::path(get, path = "/v1/templates", tag = "templates", operation_id = "list_templates",
+    params(ListQuery),
+    responses((status = 200, description = "a page of templates", body = Page<TemplateDetail>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,

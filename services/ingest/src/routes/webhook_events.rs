@@ -13,7 +13,7 @@ use super::page::{Page, PageQuery};
 use super::{ApiQuery, Tenant};
 use crate::{ApiError, AppState};
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub struct WebhookEventView {
     pub id: i64,
     pub received_at: chrono::DateTime<chrono::Utc>,
@@ -23,6 +23,7 @@ pub struct WebhookEventView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The body as Meta sent it: JSON, or the text when it is not JSON.
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
 
@@ -45,6 +46,10 @@ impl From<Logged> for WebhookEventView {
     }
 }
 
+/// The tenant's webhook log, newest first.
+#[utoipa::path(get, path = "/v1/webhook-events", tag = "webhook-events", operation_id = "list_webhook_events",
+    params(PageQuery),
+    responses((status = 200, description = "a page of webhook bodies", body = Page<WebhookEventView>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
