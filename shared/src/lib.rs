@@ -13,6 +13,7 @@ pub mod settings;
 pub mod signature;
 pub mod stream;
 pub mod suppress;
+pub mod tasks;
 pub mod telemetry;
 pub mod template;
 pub mod whatsapp;

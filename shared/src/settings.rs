@@ -137,6 +137,8 @@ pub struct IngestSettings {
     pub schedule_poll_ms: u64,
     /// How late a scheduled start may be before it counts as missed (`overdue`).
     pub overdue_grace_s: u64,
+    /// Longest a statement of ingest may run (Postgres `statement_timeout`); 0 for none.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -360,6 +362,17 @@ impl Settings {
     }
 
     pub fn load_from(dir: &Path, profile: &str) -> Result<Self, SettingsError> {
+        Self::load_with_env(dir, profile, None)
+    }
+
+    /// As `load_from`, with `env` standing in for the process's environment when given.
+    /// Values are read as text and converted by each setting's type: a secret of digits
+    /// (`000123`) stays what it is, not the number 123.
+    fn load_with_env(
+        dir: &Path,
+        profile: &str,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, SettingsError> {
         let file = dir.join(format!("{profile}.toml"));
         if !file.is_file() {
             return Err(SettingsError::Invalid(format!(
@@ -378,7 +391,8 @@ impl Settings {
                     .with_list_parse_key("webhook.app_secrets")
                     .with_list_parse_key("sender.retry_delays_ms")
                     .with_list_parse_key("webhook.stop_keywords")
-                    .try_parsing(true),
+                    .try_parsing(false)
+                    .source(env),
             )
             .build()?
             .try_deserialize()?;
@@ -575,6 +589,35 @@ mod tests {
         assert!(!e.contains("herald-local-app-secret"), "{e}");
         s.webhook.app_secrets.pop();
         s.check(Uses::WEBHOOK).unwrap();
+    }
+
+    #[test]
+    fn environment_values_are_read_as_text_and_converted_by_type() {
+        let env = [
+            ("HERALD__WEBHOOK__VERIFY_TOKEN", "000123"),
+            ("HERALD__WEBHOOK__APP_SECRETS", "0012,1e3"),
+            ("HERALD__SIMULATOR__APP_SECRET", "0x10"),
+            ("HERALD__SENDER__IN_FLIGHT", "64"),
+            ("HERALD__SENDER__RETRY_DELAYS_MS", "100,2000"),
+            ("HERALD__REDIS__CLUSTER", "true"),
+            ("HERALD__TELEMETRY__FORMAT", "json"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = Settings::load_with_env(&config_dir(), "test", Some(env.into_iter().collect()))
+            .unwrap();
+        assert_eq!(s.webhook.verify_token.expose_secret(), "000123");
+        let secrets: Vec<&str> = s
+            .webhook
+            .app_secrets
+            .iter()
+            .map(|x| x.expose_secret())
+            .collect();
+        assert_eq!(secrets, ["0012", "1e3"]);
+        assert_eq!(s.simulator.app_secret.expose_secret(), "0x10");
+        assert_eq!(s.sender.in_flight, 64);
+        assert_eq!(s.sender.retry_delays_ms, [100, 2000]);
+        assert!(s.redis.cluster);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
     }
 
     #[test]

@@ -326,6 +326,21 @@ impl Values {
         self.0.is_empty()
     }
 
+    /// The first key whose key or value holds a NUL (Postgres's text cannot) or whose value
+    /// is longer than `max` characters, with why. The key comes escaped (`\0`), to be stored.
+    pub fn problem(&self, max: usize) -> Option<(String, String)> {
+        self.0.iter().find_map(|(key, value)| {
+            let escaped = || key.escape_debug().to_string();
+            if key.contains('\0') || value.contains('\0') {
+                Some((escaped(), "must not contain NUL (\\u0000)".to_owned()))
+            } else if value.chars().count() > max {
+                Some((escaped(), format!("must be at most {max} characters")))
+            } else {
+                None
+            }
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -55,7 +55,7 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     let number: serde_json::Value = api
         .post(
             "/v1/numbers",
-            &json!({"phone_number_id": "300000000001", "waba_id": "w",
+            &json!({"phone_number_id": "300000000001", "waba_id": "210000000000002",
                     "display_number": "+300000000001", "access_token": "t", "verify": false,
                     "rate": 50, "portfolio_id": "pf-1"}),
         )

@@ -6,7 +6,7 @@
 use herald::fixtures;
 use std::time::Duration;
 
-use herald::client::ApiClient;
+use herald::client::{ApiClient, DEMO_WABA};
 use herald::stack::{Roles, Stack};
 use herald_shared::db::transitions::{self, Sent};
 use herald_shared::domain::{CampaignId, MessageId, MessageStatus};
@@ -198,7 +198,7 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     let roles = Roles::INGEST_AND_WEBHOOK;
     let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
-    // `create_number` registers its numbers under WABA `demo-waba`.
+    // `create_number` registers its numbers under WABA `DEMO_WABA`.
     let number = api.create_number(FIXTURE_NUMBER, "t", 80).await.unwrap();
     let mut started = Vec::new();
     for template in ["spring_sale_2026", "loyalty_points"] {
@@ -222,7 +222,7 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     // Another WABA's template of the same name, and an approval, change nothing; the pause
     // after them does.
     post_webhook(&ctx, &stack, &update("other-waba", "PAUSED")).await;
-    post_webhook(&ctx, &stack, &update("demo-waba", "APPROVED")).await;
+    post_webhook(&ctx, &stack, &update(DEMO_WABA, "APPROVED")).await;
     eventually("both applied", Duration::from_secs(20), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
             .fetch_one(&ctx.pool)
@@ -233,7 +233,7 @@ async fn a_template_meta_paused_pauses_the_running_campaigns_that_send_it() {
     .await;
     let view = api.campaign(started[0]).await.unwrap();
     assert_eq!(view.state, herald_shared::domain::CampaignState::Running);
-    post_webhook(&ctx, &stack, &update("demo-waba", "PAUSED")).await;
+    post_webhook(&ctx, &stack, &update(DEMO_WABA, "PAUSED")).await;
     let paused = eventually("the campaign paused", Duration::from_secs(20), || async {
         let view = api.campaign(started[0]).await.unwrap();
         (view.state == herald_shared::domain::CampaignState::Paused).then_some(view)

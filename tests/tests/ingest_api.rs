@@ -136,7 +136,7 @@ async fn a_number_access_token_is_stored_encrypted_and_never_returned() {
     let answer: serde_json::Value = api
         .post(
             "/v1/numbers",
-            &json!({"phone_number_id": "200000000004", "waba_id": "w",
+            &json!({"phone_number_id": "200000000004", "waba_id": "210000000000002",
                     "display_number": "+44 7400 000004", "access_token": "EAAG-very-secret"}),
         )
         .await

@@ -44,7 +44,7 @@ async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them
     // Tested on registration: what Meta says fills what the request left out.
     let number = register(
         &api,
-        json!({"phone_number_id": phone, "waba_id": "w1", "access_token": "t"}),
+        json!({"phone_number_id": phone, "waba_id": "210000000000001", "access_token": "t"}),
     )
     .await
     .unwrap();
@@ -131,7 +131,7 @@ async fn numbers_are_listed_read_changed_and_deleted_once_no_campaign_needs_them
     // Its phone_number_id is free again.
     register(
         &api,
-        json!({"phone_number_id": phone, "waba_id": "w1", "access_token": "t"}),
+        json!({"phone_number_id": phone, "waba_id": "210000000000001", "access_token": "t"}),
     )
     .await
     .unwrap();
@@ -154,7 +154,7 @@ async fn a_refused_token_is_named_in_plain_words_by_registration_and_by_the_test
     .await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let body = |token: &str, verify: bool| {
-        json!({"phone_number_id": phone, "waba_id": "w", "display_number": "+620000000002",
+        json!({"phone_number_id": phone, "waba_id": "210000000000002", "display_number": "+620000000002",
                "access_token": token, "verify": verify})
     };
     let refused = refusal(register(&api, body("EAAG-old", true)).await.unwrap_err());

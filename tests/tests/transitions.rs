@@ -5,7 +5,7 @@ use herald_shared::db::counters::Delta;
 use herald_shared::db::messages;
 use herald_shared::db::transitions::{self, Engine, MessageRef, Sent, Transition};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
-use herald_tests::{TestContext, assert_counters_match, seed_campaign, status_of};
+use herald_tests::{TestContext, assert_counters_match, seed_campaign, set_status, status_of};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,7 @@ fn transition(id: MessageId, status: MessageStatus) -> Transition {
         error_code: (status == MessageStatus::Failed).then_some(131026),
         error_title: None,
         attempts: 0,
+        number: None,
     }
 }
 
@@ -58,6 +59,57 @@ async fn random_batches_in_random_order_end_where_the_forward_only_rule_says() {
 }
 
 #[tokio::test]
+async fn a_receipt_applies_only_to_a_message_its_number_sent() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 3).await;
+    let number: String = sqlx::query_scalar(
+        "SELECT n.phone_number_id FROM messages m
+         JOIN sender_numbers n ON n.id = m.sender_number_id WHERE m.id = $1",
+    )
+    .bind(ids[0])
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    set_status(&ctx.pool, ids[1], MessageStatus::Sent, Some("wamid.one")).await;
+    // Another business number on the same Meta app names Herald's message ids and wamids.
+    let stranger = Some("999999999999".to_owned());
+    let applied = transitions::apply(
+        &ctx.pool,
+        &[
+            Transition {
+                number: stranger.clone(),
+                ..transition(ids[0], MessageStatus::Failed)
+            },
+            Transition {
+                message: MessageRef::WaId("wamid.one".into()),
+                number: stranger,
+                ..transition(ids[1], MessageStatus::Read)
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!((applied.changed, applied.foreign), (0, 2));
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Pending);
+    assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Sent);
+    // The number that sent them moves them.
+    let applied = transitions::apply(
+        &ctx.pool,
+        &[Transition {
+            message: MessageRef::WaId("wamid.one".into()),
+            number: Some(number),
+            ..transition(ids[1], MessageStatus::Read)
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!((applied.changed, applied.foreign), (1, 0));
+    assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Read);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_receipt_for_an_unknown_wamid_is_counted_as_unmatched_and_changes_nothing() {
     let ctx = TestContext::new().await;
     let (campaign, _) = seed_campaign(&ctx, 3).await;
@@ -76,6 +128,7 @@ async fn a_receipt_for_an_unknown_wamid_is_counted_as_unmatched_and_changes_noth
             changed: 0,
             unmatched: 1,
             unmatched_wamids: vec!["wamid.nobody".into()],
+            foreign: 0,
         }
     );
     assert_counters_match(&ctx.pool, campaign).await;

@@ -14,6 +14,9 @@ pub struct ApiClient {
     key: SecretString,
 }
 
+/// The WABA `create_number` registers its numbers under.
+pub const DEMO_WABA: &str = "100000000000001";
+
 /// A call the API refused: its status and error body.
 #[derive(Debug, thiserror::Error)]
 #[error("HTTP {status}: {body}")]
@@ -142,7 +145,7 @@ impl ApiClient {
         read(response).await
     }
 
-    /// Registers a number of WABA `demo-waba` sending at `rate`, after the connection test
+    /// Registers a number of WABA `DEMO_WABA` sending at `rate`, after the connection test
     /// Herald makes against the Cloud API (or the simulator).
     pub async fn create_number(
         &self,
@@ -176,7 +179,7 @@ impl ApiClient {
             "/v1/numbers",
             &json!({
                 "phone_number_id": phone_number_id,
-                "waba_id": "demo-waba",
+                "waba_id": DEMO_WABA,
                 "display_number": format!("+{phone_number_id}"),
                 "access_token": access_token,
                 "throughput_ceiling": rate,

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 502: the Cloud API could not be read.
     #[error("{0}")]
     Upstream(String),
+    /// 503: Postgres cancelled a statement that ran past `ingest.statement_timeout_ms`.
+    #[error("the database did not answer in time; try again")]
+    Timeout,
     /// 500: logged, never shown.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -75,6 +78,7 @@ impl ApiError {
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -89,8 +93,19 @@ pub struct FieldError {
     pub reason: String,
 }
 
+/// A 422 about one field.
+impl From<FieldError> for ApiError {
+    fn from(problem: FieldError) -> Self {
+        Self::invalid_field(&problem.field, problem.reason)
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if herald_shared::db::is_timeout(&e) {
+            tracing::warn!(error = %e, "a statement ran past ingest.statement_timeout_ms");
+            return Self::Timeout;
+        }
         Self::Internal(e.into())
     }
 }
@@ -110,7 +125,7 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail {
     /// `unauthorized`, `not_found`, `method_not_allowed`, `bad_request`, `too_large`,
-    /// `unsupported_media_type`, `invalid`, `conflict`, `upstream` or `internal`.
+    /// `unsupported_media_type`, `invalid`, `conflict`, `upstream`, `timeout` or `internal`.
     code: &'static str,
     message: String,
     /// What is wrong with which field (or upload row), for `invalid`.

@@ -5,6 +5,7 @@ mod audience;
 mod catalog;
 mod error;
 mod fanout;
+mod limits;
 pub mod progress;
 mod routes;
 mod scheduler;
@@ -33,6 +34,7 @@ use anyhow::Context;
 use herald_shared::crypto::TokenCipher;
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, conn};
+use herald_shared::tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +79,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let redis = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
         .await
         .context("ingest cannot reach Redis")?;
-    let pool = herald_shared::db::pool(&settings.database)?;
+    let statement_timeout = std::time::Duration::from_millis(settings.ingest.statement_timeout_ms);
+    let pool = herald_shared::db::pool_with_timeout(&settings.database, statement_timeout)?;
     let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
     let fanout_wake = Arc::new(Notify::new());
     let fanout = FanOut::new(
@@ -129,11 +132,14 @@ impl App {
             .port()
     }
 
+    /// Serves until `shutdown`. A background task (fan-out, the scheduler, the rate sampler,
+    /// the pruning of idempotency keys) that ends before then ends ingest with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.probes.drain_on(shutdown.clone());
+        let mut tasks = Tasks::new(shutdown.clone());
         {
             let (closing, shutdown) = (self.state.closing.clone(), shutdown.clone());
-            tokio::spawn(async move {
+            tasks.spawn("the closing of live views", async move {
                 shutdown.cancelled().await;
                 closing.cancel();
             });
@@ -141,7 +147,7 @@ impl App {
         {
             // Idempotency-Key answers are kept 24 h.
             let (pool, closing) = (self.state.pool.clone(), self.state.closing.clone());
-            tokio::spawn(async move {
+            tasks.spawn("the pruning of idempotency keys", async move {
                 loop {
                     if let Err(e) = herald_shared::db::idempotency::prune(&pool).await {
                         tracing::warn!(error = %e, "cannot prune idempotency keys");
@@ -155,20 +161,21 @@ impl App {
         }
         let scheduler =
             scheduler::Scheduler::new(self.state.clone(), self.schedule_poll, self.overdue_grace);
-        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
-        let progress = {
+        tasks.spawn("the scheduler", scheduler.run(shutdown.clone()));
+        {
             let (state, shutdown) = (self.state.clone(), shutdown.clone());
-            tokio::spawn(async move { state.progress.run(state.pool.clone(), shutdown).await })
-        };
+            tasks.spawn("the progress sampler", async move {
+                state.progress.run(state.pool.clone(), shutdown).await
+            });
+        }
+        tasks.spawn("fan-out", self.fanout.run(shutdown.clone()));
         let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
-        let fanout = tokio::spawn(self.fanout.run(shutdown.clone()));
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("ingest server failed")?;
-        fanout.await.context("fan-out panicked")?;
-        scheduler.await.context("the scheduler panicked")?;
-        progress.await.context("the progress sampler panicked")?;
-        Ok(())
+        let serve =
+            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        tokio::select! {
+            served = serve => served.context("ingest server failed")?,
+            failure = tasks.ended() => return Err(failure),
+        }
+        tasks.join().await
     }
 }

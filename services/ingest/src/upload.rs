@@ -86,6 +86,10 @@ impl Batch {
         values: Values,
     ) -> Option<i16> {
         self.rows += 1;
+        if let Some((key, reason)) = values.problem(crate::limits::VALUE) {
+            self.reject(row, key, reason);
+            return None;
+        }
         let phone = match PhoneNumber::parse_in(phone, country) {
             Ok(p) => p,
             Err(e) => {

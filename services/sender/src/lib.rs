@@ -18,6 +18,7 @@ use anyhow::Context;
 use herald_shared::clock::Clock;
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, conn};
+use herald_shared::tasks::Tasks;
 use herald_shared::whatsapp::CloudApiClient;
 use tokio_util::sync::CancellationToken;
 
@@ -112,22 +113,28 @@ impl App {
                     async move { probes.readiness().await }
                 }),
             );
-        let metrics = tokio::spawn(axum::serve(self.metrics, router).into_future());
-        let recorder = tokio::spawn(self.recorder.run());
-        let mut supervisor = tokio::spawn(self.supervisor.run(shutdown.clone()));
-        let ended_early = tokio::select! {
-            ended = &mut supervisor => Some(ended),
+        let mut metrics = tokio::spawn(axum::serve(self.metrics, router).into_future());
+        // The supervisor (and its workers) and the recorder: one that ends before the stop
+        // ends the sender, whose sends would otherwise go unrecorded or stop unseen.
+        let mut tasks = Tasks::new(shutdown.clone());
+        tasks.spawn("the recorder", self.recorder.run());
+        tasks.spawn("the supervisor", self.supervisor.run(shutdown.clone()));
+        let early = tokio::select! {
+            failure = tasks.ended() => Some(failure),
+            served = &mut metrics => Some(match served {
+                Ok(Ok(())) => anyhow::anyhow!("the metrics listener stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::Error::from(e).context("the metrics listener failed"),
+                Err(e) => anyhow::anyhow!("the metrics listener panicked: {e}"),
+            }),
             _ = shutdown.cancelled() => None,
         };
-        let finish = async move {
-            match ended_early {
-                Some(ended) => ended.context("supervisor panicked")?,
-                None => supervisor.await.context("supervisor panicked")?,
-            }
-            // Every worker has finished and dropped its outcome sender: the recorder drains
-            // the rest and stops.
-            recorder.await.context("recorder panicked")
-        };
+        if let Some(failure) = early {
+            metrics.abort();
+            return Err(failure);
+        }
+        // Every worker finishes and drops its outcome sender: the recorder drains the rest and
+        // stops.
+        let finish = tasks.join();
         let finished = tokio::time::timeout(drain, finish).await;
         // Served until the sender is done, whatever ended it.
         metrics.abort();

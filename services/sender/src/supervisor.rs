@@ -16,6 +16,7 @@ use herald_shared::domain::{NumberId, NumberState};
 use herald_shared::settings::Settings;
 use herald_shared::stream::holds::DailyLimit;
 use herald_shared::stream::{Connection, Keys, registry};
+use herald_shared::tasks::Tasks;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +73,7 @@ impl Supervisor {
 
     /// Holds and works this sender's share of the numbers until `shutdown`; then stops every
     /// worker, waits for their sends in flight and releases the leases.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tick = (self.ttl / 3).min(Duration::from_millis(
             self.settings.sender.discovery_interval_ms.max(50),
         ));
@@ -84,20 +85,25 @@ impl Supervisor {
             tracing::error!(error = %e, "cannot read paused campaigns; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return Ok(()),
             }
         }
-        let refresher = {
+        // The followers every send relies on: one that stops ends the sender, which must not
+        // go on sending to people who opted out since, or for campaigns paused since.
+        let mut followers = Tasks::new(shutdown.clone());
+        {
             let (held, pool, stop) = (
                 self.shared.held.clone(),
                 self.shared.pool.clone(),
                 shutdown.clone(),
             );
-            tokio::spawn(async move { held.keep_fresh(pool, stop).await })
-        };
+            followers.spawn("the follower of paused campaigns", async move {
+                held.keep_fresh(pool, stop).await
+            });
+        }
         // Know the suppressions before the first send, then keep up with them.
         let (loaded, load) = tokio::sync::oneshot::channel();
-        let follower = {
+        {
             let (suppressed, pool, redis, keys, stop) = (
                 self.shared.suppressed.clone(),
                 self.shared.pool.clone(),
@@ -105,24 +111,33 @@ impl Supervisor {
                 self.keys.clone(),
                 shutdown.clone(),
             );
-            tokio::spawn(async move {
+            followers.spawn("the follower of suppressions", async move {
                 suppressed
                     .keep_current(pool, redis, keys, loaded, stop)
                     .await
-            })
-        };
-        tokio::select! {
-            _ = load => {}
-            _ = shutdown.cancelled() => return,
+            });
         }
-        let scope_refresher = {
+        tokio::select! {
+            loaded = load => if loaded.is_err() {
+                // The follower ended without loading them.
+                return match shutdown.is_cancelled() {
+                    true => followers.join().await,
+                    false => Err(followers.ended().await),
+                };
+            },
+            failure = followers.ended() => return Err(failure),
+            _ = shutdown.cancelled() => return followers.join().await,
+        }
+        {
             let (scopes, redis, stop) = (
                 self.shared.scopes.clone(),
                 self.redis.clone(),
                 shutdown.clone(),
             );
-            tokio::spawn(async move { scopes.keep_fresh(redis, stop).await })
-        };
+            followers.spawn("the follower of scope holds", async move {
+                scopes.keep_fresh(redis, stop).await
+            });
+        }
         loop {
             if let Err(e) = self
                 .balance(&mut owned, &mut tasks, &mut workers, &shutdown)
@@ -149,6 +164,7 @@ impl Supervisor {
                         }
                     }
                 }
+                failure = followers.ended() => return Err(failure),
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -160,9 +176,7 @@ impl Supervisor {
             let _ = o.lease.release(&mut self.redis).await;
         }
         let _ = registry::leave(&mut self.redis, &self.keys, &self.consumer).await;
-        let _ = refresher.await;
-        let _ = scope_refresher.await;
-        let _ = follower.await;
+        followers.join().await
     }
 
     /// One round: heartbeat, renew held leases, then give up or take numbers to reach this

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, conn};
+use herald_shared::tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -73,18 +74,17 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.probes.drain_on(shutdown.clone());
         let router = routes::router(self.state, self.max_body_bytes);
-        let processors: Vec<_> = self
-            .processors
-            .into_iter()
-            .map(|p| tokio::spawn(p.run(shutdown.clone())))
-            .collect();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("webhook server failed")?;
-        for processor in processors {
-            processor.await.context("webhook processor panicked")??;
+        // A processor that ends before the stop ends the role: bodies answered 200 would wait.
+        let mut processors = Tasks::new(shutdown.clone());
+        for p in self.processors {
+            processors.spawn("a webhook processor", p.run(shutdown.clone()));
         }
-        Ok(())
+        let serve =
+            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        tokio::select! {
+            served = serve => served.context("webhook server failed")?,
+            failure = processors.ended() => return Err(failure),
+        }
+        processors.join().await
     }
 }

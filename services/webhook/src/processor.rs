@@ -216,7 +216,11 @@ impl Processor {
                     let (numbers, wabas) = notification.accounts();
                     event.numbers = numbers.into_iter().map(str::to_owned).collect();
                     event.wabas = wabas.into_iter().map(str::to_owned).collect();
-                    batch.extend(notification.statuses().filter_map(receipts::transition));
+                    batch.extend(
+                        notification
+                            .statuses()
+                            .filter_map(|(number, s)| receipts::transition(number, s)),
+                    );
                     notifications.push(notification);
                 }
                 Err(e) => {
@@ -245,6 +249,14 @@ impl Processor {
             .context("applying webhook statuses")?;
         step.changed = applied.changed;
         step.unmatched = applied.unmatched;
+        if applied.foreign > 0 {
+            metrics::counter!("herald_webhook_foreign_receipts_total")
+                .increment(applied.foreign as u64);
+            tracing::warn!(
+                receipts = applied.foreign,
+                "receipts ignored: their message was sent from another number than the one they name"
+            );
+        }
         // Before the bodies are acknowledged: a crash cannot lose them.
         let unknown = &applied.unmatched_wamids;
         receipts::hold(&mut self.redis, &self.keys, &self.clock, &batch, unknown).await?;

@@ -19,8 +19,9 @@ use sqlx::PgPool;
 /// How often receipts held for an unknown wamid are tried again.
 pub const UNMATCHED_RETRY: Duration = Duration::from_secs(1);
 
-/// The transition a status update asks for; `None` for statuses Herald does not track.
-pub fn transition(update: &StatusUpdate) -> Option<Transition> {
+/// The transition a status update for business number `number` asks for; `None` for statuses
+/// Herald does not track.
+pub fn transition(number: Option<&str>, update: &StatusUpdate) -> Option<Transition> {
     let status = match update.status {
         ReceiptStatus::Sent => MessageStatus::Sent,
         ReceiptStatus::Delivered => MessageStatus::Delivered,
@@ -46,6 +47,7 @@ pub fn transition(update: &StatusUpdate) -> Option<Transition> {
     Some(Transition {
         error_code: error.and_then(|e| i32::try_from(e.code).ok()),
         error_title: error.map(|e| e.title.clone()),
+        number: number.map(str::to_owned),
         ..Transition::receipt(message, status, update.id.clone(), at)
     })
 }
@@ -59,6 +61,9 @@ struct HeldReceipt {
     at: i64,
     code: Option<i32>,
     title: Option<String>,
+    /// The business number it came for (absent in receipts held before it was kept).
+    #[serde(default)]
+    number: Option<String>,
 }
 
 impl HeldReceipt {
@@ -72,6 +77,7 @@ impl HeldReceipt {
             at: t.at.timestamp(),
             code: t.error_code,
             title: t.error_title.clone(),
+            number: t.number.clone(),
         })
     }
 
@@ -81,6 +87,7 @@ impl HeldReceipt {
         Transition {
             error_code: self.code,
             error_title: self.title.clone(),
+            number: self.number.clone(),
             ..Transition::receipt(message, self.status, self.wamid.clone(), at)
         }
     }

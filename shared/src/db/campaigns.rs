@@ -167,12 +167,16 @@ pub async fn transition_campaign(
     from: &[CampaignState],
     to: CampaignState,
 ) -> sqlx::Result<bool> {
+    // A campaign that would run with nothing to send (every recipient suppressed, or every
+    // message settled while it was paused) completes at once: no message status will move
+    // again to complete it later.
     let done = sqlx::query(
         "UPDATE campaigns
-         SET state = $4,
+         SET state = CASE WHEN $4 = $5 AND pending = 0 AND queued = 0 THEN $8 ELSE $4 END,
              started_at = CASE WHEN $4 = $5
                                THEN coalesce(started_at, now()) ELSE started_at END,
-             completed_at = CASE WHEN $4 = $6 THEN now() ELSE completed_at END,
+             completed_at = CASE WHEN $4 = $6 OR ($4 = $5 AND pending = 0 AND queued = 0)
+                                 THEN now() ELSE completed_at END,
              state_reason = CASE WHEN $4 = $5 THEN NULL ELSE state_reason END,
              resumed_at = CASE WHEN $4 = $5 AND state = $7 THEN now() ELSE resumed_at END
          WHERE id = $1 AND tenant_id = $2 AND state = ANY($3)",
@@ -184,6 +188,7 @@ pub async fn transition_campaign(
     .bind(CampaignState::Running)
     .bind(CampaignState::Cancelled)
     .bind(CampaignState::Paused)
+    .bind(CampaignState::Completed)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -14,6 +14,8 @@ pub mod transitions;
 pub mod uploads;
 pub mod webhook_events;
 
+use std::time::Duration;
+
 use secrecy::ExposeSecret;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -32,10 +34,30 @@ impl DatabaseSettings {
 /// A pool to the configured database. Connections are made lazily, so this fails only on a
 /// malformed URL; the first query reports an unreachable server.
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    pool_with_timeout(settings, Duration::ZERO)
+}
+
+/// A pool whose statements Postgres cancels after `statement_timeout` (none when zero).
+pub fn pool_with_timeout(
+    settings: &DatabaseSettings,
+    statement_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let mut options = settings.connect_options()?;
+    if !statement_timeout.is_zero() {
+        let ms = statement_timeout.as_millis().to_string();
+        options = options.options([("statement_timeout", ms.as_str())]);
+    }
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout())
-        .connect_lazy_with(settings.connect_options()?))
+        .connect_lazy_with(options))
+}
+
+/// Whether Postgres cancelled the statement (`statement_timeout`).
+pub fn is_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "57014")
 }
 
 /// Creates the configured database if it does not exist yet.

@@ -38,6 +38,10 @@ pub struct Transition {
     pub error_title: Option<String>,
     /// Added to `attempts` (1 for a send Herald made, 0 for a receipt).
     pub attempts: i32,
+    /// For a receipt: the business `phone_number_id` Meta sent it for. It applies only to a
+    /// message sent from that number, so that another sender on the same Meta app cannot move
+    /// a tenant's statuses by naming its message ids.
+    pub number: Option<String>,
 }
 
 impl Transition {
@@ -51,6 +55,7 @@ impl Transition {
             error_code: None,
             error_title: None,
             attempts: 0,
+            number: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl Transition {
             error_code: None,
             error_title: None,
             attempts: 0,
+            number: None,
         }
     }
 }
@@ -119,6 +125,8 @@ pub struct Applied {
     /// The wamids of those named by wamid (`MessageRef::WaId`): perhaps receipts that came
     /// before the sender recorded the send.
     pub unmatched_wamids: Vec<String>,
+    /// Receipts for a message that another number sent: ignored.
+    pub foreign: i64,
 }
 
 /// One transaction's changes to messages and campaigns, in the lock order above.
@@ -185,6 +193,7 @@ impl Engine {
         let mut codes = Vec::with_capacity(batch.len());
         let mut titles = Vec::with_capacity(batch.len());
         let mut attempts = Vec::with_capacity(batch.len());
+        let mut numbers = Vec::with_capacity(batch.len());
         for t in batch {
             let (id, wa) = match &t.message {
                 MessageRef::Id(id) => (Some(id.0), t.wa_message_id.as_deref()),
@@ -197,11 +206,13 @@ impl Engine {
             codes.push(t.error_code);
             titles.push(t.error_title.as_deref());
             attempts.push(t.attempts);
+            numbers.push(t.number.as_deref());
         }
-        let (changed, unmatched, unmatched_wamids, deltas): (
+        let (changed, unmatched, unmatched_wamids, foreign, deltas): (
             i64,
             i64,
             Vec<String>,
+            i64,
             sqlx::types::Json<Vec<Row>>,
         ) = sqlx::query_as(APPLY)
             .bind(ids)
@@ -211,6 +222,7 @@ impl Engine {
             .bind(codes)
             .bind(titles)
             .bind(attempts)
+            .bind(numbers)
             .fetch_one(&mut *conn)
             .await?;
         self.deltas.extend(deltas.0);
@@ -218,6 +230,7 @@ impl Engine {
             changed,
             unmatched,
             unmatched_wamids,
+            foreign,
         })
     }
 
@@ -314,13 +327,20 @@ const RECORD_SENT: &str = "WITH locked AS (
 /// campaigns' deltas as JSON rows (`counters::Row`).
 const APPLY: &str = "WITH input AS (
         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::message_status[],
-                             $4::timestamptz[], $5::int[], $6::text[], $7::int[])
-            AS t(id, wa_id, status, at, error_code, error_title, attempts)
-     ), resolved AS (
+                             $4::timestamptz[], $5::int[], $6::text[], $7::int[], $8::text[])
+            AS t(id, wa_id, status, at, error_code, error_title, attempts, number)
+     ), named AS (
         SELECT coalesce(i.id, w.message_id) AS id, i.id IS NOT NULL AS by_id, i.wa_id,
-               i.status, i.at, i.error_code, i.error_title, i.attempts
+               i.status, i.at, i.error_code, i.error_title, i.attempts, i.number
         FROM input i
         LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+     ), resolved AS (
+        -- A receipt applies only to a message its number sent.
+        SELECT n.* FROM named n
+        WHERE n.number IS NULL OR n.id IS NULL
+           OR NOT EXISTS (SELECT 1 FROM messages m JOIN sender_numbers s
+                          ON s.id = m.sender_number_id
+                          WHERE m.id = n.id AND s.phone_number_id <> n.number)
      ), locked AS (
         -- Only rows the transition changes: a repeated receipt (Meta repeats them) must
         -- cost a lookup, not a lock and a new row version. Statuses only advance and
@@ -374,6 +394,7 @@ const APPLY: &str = "WITH input AS (
      SELECT (SELECT coalesce(sum(n), 0)::bigint FROM moves),
             (SELECT count(*) FROM unmatched),
             (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id),
+            (SELECT count(*) FROM named) - (SELECT count(*) FROM resolved),
             (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id) || counts), '[]')
              FROM (SELECT id, jsonb_object_agg(status::text, n) AS counts
                    FROM deltas GROUP BY id) g)";

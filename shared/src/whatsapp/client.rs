@@ -370,17 +370,20 @@ fn with_port(dst: Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or(dst)
 }
 
+/// The longest wait a `Retry-After` can ask for: Meta's own longest (131049: a day).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// `Retry-After` in seconds (Meta documents none, but honours it where a proxy or a future
-/// API version sends one); the HTTP-date form is not used by Graph and is ignored.
+/// API version sends one), at most `MAX_RETRY_AFTER`: an unbounded one would overflow the
+/// retry's due time. The HTTP-date form is not used by Graph and is ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits past u64 are still a number of seconds: longer than the bound.
+    let seconds = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// An error and its sources ("client error (Connect): tcp connect error: Connection refused"):
@@ -482,6 +485,24 @@ mod tests {
         };
         assert_eq!((http_status, error.code), (500, 131000));
         assert_eq!(retry_after, Some(Duration::from_secs(17)));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_bounded() {
+        let read = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(read("17"), Some(Duration::from_secs(17)));
+        assert_eq!(read(" 0 "), Some(Duration::ZERO));
+        // A day at most, however large the number (past u64 too).
+        assert_eq!(read("86401"), Some(MAX_RETRY_AFTER));
+        assert_eq!(read("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(read("99999999999999999999999999"), Some(MAX_RETRY_AFTER));
+        for ignored in ["", "-5", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT"] {
+            assert_eq!(read(ignored), None, "{ignored:?}");
+        }
     }
 
     #[tokio::test]

@@ -294,12 +294,10 @@ impl Notification {
         (numbers, wabas)
     }
 
-    /// Every status update in the notification, in order.
-    pub fn statuses(&self) -> impl Iterator<Item = &StatusUpdate> {
-        self.entry
-            .iter()
-            .flat_map(|e| e.changes.iter())
-            .filter(|c| c.field == "messages")
-            .flat_map(|c| c.value.statuses.iter())
+    /// Every status update in the notification, in order, with the business
+    /// `phone_number_id` it is for.
+    pub fn statuses(&self) -> impl Iterator<Item = (Option<&str>, &StatusUpdate)> {
+        self.values("messages")
+            .flat_map(|(number, value)| value.statuses.iter().map(move |s| (number, s)))
     }
 }

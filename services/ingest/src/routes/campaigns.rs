@@ -26,6 +26,7 @@ use super::{
 use crate::audience::Mix;
 use crate::catalog::{self, Choice};
 use crate::error::FieldError;
+use crate::limits;
 use crate::upload::{self, JsonRecipient, Store, UploadReport};
 use crate::{ApiError, AppState};
 
@@ -204,6 +205,7 @@ pub async fn create(
     if req.name.trim().is_empty() {
         problems.push(problem("name", "is required"));
     }
+    problems.extend(limits::text("name", &req.name, limits::NAME).err());
     let choices: Vec<(String, Choice)> = match (req.template, req.templates) {
         (Some(one), None) => vec![("template".to_owned(), one)],
         (None, Some(many)) => many
@@ -231,6 +233,20 @@ pub async fn create(
         }
         if choice.weight == Some(0) {
             problems.push(problem(format!("{field}.weight"), "must be at least 1"));
+        }
+        let name = limits::text(
+            &format!("{field}.name"),
+            &choice.name,
+            limits::TEMPLATE_NAME,
+        );
+        let language = limits::text(
+            &format!("{field}.language"),
+            &choice.language,
+            limits::LANGUAGE,
+        );
+        problems.extend(name.err().into_iter().chain(language.err()));
+        if let Some((key, reason)) = choice.values.problem(limits::VALUE) {
+            problems.push(problem(format!("{field}.values.{key}"), reason));
         }
     }
     if let Some(at) = req.scheduled_at {

@@ -121,7 +121,12 @@ async fn write_csv(
 ) -> anyhow::Result<()> {
     let mut buffer = Vec::with_capacity(ROWS_PER_CHUNK * 200);
     buffer.extend_from_slice(COLUMNS.as_bytes());
-    let mut rows = messages::all(pool, id, status);
+    // The one statement lasts as long as the client takes to read: no statement timeout.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    let mut rows = messages::all(&mut *tx, id, status);
     loop {
         let mut written = 0;
         {

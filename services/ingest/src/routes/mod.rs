@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use herald_shared::crypto::hash_api_key;
 use herald_shared::db::tenants;
 use herald_shared::domain::TenantId;
@@ -204,17 +204,70 @@ where
     }
 }
 
-/// `Json<T>` whose rejections use the API's error shape.
+/// A JSON body (`application/json`) whose rejections use the API's error shape; a string that
+/// holds a NUL is a 422 naming where.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
+        let media = media_type(&req);
+        let json = media == "application/json"
+            || (media.starts_with("application/") && media.ends_with("+json"));
+        if !json {
+            return Err(unsupported(&media, "application/json"));
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| rejected(rejection.status(), rejection.body_text()))?;
+        refuse_nul(&bytes)?;
+        json_body(&bytes).map(Self)
+    }
+}
+
+/// A 422 naming the first string (or key) of a JSON body that holds a NUL (`\u0000`), which
+/// Postgres's text cannot store. Bodies without the escape are not parsed twice.
+pub fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        // Not JSON: the parse that follows says so.
+        return Ok(());
+    };
+    match nul_at(&value, String::new()) {
+        Some(path) => Err(ApiError::invalid_field(
+            &path,
+            "must not contain NUL (\\u0000)",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Where in `value` a string or key holds a NUL: `templates[0].values.body\01`.
+fn nul_at(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            Some(if path.is_empty() { "body".into() } else { path })
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let at = match path.is_empty() {
+                true => key.escape_debug().to_string(),
+                false => format!("{path}.{}", key.escape_debug()),
+            };
+            if key.contains('\0') {
+                Some(at)
+            } else {
+                nul_at(item, at)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -229,6 +282,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // `%00` is a NUL: nothing a query names may hold one.
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some(pair) = query
+            .split('&')
+            .find(|pair| pair.to_ascii_lowercase().contains("%00"))
+        {
+            let name = pair.split('=').next().unwrap_or_default();
+            return Err(ApiError::invalid_field(
+                &name.replace("%00", "\\0"),
+                "must not contain NUL (%00)",
+            ));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::page::{Page, PageQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::error::FieldError;
+use crate::limits;
 use crate::{ApiError, AppState};
 
 /// The most a number can be granted by Meta (reference §3.1).
@@ -151,6 +152,27 @@ pub async fn create(
     let token = clean_token(req.access_token.expose_secret());
     if token.is_none() {
         require("access_token", "");
+    }
+    let bounds = [
+        limits::digits("phone_number_id", &req.phone_number_id, limits::ID_DIGITS),
+        limits::digits("waba_id", &req.waba_id, limits::ID_DIGITS),
+        limits::text("display_number", &req.display_number, limits::NAME),
+        limits::text(
+            "access_token",
+            req.access_token.expose_secret(),
+            limits::TOKEN,
+        ),
+        limits::text(
+            "portfolio_id",
+            req.portfolio_id.as_deref().unwrap_or_default(),
+            limits::PORTFOLIO,
+        ),
+    ];
+    for problem in bounds.into_iter().filter_map(Result::err) {
+        // An empty id is already "is required".
+        if !problems.iter().any(|p| p.field == problem.field) {
+            problems.push(problem);
+        }
     }
     if let Some(ceiling) = req.throughput_ceiling
         && !(1..=MAX_THROUGHPUT).contains(&ceiling)
@@ -319,6 +341,21 @@ pub async fn update(
     ApiJson(req): ApiJson<PatchNumber>,
 ) -> Result<Json<NumberView>, ApiError> {
     let display = req.display_number.as_deref().map(str::trim);
+    let bounds = [
+        limits::text("display_number", display.unwrap_or_default(), limits::NAME),
+        limits::text(
+            "portfolio_id",
+            req.portfolio_id
+                .clone()
+                .flatten()
+                .as_deref()
+                .unwrap_or_default(),
+            limits::PORTFOLIO,
+        ),
+    ];
+    for bound in bounds {
+        bound?;
+    }
     if display == Some("") {
         return Err(invalid(
             "the change is invalid",
@@ -495,6 +532,11 @@ pub async fn update_token(
     ApiPath(id): ApiPath<NumberId>,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<StatusCode, ApiError> {
+    limits::text(
+        "access_token",
+        req.access_token.expose_secret(),
+        limits::TOKEN,
+    )?;
     let Some(token) = clean_token(req.access_token.expose_secret()) else {
         return Err(ApiError::Invalid {
             message: "the token is empty".into(),
@@ -554,6 +596,8 @@ pub async fn set_portfolio_limit(
     axum::extract::Path(portfolio): axum::extract::Path<String>,
     ApiJson(req): ApiJson<PortfolioLimit>,
 ) -> Result<StatusCode, ApiError> {
+    let portfolio = portfolio.trim();
+    limits::text("id", portfolio, limits::PORTFOLIO)?;
     let limit = match req.daily_recipient_limit {
         None => None,
         Some(n) if (1..=i32::MAX as u32).contains(&n) => Some(n as i32),
@@ -568,7 +612,7 @@ pub async fn set_portfolio_limit(
             });
         }
     };
-    numbers::set_portfolio_limit(&state.pool, tenant, portfolio.trim(), limit).await?;
+    numbers::set_portfolio_limit(&state.pool, tenant, portfolio, limit).await?;
     tracing::info!(portfolio = %portfolio, ?limit, "portfolio limit set");
     Ok(StatusCode::NO_CONTENT)
 }

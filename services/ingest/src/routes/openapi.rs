@@ -111,7 +111,8 @@ fn finish_operation(operation: &mut Operation, secured: bool) {
             RefOr::T(Response::new(
                 "any other error: 400 (unreadable), 409 (a retry with an Idempotency-Key while \
                  the first is still processed), 413 (body too large), 415 (wrong content \
-                 type), 422 (invalid, or an Idempotency-Key reused with another request), 500",
+                 type), 422 (invalid, or an Idempotency-Key reused with another request), 500, \
+                 503 (the database did not answer within `ingest.statement_timeout_ms`)",
             )),
         );
     }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::page::{Page, PageQuery};
 use super::{ApiPath, ApiQuery, Tenant, body_bytes, json_body, media_type, unsupported};
+use crate::limits;
 use crate::upload::{self, RowError};
 use crate::{ApiError, AppState};
 
@@ -73,7 +74,11 @@ pub async fn add(
     let rows: Vec<(usize, String, Option<String>)> = if csv {
         read_csv(&body)?
     } else {
+        super::refuse_nul(&body)?;
         let req: AddJson = json_body(&body)?;
+        if let Some(reason) = &req.reason {
+            limits::text("reason", reason, limits::NOTE)?;
+        }
         let reason = req.reason.filter(|r| !r.trim().is_empty());
         req.phones
             .into_iter()
@@ -82,6 +87,9 @@ pub async fn add(
             .collect()
     };
     let default_reason = query.reason.filter(|r| !r.trim().is_empty());
+    if let Some(reason) = &default_reason {
+        limits::text("reason", reason, limits::NOTE)?;
+    }
     let mut report = AddReport {
         added: 0,
         already: 0,
@@ -90,6 +98,17 @@ pub async fn add(
     let mut changes = Vec::new();
     let now = chrono::Utc::now();
     for (row, phone, reason) in rows {
+        if let Some(Err(problem)) = reason
+            .as_deref()
+            .map(|r| limits::text("reason", r, limits::NOTE))
+        {
+            report.rejected.push(RowError {
+                row,
+                field: problem.field,
+                reason: problem.reason,
+            });
+            continue;
+        }
         let phone = match PhoneNumber::parse_in(&phone, country) {
             Ok(p) => p,
             Err(e) => {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::page::{Page, PageQuery};
 use super::{ApiQuery, Tenant};
 use crate::catalog::{self, WabaSync};
+use crate::limits;
 use crate::{ApiError, AppState};
 
 #[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
@@ -134,6 +135,17 @@ pub async fn list(
     Tenant(tenant): Tenant,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<TemplateDetail>>, ApiError> {
+    let bounds = [
+        ("status", &q.status, limits::STATUS),
+        ("name", &q.name, limits::TEMPLATE_NAME),
+        ("language", &q.language, limits::LANGUAGE),
+        ("waba_id", &q.waba_id, limits::ID_DIGITS),
+    ];
+    for (field, value, max) in bounds {
+        if let Some(value) = value {
+            limits::text(field, value, max)?;
+        }
+    }
     let filter = Filter {
         status: q.status.as_deref(),
         name: q.name.as_deref(),

@@ -1,0 +1,258 @@
+//! Hardening (issue #15), over HTTP: a campaign with nothing to send completes instead of
+//! running for ever; every stored text is bounded and free of NUL, refused with a 422 naming
+//! the field (or, in an upload, its row) instead of a 500 that loses the upload; a statement
+//! stuck on a lock answers 503 after `ingest.statement_timeout_ms` instead of holding its
+//! client.
+
+use std::time::Duration;
+
+use herald::stack::{Roles, Stack};
+use herald_ingest::views::UploadReport;
+use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
+use herald_tests::{TestContext, refusal, set_status};
+use serde_json::{Value, json};
+
+const TEMPLATE: &str = "spring_sale_2026";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_with_nothing_left_to_send_completes_when_it_starts_or_resumes() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("700000000001", "t", 80).await.unwrap();
+
+    // Every recipient opted out.
+    let phones = ["+447400000001", "+447400000002"];
+    let _: Value = api
+        .post("/v1/suppressions", &json!({"phones": phones}))
+        .await
+        .unwrap();
+    let campaign = api
+        .create_campaign("all opted out", TEMPLATE, "en_GB", &[number.id])
+        .await
+        .unwrap();
+    let rows: Vec<(String, Vec<String>)> = phones
+        .iter()
+        .map(|p| (p.to_string(), vec!["A".into(), "1".into()]))
+        .collect();
+    let report = api.upload(campaign.id, &rows).await.unwrap();
+    assert_eq!((report.accepted, report.suppressed), (0, 2));
+    let started = api.start(campaign.id).await.unwrap();
+    assert_eq!(started.state, CampaignState::Completed, "{started:?}");
+    assert!(started.completed_at.is_some());
+
+    // Paused, and its one message settled meanwhile: resumed, it has nothing to send.
+    let campaign = api
+        .create_campaign("settled while paused", TEMPLATE, "en_GB", &[number.id])
+        .await
+        .unwrap();
+    let rows = [("+447400000003".to_owned(), vec!["B".into(), "2".into()])];
+    api.upload(campaign.id, &rows).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    api.pause(campaign.id).await.unwrap();
+    let message: MessageId = sqlx::query_scalar("SELECT id FROM messages WHERE campaign_id = $1")
+        .bind(campaign.id)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    set_status(&ctx.pool, message, MessageStatus::Failed, None).await;
+    let resumed = api.resume(campaign.id).await.unwrap();
+    assert_eq!(resumed.state, CampaignState::Completed, "{resumed:?}");
+
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+/// The 422's fields, as `field` strings.
+fn fields(e: anyhow::Error) -> (u16, Vec<String>) {
+    let r = refusal(e);
+    let fields = r.body["error"]["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| f["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (r.status.as_u16(), fields)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stored_text_is_bounded_and_free_of_nul() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("700000000002", "t", 80).await.unwrap();
+    let long = |n: usize| "x".repeat(n);
+    let campaign = |name: String, template: String, language: &str, value: String| {
+        json!({"name": name, "sender_numbers": [number.id],
+               "template": {"name": template, "language": language,
+                            "values": {"body.1": value}}})
+    };
+    let cases = [
+        (
+            campaign(long(201), TEMPLATE.into(), "en_GB", "v".into()),
+            "name",
+        ),
+        (
+            campaign("c".into(), long(513), "en_GB", "v".into()),
+            "template.name",
+        ),
+        (
+            campaign("c".into(), TEMPLATE.into(), &long(16), "v".into()),
+            "template.language",
+        ),
+        (
+            campaign("c".into(), TEMPLATE.into(), "en_GB", long(1025)),
+            "template.values.body.1",
+        ),
+        (
+            campaign("c\u{0}".into(), TEMPLATE.into(), "en_GB", "v".into()),
+            "name",
+        ),
+        (
+            campaign("c".into(), TEMPLATE.into(), "en_GB", "a\u{0}b".into()),
+            "template.values.body.1",
+        ),
+    ];
+    for (body, field) in cases {
+        let e = api.post::<Value>("/v1/campaigns", &body).await.unwrap_err();
+        assert_eq!(fields(e), (422, vec![field.to_owned()]), "{field}");
+    }
+    let number_cases = [
+        (
+            json!({"phone_number_id": "1234", "waba_id": "w1", "access_token": "t"}),
+            "waba_id",
+        ),
+        (
+            json!({"phone_number_id": "1".repeat(21), "waba_id": "1", "access_token": "t"}),
+            "phone_number_id",
+        ),
+        (
+            json!({"phone_number_id": "1", "waba_id": "1", "access_token": "t",
+                   "display_number": long(201), "verify": false}),
+            "display_number",
+        ),
+        (
+            json!({"phone_number_id": "1", "waba_id": "1", "access_token": long(4097)}),
+            "access_token",
+        ),
+    ];
+    for (body, field) in number_cases {
+        let e = api.post::<Value>("/v1/numbers", &body).await.unwrap_err();
+        assert_eq!(fields(e), (422, vec![field.to_owned()]), "{field}");
+    }
+    let e = api
+        .post::<Value>("/v1/api-keys", &json!({"name": "ci\u{0}"}))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(e), (422, vec!["name".to_owned()]));
+    let e = api
+        .post::<Value>(
+            "/v1/suppressions",
+            &json!({"phones": ["+447400000001"], "reason": long(1001)}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(e), (422, vec!["reason".to_owned()]));
+    let e = api
+        .get::<Value>("/v1/templates?name=a%00b")
+        .await
+        .unwrap_err();
+    assert_eq!(fields(e), (422, vec!["name".to_owned()]));
+    let e = api
+        .put(
+            &format!("/v1/portfolios/{}", long(65)),
+            &json!({"daily_recipient_limit": 10}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(e), (422, vec!["id".to_owned()]));
+
+    // Uploads: a row with a NUL or an over-long value is refused by its row; the rest stored.
+    let c = api
+        .create_campaign("uploads", TEMPLATE, "en_GB", &[number.id])
+        .await
+        .unwrap();
+    let csv = format!(
+        "phone,body.1,body.2\n+447400000011,Ann,1\n+447400000012,B\0b,2\n+447400000013,{},3\n+447400000014,Dee,4\n",
+        long(1025)
+    );
+    let report = api.upload_csv(c.id, csv, None).await.unwrap();
+    assert_eq!(
+        (report.accepted, report.rejected_count),
+        (2, 2),
+        "{report:?}"
+    );
+    let refused: Vec<(usize, &str)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.row, r.field.as_str()))
+        .collect();
+    assert_eq!(refused, [(3, "body.1"), (4, "body.1")]);
+    let json_rows = json!({"recipients": [
+        {"phone": "+447400000021", "variables": {"body.1": "Eve", "body.2": "5"}},
+        {"phone": "+447400000022", "variables": {"body.1": "F\u{0}", "body.2": "6"}},
+    ]});
+    let report: UploadReport = api
+        .post(&format!("/v1/campaigns/{}/recipients", c.id), &json_rows)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.accepted, report.rejected_count),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.rejected[0].row, 2);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE campaign_id = $1")
+        .bind(c.id)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3);
+
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_stuck_on_a_lock_answers_503_after_the_statement_timeout() {
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.ingest.statement_timeout_ms = 300;
+    let stack = Stack::start(settings, Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("700000000003", "t", 80).await.unwrap();
+    let campaign = api
+        .create_campaign("locked", TEMPLATE, "en_GB", &[number.id])
+        .await
+        .unwrap();
+    // Another client holds the campaign's row.
+    let mut holder = ctx.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE")
+        .bind(campaign.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(20), api.cancel(campaign.id))
+        .await
+        .expect("the request answers instead of waiting for the lock");
+    let r = refusal(cancelled.unwrap_err());
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["code"].as_str()),
+        (503, Some("timeout"))
+    );
+    holder.rollback().await.unwrap();
+    // Once the lock is gone the same request goes through.
+    let done = api.cancel(campaign.id).await.unwrap();
+    assert_eq!(done.state, CampaignState::Cancelled);
+
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
