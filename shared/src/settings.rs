@@ -154,6 +154,7 @@ pub struct SenderSettings {
     /// Batches written to Postgres at once.
     pub flush_concurrency: usize,
     pub max_attempts: i32,
+    #[serde(deserialize_with = "list")]
     pub retry_delays_ms: Vec<u64>,
     pub throttle_delay_ms: u64,
     /// How long every number of an app or WABA holds its sends after a Graph rate-limit error
@@ -198,12 +199,81 @@ pub struct PacingSettings {
     pub guard_ms: u64,
 }
 
+/// The environment variable of a setting: `webhook.verify_token` → `HERALD__WEBHOOK__VERIFY_TOKEN`.
+fn variable(setting: &str) -> String {
+    format!("HERALD__{}", setting.replace('.', "__").to_uppercase())
+}
+
+/// Settings read from the environment as text, never as numbers: the secrets, the key
+/// prefix, and the lists (split at commas by `list`).
+const TEXT_SETTINGS: [&str; 10] = [
+    "database.url",
+    "redis.url",
+    "redis.key_prefix",
+    "security.token_encryption_key",
+    "whatsapp.proxy",
+    "webhook.verify_token",
+    "webhook.app_secrets",
+    "webhook.stop_keywords",
+    "sender.retry_delays_ms",
+    "simulator.app_secret",
+];
+
+/// A list setting: an array in a file, or one comma-separated text in an environment variable
+/// (`HERALD__WEBHOOK__APP_SECRETS=new,old`).
+fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + FromText,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given<T> {
+        List(Vec<T>),
+        Text(String),
+    }
+    match Given::<T>::deserialize(deserializer)? {
+        Given::List(items) => Ok(items),
+        Given::Text(text) => text
+            .split(',')
+            .map(T::from_text)
+            .collect::<Result<_, _>>()
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// One item of a list setting given as text.
+trait FromText: Sized {
+    fn from_text(text: &str) -> Result<Self, String>;
+}
+
+impl FromText for u64 {
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number"))
+    }
+}
+
+impl FromText for String {
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl FromText for SecretString {
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok(SecretString::from(text))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookSettings {
     #[serde(flatten)]
     pub listen: HttpListener,
     pub verify_token: SecretString,
     /// Meta app secrets: the first signs nothing, any one verifies (for rotation).
+    #[serde(deserialize_with = "list")]
     pub app_secrets: Vec<SecretString>,
     pub max_body_bytes: usize,
     pub batch: usize,
@@ -211,6 +281,7 @@ pub struct WebhookSettings {
     /// Consumers applying the buffer at once, in each webhook process.
     pub processors: usize,
     /// Texts (and quick-reply buttons) that opt the sender out, compared whole, case aside.
+    #[serde(deserialize_with = "list")]
     pub stop_keywords: Vec<String>,
     /// Days a processed body is kept in `webhook_events`.
     pub retention_days: u32,
@@ -366,8 +437,9 @@ impl Settings {
     }
 
     /// As `load_from`, with `env` standing in for the process's environment when given.
-    /// Values are read as text and converted by each setting's type: a secret of digits
-    /// (`000123`) stays what it is, not the number 123.
+    /// Secrets and lists (`TEXT_SETTINGS`) are read as text: a secret of digits (`000123`)
+    /// stays what it is, not the number 123; lists are split at commas. The other variables
+    /// are parsed (numbers, booleans), which settings read through `flatten` need.
     fn load_with_env(
         dir: &Path,
         profile: &str,
@@ -380,20 +452,25 @@ impl Settings {
                 file.display()
             )));
         }
+        let env = env.unwrap_or_else(|| std::env::vars().collect());
+        let (text, parsed): (config::Map<_, _>, config::Map<_, _>) =
+            env.into_iter().partition(|(name, _)| {
+                TEXT_SETTINGS
+                    .iter()
+                    .any(|key| name.eq_ignore_ascii_case(&variable(key)))
+            });
+        let source = |values, parse| {
+            config::Environment::with_prefix("HERALD")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(parse)
+                .source(Some(values))
+        };
         let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
             .add_source(config::File::from(file))
-            .add_source(
-                config::Environment::with_prefix("HERALD")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("webhook.app_secrets")
-                    .with_list_parse_key("sender.retry_delays_ms")
-                    .with_list_parse_key("webhook.stop_keywords")
-                    .try_parsing(false)
-                    .source(env),
-            )
+            .add_source(source(parsed, true))
+            .add_source(source(text, false))
             .build()?
             .try_deserialize()?;
         settings.profile = profile.to_owned();
@@ -434,7 +511,7 @@ impl Settings {
             required.push(("simulator.app_secret", vec![&self.simulator.app_secret]));
         }
         for (setting, values) in required {
-            let variable = format!("HERALD__{}", setting.replace('.', "__").to_uppercase());
+            let variable = variable(setting);
             if values.is_empty() || values.iter().any(|v| v.expose_secret().trim().is_empty()) {
                 return Err(SettingsError::Invalid(format!(
                     "{setting} is empty: set {variable}{}",
@@ -598,6 +675,8 @@ mod tests {
             ("HERALD__WEBHOOK__APP_SECRETS", "0012,1e3"),
             ("HERALD__SIMULATOR__APP_SECRET", "0x10"),
             ("HERALD__SENDER__IN_FLIGHT", "64"),
+            ("HERALD__WEBHOOK__PORT", "18182"),
+            ("HERALD__INGEST__FANOUT_BATCH", "500"),
             ("HERALD__SENDER__RETRY_DELAYS_MS", "100,2000"),
             ("HERALD__REDIS__CLUSTER", "true"),
             ("HERALD__TELEMETRY__FORMAT", "json"),
@@ -615,6 +694,7 @@ mod tests {
         assert_eq!(secrets, ["0012", "1e3"]);
         assert_eq!(s.simulator.app_secret.expose_secret(), "0x10");
         assert_eq!(s.sender.in_flight, 64);
+        assert_eq!((s.webhook.listen.port, s.ingest.fanout_batch), (18182, 500));
         assert_eq!(s.sender.retry_delays_ms, [100, 2000]);
         assert!(s.redis.cluster);
         assert_eq!(s.telemetry.format, LogFormat::Json);

@@ -158,6 +158,10 @@ fn describe() {
         "herald_webhook_orphan_receipts_total",
         "Receipts whose message was never found within the hold time"
     );
+    describe_counter!(
+        "herald_webhook_foreign_receipts_total",
+        "Receipts ignored: their message was sent from another number than the one they name"
+    );
     describe_histogram!(
         "herald_cloud_api_request_seconds",
         metrics::Unit::Seconds,
