@@ -127,8 +127,8 @@ pub struct IngestSettings {
     #[serde(flatten)]
     pub listen: HttpListener,
     pub fanout_batch: i64,
-    /// Entries a number's stream may hold (read or not, not yet acknowledged) before fan-out
-    /// waits for its sender.
+    /// Entries a number may hold in Redis (its stream, read or not until acknowledged, and its
+    /// retry set) before fan-out waits for its sender.
     pub fanout_window: usize,
     pub fanout_poll_ms: u64,
     pub max_body_bytes: usize,
@@ -139,6 +139,8 @@ pub struct IngestSettings {
     pub overdue_grace_s: u64,
     /// Longest a statement of ingest may run (Postgres `statement_timeout`); 0 for none.
     pub statement_timeout_ms: u64,
+    /// Where ingest serves `/metrics`: never on the public API port.
+    pub metrics: HttpListener,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +287,8 @@ pub struct WebhookSettings {
     pub stop_keywords: Vec<String>,
     /// Days a processed body is kept in `webhook_events`.
     pub retention_days: u32,
+    /// Where the webhook role serves `/metrics`: never on the public webhook port.
+    pub metrics: HttpListener,
     /// How long a receipt for a wamid no message has yet is retried before it is logged as an
     /// orphan and dropped.
     pub unmatched_hold_s: u64,

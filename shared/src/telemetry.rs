@@ -201,3 +201,34 @@ pub async fn timed(
 pub fn render_metrics() -> String {
     metrics().render()
 }
+
+/// A role's own metrics listener: `/metrics` alone, on a port apart from its public one (the
+/// metrics name every tenant's numbers and queues).
+pub fn metrics_router() -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { render_metrics() }),
+    )
+}
+
+/// Binds a role's metrics listener (`role` names it in the error).
+pub async fn bind_metrics(
+    listen: &crate::settings::HttpListener,
+    role: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = listen.address();
+    tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("{role} cannot serve its metrics on {address}: {e}"))
+}
+
+/// Serves `/metrics` on `listener` until `stop`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, metrics_router())
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|e| anyhow::anyhow!("the metrics listener failed: {e}"))
+}

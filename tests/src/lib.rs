@@ -340,6 +340,18 @@ pub async fn set_status(
     transitions::apply(pool, &[transition]).await.unwrap();
 }
 
+/// The business `phone_number_id` of the number a message goes from (what its receipts name).
+pub async fn phone_number_of(pool: &PgPool, message: herald_shared::domain::MessageId) -> String {
+    sqlx::query_scalar(
+        "SELECT n.phone_number_id FROM messages m
+         JOIN sender_numbers n ON n.id = m.sender_number_id WHERE m.id = $1",
+    )
+    .bind(message)
+    .fetch_one(pool)
+    .await
+    .expect("the message and its number exist")
+}
+
 /// The status of one message.
 pub async fn status_of(
     pool: &PgPool,

@@ -95,3 +95,82 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn messages_held_back_by_the_limit_count_against_the_fan_out_window() {
+    let cloud_api = herald_tests::cloud_api().await;
+    Mock::given(method("POST"))
+        .respond_with(herald_tests::accepted())
+        .mount(&cloud_api)
+        .await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.whatsapp.base_url = cloud_api.uri();
+    settings.ingest.fanout_window = 20;
+    settings.ingest.fanout_batch = 10;
+    // A recipient stays counted for a minute: one goes, the rest wait all through the test.
+    settings.sender.daily_cap_window_ms = 60_000;
+    let (window, batch) = (20, 10);
+    let roles = Roles {
+        ingest: true,
+        sender: true,
+        webhook: false,
+        simulator: false,
+    };
+    let stack = Stack::start(settings, roles).await.unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    api.put("/v1/portfolios/pf-2", &json!({"daily_recipient_limit": 1}))
+        .await
+        .unwrap();
+    let number: serde_json::Value = api
+        .post(
+            "/v1/numbers",
+            &json!({"phone_number_id": "300000000002", "waba_id": "210000000000002",
+                    "display_number": "+300000000002", "access_token": "t", "verify": false,
+                    "rate": 50, "portfolio_id": "pf-2"}),
+        )
+        .await
+        .unwrap();
+    let campaign = api
+        .create_campaign(
+            "capped",
+            "spring_sale_2026",
+            "en_GB",
+            &[serde_json::from_value(number["id"].clone()).unwrap()],
+        )
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(300)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+
+    // Fanned out (queued) but not sent: what Redis holds for the number. One recipient goes;
+    // the rest wait in the retry set for the limit's window, and fan-out must not top the
+    // stream up behind them (before, the whole campaign ended up in Redis within a second).
+    let held = || async {
+        let (queued, sent): (i64, i64) =
+            sqlx::query_as("SELECT queued, sent FROM campaigns WHERE id = $1")
+                .bind(campaign.id)
+                .fetch_one(&ctx.pool)
+                .await
+                .unwrap();
+        (queued, sent)
+    };
+    eventually("the window filled", Duration::from_secs(20), || async {
+        let (queued, _) = held().await;
+        (queued >= window as i64 - batch as i64).then_some(())
+    })
+    .await;
+    // Fan-out tops streams up every 100 ms: watch it for two seconds, twenty rounds.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let (queued, sent) = held().await;
+        assert!(sent <= 1, "only the limit's one recipient goes: {sent}");
+        assert!(
+            queued <= (window + batch) as i64,
+            "{queued} messages fanned out behind a capped number (window {window})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

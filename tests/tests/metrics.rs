@@ -1,5 +1,6 @@
-//! `/metrics` on every role, in Prometheus's text format: sends by outcome and code, and each
-//! number's stream gauges (what operators and autoscalers watch).
+//! `/metrics` on every role's own metrics listener (never a public port), in Prometheus's text
+//! format: sends by outcome and code, and each number's stream gauges (what operators and
+//! autoscalers watch).
 
 use herald::fixtures;
 use std::time::Duration;
@@ -90,7 +91,7 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
         (c.read == 20).then_some(())
     })
     .await;
-    let text = scrape(&format!("{}/metrics", stack.webhook_url)).await;
+    let text = scrape(&stack.webhook_metrics_url).await;
     let applied = text
         .lines()
         .find(|l| l.starts_with("herald_webhook_receipts_total{result=\"applied\"}"))
@@ -99,7 +100,7 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
     assert!(count >= 20.0, "{applied}");
     // Every series any role exported has its HELP text.
     for page in [
-        scrape(&format!("{}/metrics", stack.webhook_url)).await,
+        scrape(&stack.webhook_metrics_url).await,
         scrape(&stack.sender_metrics_url).await,
     ] {
         for line in page.lines().filter(|l| l.starts_with("herald_")) {
@@ -115,13 +116,13 @@ async fn every_role_serves_sends_by_outcome_and_each_numbers_stream_gauges() {
             );
         }
     }
-    // The same registry on the other roles' ports.
-    for url in [&stack.ingest_url, &stack.webhook_url] {
-        assert!(
-            scrape(&format!("{url}/metrics"))
-                .await
-                .contains("herald_sends_total")
-        );
+    // The same registry on the other roles' metrics listeners, and never on a public port.
+    for url in [&stack.ingest_metrics_url, &stack.webhook_metrics_url] {
+        assert!(scrape(url).await.contains("herald_sends_total"));
+    }
+    for public in [&stack.ingest_url, &stack.webhook_url] {
+        let response = reqwest::get(format!("{public}/metrics")).await.unwrap();
+        assert_eq!(response.status(), 404, "{public}/metrics");
     }
     stack.stop().await.unwrap();
     ctx.cleanup().await;

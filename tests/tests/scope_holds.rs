@@ -130,9 +130,9 @@ async fn a_waba_rate_limit_holds_every_number_of_that_waba_and_no_other() {
     let api = ctx.tenant(&stack.ingest_url).await;
     // 20 each at 10 msg/s: every number is still sending when the limit is met.
     let numbers = [
-        ("300000000001", "waba-1"),
-        ("300000000002", "waba-1"),
-        ("300000000003", "waba-2"),
+        ("300000000001", "110000000000001"),
+        ("300000000002", "110000000000001"),
+        ("300000000003", "110000000000002"),
     ];
     let campaign = campaign(&api, &numbers, 20, 10).await;
     all_sent(&api, campaign, 60).await;
@@ -183,16 +183,20 @@ async fn a_hold_set_by_another_sender_is_honoured() {
     let length = Duration::from_secs(2);
     let set_at = Instant::now();
     let end = chrono::Utc::now().timestamp_millis() + length.as_millis() as i64;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
     let _: () = redis::cmd("SET")
-        .arg(keys.scope_throttle("app"))
+        .arg(keys.scope_throttle(&format!("app:{tenant}")))
         .arg(end)
         .arg("PX")
         .arg(length.as_millis() as u64)
         .query_async(&mut redis)
         .await
         .unwrap();
-    let api = ctx.tenant(&stack.ingest_url).await;
-    let campaign = campaign(&api, &[("300000000001", "waba-1")], 3, 50).await;
+    let campaign = campaign(&api, &[("300000000001", "110000000000001")], 3, 50).await;
     all_sent(&api, campaign, 3).await;
     let first = recording.times("300000000001")[0];
     assert!(

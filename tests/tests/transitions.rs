@@ -5,7 +5,9 @@ use herald_shared::db::counters::Delta;
 use herald_shared::db::messages;
 use herald_shared::db::transitions::{self, Engine, MessageRef, Sent, Transition};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
-use herald_tests::{TestContext, assert_counters_match, seed_campaign, set_status, status_of};
+use herald_tests::{
+    TestContext, assert_counters_match, phone_number_of, seed_campaign, set_status, status_of,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -62,14 +64,7 @@ async fn random_batches_in_random_order_end_where_the_forward_only_rule_says() {
 async fn a_receipt_applies_only_to_a_message_its_number_sent() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 3).await;
-    let number: String = sqlx::query_scalar(
-        "SELECT n.phone_number_id FROM messages m
-         JOIN sender_numbers n ON n.id = m.sender_number_id WHERE m.id = $1",
-    )
-    .bind(ids[0])
-    .fetch_one(&ctx.pool)
-    .await
-    .unwrap();
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     set_status(&ctx.pool, ids[1], MessageStatus::Sent, Some("wamid.one")).await;
     // Another business number on the same Meta app names Herald's message ids and wamids.
     let stranger = Some("999999999999".to_owned());

@@ -5,7 +5,8 @@ use std::time::Duration;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_tests::{
-    TestContext, assert_counters_match, eventually, seed_campaign, set_status, signed, status_of,
+    TestContext, assert_counters_match, eventually, phone_number_of, seed_campaign, set_status,
+    signed, status_of,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -23,12 +24,14 @@ fn status(id: MessageId, wamid: &str, status: &str) -> Value {
            "recipient_id": "447400000000", "biz_opaque_callback_data": id.to_string()})
 }
 
-fn notification(statuses: &[Value]) -> Vec<u8> {
+/// A status notification for business number `number` (receipts apply only to the messages
+/// it sent).
+fn notification(number: &str, statuses: &[Value]) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": "211987654321098", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "447700900100", "phone_number_id": "109876543210987"},
+            "metadata": {"display_phone_number": "447700900100", "phone_number_id": number},
             "statuses": statuses}}]}]
     }))
     .unwrap()
@@ -78,18 +81,19 @@ async fn the_handshake_answers_the_challenge_only_for_the_right_token() {
 async fn missing_and_wrong_signatures_get_401_and_are_never_applied() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 2).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     for id in &ids {
         set_status(&ctx.pool, *id, MessageStatus::Queued, None).await;
     }
     let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
         .await
         .unwrap();
-    let forged = notification(&[status(ids[0], "wamid.A", "read")]);
+    let forged = notification(&number, &[status(ids[0], "wamid.A", "read")]);
     assert_eq!(post(&ctx, &stack, &forged, None).await, 401);
     let other_secret = herald_shared::signature::sign(&"not-our-secret".to_owned().into(), &forged);
     assert_eq!(post(&ctx, &stack, &forged, Some(other_secret)).await, 401);
     // A correctly signed body sent after them is applied; the refused ones never were.
-    let genuine = notification(&[status(ids[1], "wamid.B", "read")]);
+    let genuine = notification(&number, &[status(ids[1], "wamid.B", "read")]);
     assert_eq!(
         post(
             &ctx,
@@ -111,6 +115,7 @@ async fn missing_and_wrong_signatures_get_401_and_are_never_applied() {
 async fn shuffled_and_duplicated_receipts_end_at_the_furthest_status_with_exact_counters() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 30).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     for id in &ids {
         set_status(&ctx.pool, *id, MessageStatus::Queued, None).await;
     }
@@ -130,7 +135,7 @@ async fn shuffled_and_duplicated_receipts_end_at_the_furthest_status_with_exact_
     }
     receipts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(3));
     for chunk in receipts.chunks(7) {
-        let body = notification(chunk);
+        let body = notification(&number, chunk);
         assert_eq!(
             post(&ctx, &stack, &body, Some(signed(&ctx.settings, &body))).await,
             200
@@ -155,20 +160,24 @@ async fn shuffled_and_duplicated_receipts_end_at_the_furthest_status_with_exact_
 async fn a_failed_receipt_records_its_code_and_a_later_read_does_not_revive_it() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.D")).await;
     let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
         .await
         .unwrap();
     // Matched by wamid: failed receipts may come without callback data.
-    let failed = notification(&[json!({"id": "wamid.D", "status": "failed",
+    let failed = notification(
+        &number,
+        &[json!({"id": "wamid.D", "status": "failed",
         "timestamp": "1778580007", "recipient_id": "447400000000",
-        "errors": [{"code": 131026, "title": "Message undeliverable"}]})]);
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]})],
+    );
     assert_eq!(
         post(&ctx, &stack, &failed, Some(signed(&ctx.settings, &failed))).await,
         200
     );
     wait_for_status(&ctx, ids[0], MessageStatus::Failed).await;
-    let read = notification(&[status(ids[0], "wamid.D", "read")]);
+    let read = notification(&number, &[status(ids[0], "wamid.D", "read")]);
     assert_eq!(
         post(&ctx, &stack, &read, Some(signed(&ctx.settings, &read))).await,
         200
@@ -205,6 +214,7 @@ async fn a_failed_receipt_records_its_code_and_a_later_read_does_not_revive_it()
 async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_it() {
     let ctx = TestContext::new().await;
     let (_, ids) = seed_campaign(&ctx, 1).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     set_status(&ctx.pool, ids[0], MessageStatus::Queued, None).await;
     let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
         .await
@@ -220,7 +230,7 @@ async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_
         .await,
         200
     );
-    let good = notification(&[status(ids[0], "wamid.E", "delivered")]);
+    let good = notification(&number, &[status(ids[0], "wamid.E", "delivered")]);
     assert_eq!(
         post(&ctx, &stack, &good, Some(signed(&ctx.settings, &good))).await,
         200
@@ -321,15 +331,19 @@ async fn held(ctx: &TestContext) -> usize {
 async fn a_failed_receipt_before_the_send_record_is_held_until_the_wamid_is_known() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     set_status(&ctx.pool, ids[0], MessageStatus::Queued, None).await;
     let stack = Stack::start(ctx.settings.clone(), WEBHOOK_ONLY)
         .await
         .unwrap();
     // `failed` may come without callback data, and before the sender has recorded the send.
     let now = chrono::Utc::now().timestamp().to_string();
-    let failed = notification(&[json!({"id": "wamid.early", "status": "failed",
+    let failed = notification(
+        &number,
+        &[json!({"id": "wamid.early", "status": "failed",
         "timestamp": now, "recipient_id": "447400000000",
-        "errors": [{"code": 131026, "title": "Message undeliverable"}]})]);
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]})],
+    );
     assert_eq!(
         post(&ctx, &stack, &failed, Some(signed(&ctx.settings, &failed))).await,
         200
@@ -372,8 +386,11 @@ async fn a_receipt_whose_wamid_never_appears_is_dropped_as_an_orphan_after_the_h
         .unwrap();
     // Stamped longer ago than the hold (`webhook.unmatched_hold_s`, 3 s in tests).
     let then = (chrono::Utc::now().timestamp() - 60).to_string();
-    let body = notification(&[json!({"id": "wamid.nobody", "status": "delivered",
-        "timestamp": then, "recipient_id": "447400000000"})]);
+    let body = notification(
+        "109876543210987",
+        &[json!({"id": "wamid.nobody", "status": "delivered",
+        "timestamp": then, "recipient_id": "447400000000"})],
+    );
     assert_eq!(
         post(&ctx, &stack, &body, Some(signed(&ctx.settings, &body))).await,
         200
@@ -395,11 +412,12 @@ async fn with_redis_down_a_post_gets_503_and_meta_s_retry_is_applied_once() {
     let mut redis = herald_tests::PrivateRedis::start().await;
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 1).await;
+    let number = phone_number_of(&ctx.pool, ids[0]).await;
     set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.R")).await;
     let mut settings = ctx.settings.clone();
     settings.redis.url = secrecy::SecretString::from(redis.url());
     let stack = Stack::start(settings, WEBHOOK_ONLY).await.unwrap();
-    let body = notification(&[status(ids[0], "wamid.R", "delivered")]);
+    let body = notification(&number, &[status(ids[0], "wamid.R", "delivered")]);
     let signature = signed(&ctx.settings, &body);
 
     redis.stop();

@@ -149,6 +149,10 @@ spec:
               value: {{ $root.Values.webhook.port | quote }}
             - name: HERALD__SENDER__METRICS__PORT
               value: {{ $root.Values.sender.metricsPort | quote }}
+            - name: HERALD__INGEST__METRICS__PORT
+              value: {{ $root.Values.ingest.metricsPort | quote }}
+            - name: HERALD__WEBHOOK__METRICS__PORT
+              value: {{ $root.Values.webhook.metricsPort | quote }}
           ports:
             {{- range $name, $port := .ports }}
             - name: {{ $name }}
@@ -253,4 +257,10 @@ spec:
       port: {{ .port }}
       targetPort: {{ .portName }}
       protocol: TCP
+    {{- with .metricsPort }}
+    - name: metrics
+      port: {{ . }}
+      targetPort: metrics
+      protocol: TCP
+    {{- end }}
 {{- end }}

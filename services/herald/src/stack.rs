@@ -51,8 +51,10 @@ pub struct Stack {
     pub ingest_url: String,
     pub webhook_url: String,
     pub simulator_url: String,
-    /// Where the sender serves `/metrics` (ingest and webhook serve it on their own ports).
+    /// Where each role serves `/metrics` (each on a listener of its own).
     pub sender_metrics_url: String,
+    pub ingest_metrics_url: String,
+    pub webhook_metrics_url: String,
     shutdown: CancellationToken,
     /// Cancelled when the roles stop answering ready, ahead of (or with) `shutdown`.
     draining: CancellationToken,
@@ -66,6 +68,8 @@ impl Stack {
         settings.webhook.listen.port = 0;
         settings.simulator.listen.port = 0;
         settings.sender.metrics.port = 0;
+        settings.ingest.metrics.port = 0;
+        settings.webhook.metrics.port = 0;
         Self::start_on_configured_ports(settings, roles).await
     }
 
@@ -83,9 +87,15 @@ impl Stack {
         let mut tasks = Vec::new();
 
         let mut webhook_url = String::new();
+        let mut webhook_metrics_url = String::new();
         if roles.webhook {
             let app = herald_webhook::build(&settings).await.context("webhook")?;
             webhook_url = format!("http://{}:{}", settings.webhook.listen.host, app.port());
+            webhook_metrics_url = format!(
+                "http://{}:{}/metrics",
+                settings.webhook.metrics.host,
+                app.metrics_port()
+            );
             app.probes().drain_on(draining.clone());
             tasks.push((
                 "webhook",
@@ -111,9 +121,15 @@ impl Stack {
             ));
         }
         let mut ingest_url = String::new();
+        let mut ingest_metrics_url = String::new();
         if roles.ingest {
             let app = herald_ingest::build(&settings).await.context("ingest")?;
             ingest_url = format!("http://{}:{}", settings.ingest.listen.host, app.port());
+            ingest_metrics_url = format!(
+                "http://{}:{}/metrics",
+                settings.ingest.metrics.host,
+                app.metrics_port()
+            );
             app.probes().drain_on(draining.clone());
             tasks.push((
                 "ingest",
@@ -140,6 +156,8 @@ impl Stack {
             webhook_url,
             simulator_url,
             sender_metrics_url,
+            ingest_metrics_url,
+            webhook_metrics_url,
             shutdown,
             draining,
             tasks,

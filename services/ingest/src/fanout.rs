@@ -8,8 +8,8 @@
 //! `messages::mark_queued`, which moves only messages still `pending`, so a message the sender
 //! already recorded as `sent` is not moved back.
 //!
-//! Each (campaign, number) has its own cursor, and a number's stream is kept at most `window`
-//! entries long: the rest of a campaign waits in Postgres, and a number that does not drain
+//! Each (campaign, number) has its own cursor, and a number holds at most `window` entries in
+//! Redis (its stream and its retry set, where retries and sends held by the daily cap wait): the rest of a campaign waits in Postgres, and a number that does not drain
 //! (paused, or slower) holds back none of the others.
 
 use std::sync::Arc;

@@ -66,6 +66,8 @@ pub struct AppState {
 /// A bound, not yet running ingest service.
 pub struct App {
     listener: TcpListener,
+    /// `/metrics`, apart from the public API.
+    metrics: TcpListener,
     state: Arc<AppState>,
     fanout: FanOut,
     max_body_bytes: usize,
@@ -94,6 +96,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("ingest cannot listen on {address}"))?;
+    let metrics =
+        herald_shared::telemetry::bind_metrics(&settings.ingest.metrics, "ingest").await?;
     let state = Arc::new(AppState {
         probes: herald_shared::health::Probes::new(pool.clone(), redis.clone()),
         pool,
@@ -110,6 +114,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     });
     Ok(App {
         listener,
+        metrics,
         state,
         fanout,
         max_body_bytes: settings.ingest.max_body_bytes,
@@ -127,6 +132,14 @@ impl App {
 
     pub fn port(&self) -> u16 {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics
             .local_addr()
             .expect("a bound listener has an address")
             .port()
@@ -169,6 +182,10 @@ impl App {
             });
         }
         tasks.spawn("fan-out", self.fanout.run(shutdown.clone()));
+        tasks.spawn(
+            "the metrics listener",
+            herald_shared::telemetry::serve_metrics(self.metrics, shutdown.clone()),
+        );
         let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
         let serve =
             axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());

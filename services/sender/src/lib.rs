@@ -100,11 +100,7 @@ impl App {
         let drain = self.drain;
         self.probes.drain_on(shutdown.clone());
         let probes = self.probes.clone();
-        let router = axum::Router::new()
-            .route(
-                "/metrics",
-                axum::routing::get(|| async { herald_shared::telemetry::render_metrics() }),
-            )
+        let router = herald_shared::telemetry::metrics_router()
             .route("/livez", axum::routing::get(|| async { "ok" }))
             .route(
                 "/readyz",

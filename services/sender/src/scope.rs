@@ -1,5 +1,7 @@
 //! App- and WABA-wide holds (THROTTLE-SCOPE in the reference: codes 4 and 80007). When one
-//! number meets such a limit, every number of that scope holds its sends: in this process at
+//! number meets such a limit, every number of that scope holds its sends, within its tenant:
+//! a tenant's app is its own, and a WABA id is what the tenant typed, so one tenant's limit
+//! must not hold another's numbers. The holds are kept in this process at
 //! once, and in every other sender within `REFRESH` of the recorder sharing it, through a Redis
 //! key whose expiry is the end of the hold. The message that met the limit is retried without
 //! using an attempt.
@@ -9,6 +11,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use herald_shared::clock::Clock;
+use herald_shared::domain::TenantId;
 use herald_shared::stream::{Connection, Keys, RedisResult, holds};
 use tokio_util::sync::CancellationToken;
 
@@ -31,19 +34,30 @@ impl ScopeHold {
     }
 }
 
-/// The scope a Graph rate-limit error holds: the whole app (4) or the number's WABA (80007).
-pub fn scope_of(code: i64, waba: &str) -> Option<String> {
-    match code {
-        4 => Some(APP.to_owned()),
-        80007 => Some(waba_scope(waba)),
-        _ => None,
-    }
+/// The scopes a number's sends belong to: its tenant's app, and its WABA within the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberScopes {
+    app: String,
+    waba: String,
 }
 
-const APP: &str = "app";
+impl NumberScopes {
+    pub fn new(tenant: TenantId, waba: &str) -> Self {
+        Self {
+            app: format!("app:{tenant}"),
+            waba: format!("waba:{tenant}:{waba}"),
+        }
+    }
 
-fn waba_scope(waba: &str) -> String {
-    format!("waba:{waba}")
+    /// The scope a Graph rate-limit error holds: the whole app (4) or the number's WABA
+    /// (80007).
+    pub fn of(&self, code: i64) -> Option<&str> {
+        match code {
+            4 => Some(&self.app),
+            80007 => Some(&self.waba),
+            _ => None,
+        }
+    }
 }
 
 pub struct ScopeThrottles {
@@ -61,23 +75,22 @@ impl ScopeThrottles {
             keys,
             clock,
             until: RwLock::default(),
-            watched: Mutex::new(HashSet::from([APP.to_owned()])),
+            watched: Mutex::default(),
         }
     }
 
-    /// Follows the holds of a number of `waba`.
-    pub fn watch(&self, waba: &str) {
-        self.watched
-            .lock()
-            .expect("scope lock")
-            .insert(waba_scope(waba));
+    /// Follows the holds of a number's scopes.
+    pub fn watch(&self, scopes: &NumberScopes) {
+        let mut watched = self.watched.lock().expect("scope lock");
+        watched.insert(scopes.app.clone());
+        watched.insert(scopes.waba.clone());
     }
 
-    /// How long a number of `waba` must still hold its sends, if at all.
-    pub fn hold(&self, waba: &str) -> Option<Duration> {
+    /// How long a number of `scopes` must still hold its sends, if at all.
+    pub fn hold(&self, scopes: &NumberScopes) -> Option<Duration> {
         let until = self.until.read().expect("scope lock");
-        let end = [APP.to_owned(), waba_scope(waba)]
-            .iter()
+        let end = [&scopes.app, &scopes.waba]
+            .into_iter()
             .filter_map(|scope| until.get(scope))
             .max()
             .copied()?;
@@ -156,44 +169,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn code_4_holds_the_app_and_80007_the_waba() {
-        assert_eq!(scope_of(4, "w1").as_deref(), Some("app"));
-        assert_eq!(scope_of(80007, "w1").as_deref(), Some("waba:w1"));
-        assert_eq!(scope_of(130429, "w1"), None);
+    fn code_4_holds_the_tenants_app_and_80007_its_waba() {
+        let tenant = TenantId::new();
+        let scopes = NumberScopes::new(tenant, "w1");
+        assert_eq!(scopes.of(4), Some(format!("app:{tenant}").as_str()));
+        assert_eq!(scopes.of(80007), Some(format!("waba:{tenant}:w1").as_str()));
+        assert_eq!(scopes.of(130429), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hold_applies_to_its_scope_only_and_ends() {
         let throttles = ScopeThrottles::new(Keys::new("t"), Clock::driven(1_000_000));
+        let (tenant, other) = (TenantId::new(), TenantId::new());
+        let w1 = NumberScopes::new(tenant, "w1");
+        let w3 = NumberScopes::new(tenant, "w3");
+        // Another tenant that typed the same WABA id.
+        let theirs = NumberScopes::new(other, "w1");
+        let held = w1.of(80007).unwrap();
+        assert!(throttles.hold_here(held, Duration::from_secs(60)).is_some());
         assert!(
-            throttles
-                .hold_here("waba:w1", Duration::from_secs(60))
-                .is_some()
-        );
-        assert!(
-            throttles
-                .hold_here("waba:w1", Duration::from_secs(30))
-                .is_none(),
+            throttles.hold_here(held, Duration::from_secs(30)).is_none(),
             "a shorter hold changes nothing and is not shared"
         );
-        let left = throttles.hold("w1").expect("w1 is held");
+        let left = throttles.hold(&w1).expect("w1 is held");
         assert_eq!(left, Duration::from_secs(60));
-        assert_eq!(throttles.hold("w3"), None);
-        tokio::time::advance(Duration::from_secs(59)).await;
-        assert_eq!(throttles.hold("w1"), Some(Duration::from_secs(1)));
-        throttles.hold_here("app", Duration::from_secs(5));
-        assert!(
-            throttles.hold("w3").is_some(),
-            "an app hold holds every WABA"
+        assert_eq!(throttles.hold(&w3), None);
+        assert_eq!(
+            throttles.hold(&theirs),
+            None,
+            "another tenant's w1 is not held"
         );
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(throttles.hold(&w1), Some(Duration::from_secs(1)));
+        throttles.hold_here(w1.of(4).unwrap(), Duration::from_secs(5));
+        assert!(
+            throttles.hold(&w3).is_some(),
+            "an app hold holds every WABA of the tenant"
+        );
+        assert_eq!(throttles.hold(&theirs), None, "and no other tenant's");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
-            throttles.hold("w1"),
+            throttles.hold(&w1),
             Some(Duration::from_secs(4)),
             "the app's"
         );
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(throttles.hold("w1"), None, "an ended hold holds nothing");
-        assert_eq!(throttles.hold("w3"), None);
+        assert_eq!(throttles.hold(&w1), None, "an ended hold holds nothing");
+        assert_eq!(throttles.hold(&w3), None);
     }
 }

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
+use crate::scope::NumberScopes;
 use crate::worker::{NumberWorker, Shared, WorkerConfig};
 
 pub struct Supervisor {
@@ -306,7 +307,7 @@ impl Supervisor {
                 number: id,
                 version: row.updated_at,
                 phone_number_id: row.phone_number_id,
-                waba_id: row.waba_id,
+                scopes: NumberScopes::new(row.tenant_id, &row.waba_id),
                 token,
                 rate: u32::try_from(row.current_rate)
                     .unwrap_or(s.default_rate)

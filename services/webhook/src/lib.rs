@@ -20,6 +20,8 @@ use crate::processor::Processor;
 /// A bound, not yet running webhook service.
 pub struct App {
     listener: TcpListener,
+    /// `/metrics`, apart from the public webhook port.
+    metrics: TcpListener,
     state: Arc<routes::AppState>,
     processors: Vec<Processor>,
     max_body_bytes: usize,
@@ -42,6 +44,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("webhook cannot listen on {address}"))?;
+    let metrics =
+        herald_shared::telemetry::bind_metrics(&settings.webhook.metrics, "webhook").await?;
     let state = Arc::new(routes::AppState {
         probes: herald_shared::health::Probes::new(pool.clone(), redis.clone()),
         redis,
@@ -51,6 +55,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     });
     Ok(App {
         listener,
+        metrics,
         state,
         processors,
         max_body_bytes: settings.webhook.max_body_bytes,
@@ -70,6 +75,14 @@ impl App {
             .port()
     }
 
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
     /// Serves and processes until `shutdown`; the processor finishes its current batch.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.probes.drain_on(shutdown.clone());
@@ -79,6 +92,10 @@ impl App {
         for p in self.processors {
             processors.spawn("a webhook processor", p.run(shutdown.clone()));
         }
+        processors.spawn(
+            "the metrics listener",
+            herald_shared::telemetry::serve_metrics(self.metrics, shutdown.clone()),
+        );
         let serve =
             axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
         tokio::select! {

@@ -30,10 +30,6 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/readyz",
             get(|State(state): State<Arc<AppState>>| async move { state.probes.readiness().await }),
         )
-        .route(
-            "/metrics",
-            get(|| async { herald_shared::telemetry::render_metrics() }),
-        )
         .route_layer(axum::middleware::from_fn_with_state(
             "webhook",
             herald_shared::telemetry::timed,

@@ -2,14 +2,15 @@
 //! id appended, so a page appended again (a crash before the page was marked `queued`) adds
 //! nothing twice.
 
-use redis::AsyncCommands;
-
 use super::scripts::FAN_OUT;
 use super::{Connection, Entry, Keys, NumberKeys, RedisResult, registry};
 use crate::domain::{CampaignId, NumberId};
 
-/// The lengths of the streams of `numbers`, in one round trip (sent together on the
-/// multiplexed connection; not one pipeline, whose keys a cluster needs in one slot).
+/// How many entries each of `numbers` holds in Redis on their way: its stream and its retry
+/// set (retries, and sends the daily cap holds back), which fan-out's window bounds together:
+/// counting the stream alone, a capped number's stream would drain into its retry set and
+/// fan-out would top it up until the whole campaign sat in Redis. Sent together on the
+/// multiplexed connection, one pipeline per number (its keys share a slot).
 pub async fn lengths(
     conn: &mut Connection,
     keys: &Keys,
@@ -17,8 +18,15 @@ pub async fn lengths(
 ) -> RedisResult<Vec<usize>> {
     futures::future::try_join_all(numbers.iter().map(|number| {
         let mut conn = conn.clone();
-        let stream = keys.stream(*number);
-        async move { conn.xlen(stream).await }
+        let (stream, retry) = (keys.stream(*number), keys.retry(*number));
+        async move {
+            let (queued, waiting): (usize, usize) = redis::pipe()
+                .xlen(stream)
+                .zcard(retry)
+                .query_async(&mut conn)
+                .await?;
+            Ok(queued + waiting)
+        }
     }))
     .await
 }

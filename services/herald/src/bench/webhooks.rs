@@ -39,7 +39,7 @@ pub async fn run(
     // Distinct bodies that wrk cycles through: every message once per cycle.
     let bodies_count = (MESSAGES / statuses_per_post).min(20_000);
     let world = World::isolate(settings, "bench").await?;
-    let ids = sent_messages(&world, MESSAGES).await?;
+    let (ids, phone_number_id) = sent_messages(&world, MESSAGES).await?;
     let settings = &world.settings;
 
     // The bodies, signed, one per line for the wrk script.
@@ -65,7 +65,7 @@ pub async fn run(
             "entry": [{"id": "bench", "changes": [{"field": "messages", "value": {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "447400000000",
-                             "phone_number_id": "bench"},
+                             "phone_number_id": phone_number_id},
                 "statuses": statuses}}]}]}))?;
         let signature = herald_shared::signature::sign(&secret, &body);
         lines.push_str(&format!("{signature}\t{}\n", String::from_utf8(body)?));
@@ -148,7 +148,8 @@ end
 "#;
 
 /// A campaign of `n` messages already sent, by id.
-async fn sent_messages(world: &World, n: usize) -> anyhow::Result<Vec<MessageId>> {
+/// `n` sent messages of one number, and the number's `phone_number_id` (receipts name it).
+async fn sent_messages(world: &World, n: usize) -> anyhow::Result<(Vec<MessageId>, String)> {
     let pool = &world.pool;
     let (tenant, _) = crate::tenant::create(pool, "bench").await?;
     let numbers = fixtures::register_numbers(world, tenant, 1, 80).await?;
@@ -200,7 +201,10 @@ async fn sent_messages(world: &World, n: usize) -> anyhow::Result<Vec<MessageId>
             .collect();
         transitions::record_sent(pool, &sent).await?;
     }
-    Ok(ids)
+    let number = herald_shared::db::numbers::get_number(pool, numbers[0])
+        .await?
+        .context("the bench's number")?;
+    Ok((ids, number.phone_number_id))
 }
 
 fn wrk_figure(report: &str, label: &str) -> anyhow::Result<f64> {

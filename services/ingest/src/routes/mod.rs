@@ -70,7 +70,6 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::livez))
         .routes(routes!(operations::readyz))
-        .routes(routes!(operations::metrics))
         .split_for_parts();
     let doc = serde_json::to_vec(&openapi::finish(doc)).expect("the OpenAPI document serializes");
     router

@@ -1,4 +1,5 @@
-//! What operators and orchestrators read: the probes and the metrics.
+//! What orchestrators read: the probes. (Metrics have a listener of their own:
+//! `ingest.metrics`.)
 
 use std::sync::Arc;
 
@@ -29,11 +30,4 @@ pub async fn livez() -> &'static str {
     ))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
     state.probes.readiness().await
-}
-
-/// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    responses((status = 200, description = "the metrics", body = String, content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics() -> String {
-    herald_shared::telemetry::render_metrics()
 }

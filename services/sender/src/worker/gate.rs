@@ -59,7 +59,7 @@ impl NumberWorker {
         let permit = self.pace.permits.clone().acquire_owned().await?;
         self.pace.wait().await;
         // The app or the number's WABA met a Graph rate limit: nothing goes until it ends.
-        while let Some(left) = self.shared.scopes.hold(&self.config.waba_id) {
+        while let Some(left) = self.shared.scopes.hold(&self.config.scopes) {
             tokio::time::sleep(left.min(crate::scope::REFRESH)).await;
         }
         if !self.lease.is_valid() {

@@ -44,7 +44,7 @@ use self::takeover::Ambiguous;
 use crate::held::HeldCampaigns;
 use crate::lease::Lease;
 use crate::recorder::{Outcome, Tally};
-use crate::scope::ScopeThrottles;
+use crate::scope::{NumberScopes, ScopeThrottles};
 
 /// Due retries moved back to the stream per script call.
 const RETRY_BATCH: usize = 500;
@@ -54,7 +54,8 @@ pub struct WorkerConfig {
     /// The number row's `updated_at` when it was read.
     pub version: chrono::DateTime<chrono::Utc>,
     pub phone_number_id: String,
-    pub waba_id: String,
+    /// Its tenant's app and its WABA, which rate limits 4 and 80007 hold.
+    pub scopes: NumberScopes,
     pub token: SecretString,
     pub rate: u32,
     /// The most the number may send (its throughput tier).
@@ -128,7 +129,7 @@ impl NumberWorker {
             config.consumer.clone(),
         )
         .await?;
-        shared.scopes.watch(&config.waba_id);
+        shared.scopes.watch(&config.scopes);
         shared.scopes.refresh(&mut commands).await?;
         Ok(Self {
             pace: Pace::new(&config, shared.clock),

@@ -9,7 +9,6 @@ use tracing::Instrument;
 
 use super::NumberWorker;
 use crate::recorder::Outcome;
-use crate::scope::scope_of;
 
 impl NumberWorker {
     /// Starts the send of `entry` (the gate let it through; `permit` is its place in the
@@ -56,7 +55,7 @@ impl NumberWorker {
             let hold = match &result {
                 SendResult::Rejected {
                     error, retry_after, ..
-                } => scope_of(error.code, &config.waba_id).and_then(|scope| {
+                } => config.scopes.of(error.code).and_then(|scope| {
                     let length = config.scope_throttle.max(retry_after.unwrap_or_default());
                     scopes.hold_here(&scope, length)
                 }),
