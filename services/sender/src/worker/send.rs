@@ -57,7 +57,7 @@ impl NumberWorker {
                     error, retry_after, ..
                 } => config.scopes.of(error.code).and_then(|scope| {
                     let length = config.scope_throttle.max(retry_after.unwrap_or_default());
-                    scopes.hold_here(&scope, length)
+                    scopes.hold_here(scope, length)
                 }),
                 _ => None,
             };
