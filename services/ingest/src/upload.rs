@@ -581,3 +581,82 @@ impl Read for ChannelReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_shared::db::templates::CampaignTemplate;
+    use herald_shared::domain::NumberId;
+    use proptest::prelude::*;
+
+    /// Parses `body` (in `chunks`-byte pieces) as an upload to a one-template campaign; the
+    /// outcome and the batches it sent.
+    fn parse(body: &[u8], chunk: usize) -> (Result<(), ApiError>, Vec<Batch>) {
+        let mix = Mix::new(
+            vec![CampaignTemplate::only("t", "en", 2)],
+            vec![NumberId::new()],
+        );
+        let (tx, rx) = mpsc::channel(body.len() / chunk.max(1) + 2);
+        for piece in body.chunks(chunk.max(1)) {
+            tx.try_send(Ok(Bytes::copy_from_slice(piece))).unwrap();
+        }
+        drop(tx);
+        let (batches, mut out) = mpsc::channel(1024);
+        let parsed = parse_csv(ChannelReader::new(rx), &mix, None, &batches);
+        drop(batches);
+        let mut sent = Vec::new();
+        while let Ok(batch) = out.try_recv() {
+            sent.push(batch);
+        }
+        (parsed, sent)
+    }
+
+    /// A CSV-ish text: the header, then lines of cells drawn from what breaks parsers.
+    fn csvish() -> impl Strategy<Value = String> {
+        let cell = prop_oneof![
+            Just(String::new()),
+            Just("+447400000001".to_owned()),
+            Just("\"".to_owned()),
+            Just("\"a,b\"".to_owned()),
+            Just("\u{0}".to_owned()),
+            Just("\u{feff}".to_owned()),
+            Just("\r".to_owned()),
+            "[\\PC]{0,12}",
+            "[0-9+ ]{0,16}",
+        ];
+        let line = proptest::collection::vec(cell, 0..6).prop_map(|cells| cells.join(","));
+        proptest::collection::vec(line, 0..12)
+            .prop_map(|lines| format!("phone,body.1,body.2\n{}", lines.join("\n")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_bytes_parse_without_panicking(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            chunk in 1usize..64,
+        ) {
+            let _ = parse(&body, chunk);
+        }
+
+        #[test]
+        fn every_csv_row_is_either_accepted_or_refused_with_its_line(
+            text in csvish(),
+            chunk in 1usize..64,
+        ) {
+            let (parsed, batches) = parse(text.as_bytes(), chunk);
+            prop_assert!(parsed.is_ok(), "{:?}", parsed.err());
+            let lines = text.split('\n').count();
+            for batch in &batches {
+                prop_assert_eq!(batch.rows as usize, batch.valid.len() + batch.rejected.len());
+                for refused in &batch.rejected {
+                    prop_assert!(refused.row >= 2 && refused.row <= lines, "{:?}", refused);
+                    let nul = '\u{0}';
+                    prop_assert!(!refused.reason.contains(nul), "{:?}", refused);
+                    prop_assert!(!refused.field.contains(nul), "{:?}", refused);
+                }
+            }
+        }
+    }
+}

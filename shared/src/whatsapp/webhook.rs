@@ -301,3 +301,83 @@ impl Notification {
             .flat_map(|(number, value)| value.statuses.iter().map(move |s| (number, s)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// Any JSON value, keys drawn from Meta's vocabulary so that the shapes Herald reads are
+    /// met with every type in every place.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("object"),
+            Just("entry"),
+            Just("id"),
+            Just("changes"),
+            Just("field"),
+            Just("value"),
+            Just("metadata"),
+            Just("phone_number_id"),
+            Just("statuses"),
+            Just("messages"),
+            Just("status"),
+            Just("timestamp"),
+            Just("errors"),
+            Just("code"),
+            Just("biz_opaque_callback_data"),
+            Just("user_preferences"),
+            Just("wa_id"),
+            Just("from"),
+            Just("type"),
+            Just("text"),
+            Just("button"),
+            Just("interactive"),
+        ]
+        .prop_map(str::to_owned);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            Just(json!("messages")),
+            Just(json!("user_preferences")),
+            Just(json!("message_template_status_update")),
+            "[\\PC]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn read_everything(n: &Notification) {
+        let _ = n.statuses().count();
+        let _ = n.inbound().count();
+        let _ = n.preferences().count();
+        let _ = n.template_updates().count();
+        let _ = n.accounts();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_json_reads_without_panicking(value in any_json()) {
+            if let Ok(n) = serde_json::from_value::<Notification>(value) {
+                read_everything(&n);
+            }
+        }
+
+        #[test]
+        fn any_bytes_read_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(n) = serde_json::from_slice::<Notification>(&body) {
+                read_everything(&n);
+            }
+        }
+    }
+}

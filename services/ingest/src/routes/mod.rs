@@ -299,3 +299,74 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[\\PC]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 48, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z.]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// `value` with a NUL put into its first string, or wrapped in an object holding one.
+    fn with_nul(value: Value) -> Value {
+        fn poison(v: &mut Value) -> bool {
+            match v {
+                Value::String(s) => {
+                    s.push('\u{0}');
+                    true
+                }
+                Value::Array(items) => items.iter_mut().any(poison),
+                Value::Object(fields) => fields.values_mut().any(poison),
+                _ => false,
+            }
+        }
+        let mut value = value;
+        if poison(&mut value) {
+            value
+        } else {
+            json!({"wrapped": [value, "a\u{0}b"]})
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_body_is_read_or_refused_without_panicking(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let _ = refuse_nul(&body);
+            let _ = json_body::<Value>(&body);
+            let _ = json_body::<campaigns::CreateCampaign>(&body);
+        }
+
+        #[test]
+        fn a_nul_anywhere_in_a_json_body_is_refused_naming_where(value in any_json()) {
+            let body = serde_json::to_vec(&with_nul(value)).unwrap();
+            match refuse_nul(&body) {
+                Err(ApiError::Invalid { fields, .. }) => {
+                    prop_assert_eq!(fields.len(), 1);
+                    prop_assert!(!fields[0].field.is_empty());
+                    let nul = '\u{0}';
+                    prop_assert!(!fields[0].field.contains(nul), "{:?}", fields[0].field);
+                }
+                other => prop_assert!(false, "not refused: {:?}", other.err()),
+            }
+        }
+    }
+}
