@@ -5,7 +5,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
+use herald_shared::domain::CampaignId;
 use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
 use serde_json::json;
 use wiremock::matchers::method;
@@ -24,6 +26,40 @@ impl wiremock::Respond for &'static Recording {
     }
 }
 
+const INGEST_AND_SENDER: Roles = Roles {
+    ingest: true,
+    sender: true,
+    webhook: false,
+    simulator: false,
+};
+
+/// Registers number `phone` in portfolio `portfolio` (sending at 50 msg/s) and starts a
+/// campaign of `n` recipients from it.
+async fn capped_campaign(api: &ApiClient, portfolio: &str, phone: &str, n: usize) -> CampaignId {
+    let number: serde_json::Value = api
+        .post(
+            "/v1/numbers",
+            &json!({"phone_number_id": phone, "waba_id": "210000000000002",
+                    "display_number": format!("+{phone}"), "access_token": "t", "verify": false,
+                    "rate": 50, "portfolio_id": portfolio}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(number["portfolio_id"], portfolio);
+    let campaign = api
+        .create_campaign(
+            "capped",
+            "spring_sale_2026",
+            "en_GB",
+            &[serde_json::from_value(number["id"].clone()).unwrap()],
+        )
+        .await
+        .unwrap();
+    api.upload(campaign.id, &recipients(n)).await.unwrap();
+    api.start(campaign.id).await.unwrap();
+    campaign.id
+}
+
 #[tokio::test]
 async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     let recording: &'static Recording = Box::leak(Box::new(Recording(Mutex::default())));
@@ -36,13 +72,7 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     let window = Duration::from_millis(ctx.settings.sender.daily_cap_window_ms);
     let mut settings = ctx.settings.clone();
     settings.whatsapp.base_url = cloud_api.uri();
-    let roles = Roles {
-        ingest: true,
-        sender: true,
-        webhook: false,
-        simulator: false,
-    };
-    let stack = Stack::start(settings, roles).await.unwrap();
+    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
 
     let refused = api
@@ -52,30 +82,10 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
     api.put("/v1/portfolios/pf-1", &json!({"daily_recipient_limit": 3}))
         .await
         .unwrap();
-    let number: serde_json::Value = api
-        .post(
-            "/v1/numbers",
-            &json!({"phone_number_id": "300000000001", "waba_id": "210000000000002",
-                    "display_number": "+300000000001", "access_token": "t", "verify": false,
-                    "rate": 50, "portfolio_id": "pf-1"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(number["portfolio_id"], "pf-1");
-    let campaign = api
-        .create_campaign(
-            "capped",
-            "spring_sale_2026",
-            "en_GB",
-            &[serde_json::from_value(number["id"].clone()).unwrap()],
-        )
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(5)).await.unwrap();
-    api.start(campaign.id).await.unwrap();
+    let campaign = capped_campaign(&api, "pf-1", "300000000001", 5).await;
 
     let c = eventually("every message sent", Duration::from_secs(30), || async {
-        let c = api.campaign(campaign.id).await.unwrap().counters;
+        let c = api.campaign(campaign).await.unwrap().counters;
         (c.sent == 5).then_some(c)
     })
     .await;
@@ -91,7 +101,7 @@ async fn beyond_the_portfolio_limit_messages_wait_for_the_window_then_go() {
         "the fourth waited for the window: {:?}",
         times[3] - first
     );
-    assert_counters_match(&ctx.pool, campaign.id).await;
+    assert_counters_match(&ctx.pool, campaign).await;
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
@@ -111,37 +121,12 @@ async fn messages_held_back_by_the_limit_count_against_the_fan_out_window() {
     // A recipient stays counted for a minute: one goes, the rest wait all through the test.
     settings.sender.daily_cap_window_ms = 60_000;
     let (window, batch) = (20, 10);
-    let roles = Roles {
-        ingest: true,
-        sender: true,
-        webhook: false,
-        simulator: false,
-    };
-    let stack = Stack::start(settings, roles).await.unwrap();
+    let stack = Stack::start(settings, INGEST_AND_SENDER).await.unwrap();
     let api = ctx.tenant(&stack.ingest_url).await;
     api.put("/v1/portfolios/pf-2", &json!({"daily_recipient_limit": 1}))
         .await
         .unwrap();
-    let number: serde_json::Value = api
-        .post(
-            "/v1/numbers",
-            &json!({"phone_number_id": "300000000002", "waba_id": "210000000000002",
-                    "display_number": "+300000000002", "access_token": "t", "verify": false,
-                    "rate": 50, "portfolio_id": "pf-2"}),
-        )
-        .await
-        .unwrap();
-    let campaign = api
-        .create_campaign(
-            "capped",
-            "spring_sale_2026",
-            "en_GB",
-            &[serde_json::from_value(number["id"].clone()).unwrap()],
-        )
-        .await
-        .unwrap();
-    api.upload(campaign.id, &recipients(300)).await.unwrap();
-    api.start(campaign.id).await.unwrap();
+    let campaign = capped_campaign(&api, "pf-2", "300000000002", 300).await;
 
     // Fanned out (queued) but not sent: what Redis holds for the number. One recipient goes;
     // the rest wait in the retry set for the limit's window, and fan-out must not top the
@@ -149,7 +134,7 @@ async fn messages_held_back_by_the_limit_count_against_the_fan_out_window() {
     let held = || async {
         let (queued, sent): (i64, i64) =
             sqlx::query_as("SELECT queued, sent FROM campaigns WHERE id = $1")
-                .bind(campaign.id)
+                .bind(campaign)
                 .fetch_one(&ctx.pool)
                 .await
                 .unwrap();

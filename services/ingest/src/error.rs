@@ -56,11 +56,7 @@ impl ApiError {
         let reason = reason.into();
         Self::Invalid {
             message: format!("{field}: {reason}"),
-            fields: vec![FieldError {
-                row: None,
-                field: field.to_owned(),
-                reason,
-            }],
+            fields: vec![FieldError::new(field, reason)],
         }
     }
 
@@ -91,6 +87,17 @@ pub struct FieldError {
     pub row: Option<usize>,
     pub field: String,
     pub reason: String,
+}
+
+impl FieldError {
+    /// A problem with a field of the request (not an upload row).
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            row: None,
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// A 422 about one field.

@@ -26,10 +26,13 @@ pub const STATUS: usize = 32;
 /// `value` has at most `max` characters and no NUL.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.contains('\0') {
-        return Err(problem(field, "must not contain NUL (\\u0000)".into()));
+        return Err(FieldError::new(field, "must not contain NUL (\\u0000)"));
     }
     if value.chars().count() > max {
-        return Err(problem(field, format!("must be at most {max} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -38,17 +41,9 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
 pub fn digits(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     let value = value.trim();
     if value.is_empty() || value.len() > max || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(problem(field, format!("must be 1 to {max} digits")));
+        return Err(FieldError::new(field, format!("must be 1 to {max} digits")));
     }
     Ok(())
-}
-
-fn problem(field: &str, reason: String) -> FieldError {
-    FieldError {
-        row: None,
-        field: field.to_owned(),
-        reason,
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::page::{Page, PageQuery};
 use super::{
-    ApiJson, ApiPath, ApiQuery, Tenant, body_bytes, json_body, media_type, rejected, unsupported,
+    ApiJson, ApiPath, ApiQuery, CampaignPath, Tenant, body_bytes, json_body, media_type, rejected,
+    unsupported,
 };
 use crate::audience::Mix;
 use crate::catalog::{self, Choice};
@@ -180,14 +181,6 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn problem(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
-    FieldError {
-        row: None,
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Creates a campaign (a draft, or scheduled with `scheduled_at`) after checking its templates
 /// against the WABAs of its numbers.
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", operation_id = "create_campaign",
@@ -203,7 +196,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let mut problems = Vec::new();
     if req.name.trim().is_empty() {
-        problems.push(problem("name", "is required"));
+        problems.push(FieldError::new("name", "is required"));
     }
     problems.extend(limits::text("name", &req.name, limits::NAME).err());
     let choices: Vec<(String, Choice)> = match (req.template, req.templates) {
@@ -214,7 +207,7 @@ pub async fn create(
             .map(|(i, c)| (format!("templates[{i}]"), c))
             .collect(),
         _ => {
-            problems.push(problem(
+            problems.push(FieldError::new(
                 "template",
                 "give either template (one) or templates (several, with weights)",
             ));
@@ -222,17 +215,23 @@ pub async fn create(
         }
     };
     if choices.len() > MAX_TEMPLATES {
-        problems.push(problem("templates", format!("at most {MAX_TEMPLATES}")));
+        problems.push(FieldError::new(
+            "templates",
+            format!("at most {MAX_TEMPLATES}"),
+        ));
     }
     for (field, choice) in &choices {
         if choice.name.trim().is_empty() {
-            problems.push(problem(format!("{field}.name"), "is required"));
+            problems.push(FieldError::new(format!("{field}.name"), "is required"));
         }
         if choice.language.trim().is_empty() {
-            problems.push(problem(format!("{field}.language"), "is required"));
+            problems.push(FieldError::new(format!("{field}.language"), "is required"));
         }
         if choice.weight == Some(0) {
-            problems.push(problem(format!("{field}.weight"), "must be at least 1"));
+            problems.push(FieldError::new(
+                format!("{field}.weight"),
+                "must be at least 1",
+            ));
         }
         let name = limits::text(
             &format!("{field}.name"),
@@ -246,7 +245,7 @@ pub async fn create(
         );
         problems.extend(name.err().into_iter().chain(language.err()));
         if let Some((key, reason)) = choice.values.problem(limits::VALUE) {
-            problems.push(problem(format!("{field}.values.{key}"), reason));
+            problems.push(FieldError::new(format!("{field}.values.{key}"), reason));
         }
     }
     if let Some(at) = req.scheduled_at {
@@ -256,11 +255,14 @@ pub async fn create(
     wanted.sort();
     wanted.dedup();
     if wanted.is_empty() {
-        problems.push(problem("sender_numbers", "needs at least one number"));
+        problems.push(FieldError::new(
+            "sender_numbers",
+            "needs at least one number",
+        ));
     }
     let owned = numbers::owned_numbers(&state.pool, tenant, &wanted).await?;
     for n in wanted.iter().filter(|n| !owned.contains(n)) {
-        problems.push(problem(
+        problems.push(FieldError::new(
             "sender_numbers",
             format!("{n} is not one of your numbers"),
         ));
@@ -294,7 +296,7 @@ pub async fn create(
 /// A schedule must be in the future (a second of clock skew aside).
 fn in_the_past(at: chrono::DateTime<chrono::Utc>) -> Option<FieldError> {
     (at < chrono::Utc::now() - chrono::Duration::seconds(1)).then(|| {
-        problem(
+        FieldError::new(
             "scheduled_at",
             format!("{} is in the past", at.to_rfc3339()),
         )
@@ -350,7 +352,7 @@ pub async fn list(
 
 /// The campaign with its counters, rates, ETA and per-template and per-number breakdowns.
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns", operation_id = "get_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 200, description = "the campaign", body = CampaignView),
         (status = 404, description = "no such campaign"),
@@ -427,7 +429,7 @@ pub struct UploadQuery {
 /// (`suppressed` for recipients who opted out); refused ones are reported by row and stored
 /// nowhere. A key some template needs that the upload never gives refuses it whole (422).
 #[utoipa::path(post, path = "/v1/campaigns/{id}/recipients", tag = "campaigns", operation_id = "add_recipients",
-    params(("id" = CampaignId, Path, description = "the campaign"), UploadQuery),
+    params(CampaignPath, UploadQuery),
     request_body(content(
         (Recipients = "application/json"),
         (String = "text/csv", example = "phone,name\n+14155550100,Ada\n"),
@@ -519,7 +521,7 @@ pub async fn add_recipients(
 /// Every row an upload refused, as CSV (`row,field,reason`), streamed.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/uploads/{upload_id}/errors.csv", tag = "campaigns", operation_id = "upload_errors",
     params(
-        ("id" = CampaignId, Path, description = "the campaign"),
+        CampaignPath,
         ("upload_id" = uuid::Uuid, Path, description = "the upload's `upload_id`"),
     ),
     responses(
@@ -573,7 +575,7 @@ pub async fn upload_errors(
 
 /// Starts a draft or scheduled campaign, after its templates' pre-flight again.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns", operation_id = "start_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 202, description = "running", body = CampaignView),
         (status = 404, description = "no such campaign"),
@@ -644,7 +646,7 @@ pub struct Schedule {
 
 /// Schedules a draft campaign, or moves a scheduled one's time.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/schedule", tag = "campaigns", operation_id = "schedule_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     request_body = Schedule,
     responses(
         (status = 200, description = "scheduled", body = CampaignView),
@@ -678,7 +680,7 @@ pub async fn schedule(
 
 /// Makes a scheduled campaign a draft again.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/unschedule", tag = "campaigns", operation_id = "unschedule_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 200, description = "a draft again", body = CampaignView),
         (status = 404, description = "no such campaign"),
@@ -701,7 +703,7 @@ pub async fn unschedule(
 
 /// Stops sending within a second on every sender; unsent messages are kept.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns", operation_id = "pause_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 200, description = "paused", body = CampaignView),
         (status = 404, description = "no such campaign"),
@@ -719,7 +721,7 @@ pub async fn pause(
 
 /// Sends the kept messages again.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns", operation_id = "resume_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 200, description = "running again", body = CampaignView),
         (status = 404, description = "no such campaign"),
@@ -738,7 +740,7 @@ pub async fn resume(
 
 /// Stops the campaign for good: every message not yet sent becomes `cancelled`.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns", operation_id = "cancel_campaign",
-    params(("id" = CampaignId, Path, description = "the campaign")),
+    params(CampaignPath),
     responses(
         (status = 200, description = "cancelled; its unsent messages are `cancelled`", body = CampaignView),
         (status = 404, description = "no such campaign"),

@@ -18,7 +18,7 @@ use herald_shared::db::campaigns;
 use herald_shared::domain::{CampaignId, CampaignState, TenantId};
 
 use super::campaigns::CampaignView;
-use super::{ApiPath, Tenant};
+use super::{ApiPath, CampaignPath, Tenant};
 use crate::{ApiError, AppState};
 
 /// How often state changes are looked for, and progress sent.
@@ -30,7 +30,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// the campaign ends. `Last-Event-ID` resumes.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/events", tag = "campaigns", operation_id = "campaign_events",
     params(
-        ("id" = CampaignId, Path, description = "the campaign"),
+        CampaignPath,
         ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen, to resume after it"),
     ),
     responses(

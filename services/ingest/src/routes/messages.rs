@@ -15,7 +15,7 @@ use herald_shared::domain::{CampaignId, MessageStatus, TenantId};
 use serde::Deserialize;
 
 use super::page::{Page, PageQuery};
-use super::{ApiPath, ApiQuery, Tenant};
+use super::{ApiPath, ApiQuery, CampaignPath, Tenant};
 use crate::{ApiError, AppState};
 
 /// Rows an export sends at a time (about 64 KiB of CSV).
@@ -49,7 +49,7 @@ async fn ensure_campaign(
 
 /// The campaign's messages by id, in one `status` when given, a page at a time.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/messages", tag = "messages", operation_id = "list_messages",
-    params(("id" = CampaignId, Path, description = "the campaign"), ListQuery),
+    params(CampaignPath, ListQuery),
     responses(
         (status = 200, description = "a page of messages", body = Page<MessageView>),
         (status = 404, description = "no such campaign"),
@@ -75,7 +75,7 @@ pub async fn list(
 /// are written as they arrive, in chunks of about 64 KiB, at most a few chunks ahead of the
 /// client, so memory stays flat whatever the campaign's size.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/messages.csv", tag = "messages", operation_id = "export_messages",
-    params(("id" = CampaignId, Path, description = "the campaign"), ListQuery),
+    params(CampaignPath, ListQuery),
     responses(
         (status = 200, description = "every message: `id,recipient,status,attempts,error_code,error_title,wamid,number,template,created_at,queued_at,sent_at,delivered_at,read_at,failed_at`", body = String, content_type = "text/csv"),
         (status = 404, description = "no such campaign"),

@@ -162,6 +162,24 @@ pub fn media_type(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// The `{id}` of a campaign's routes, as their OpenAPI operations name it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the OpenAPI document; handlers read `ApiPath`
+pub struct CampaignPath {
+    /// The campaign.
+    id: herald_shared::domain::CampaignId,
+}
+
+/// The `{id}` of a number's routes, as their OpenAPI operations name it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the OpenAPI document; handlers read `ApiPath`
+pub struct NumberPath {
+    /// The number (Herald's id).
+    id: herald_shared::domain::NumberId,
+}
+
 /// The tenant whose API key came with the request.
 pub struct Tenant(pub TenantId);
 

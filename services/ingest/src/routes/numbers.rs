@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::page::{Page, PageQuery};
-use super::{ApiJson, ApiPath, ApiQuery, Tenant};
+use super::{ApiJson, ApiPath, ApiQuery, NumberPath, Tenant};
 use crate::error::FieldError;
 use crate::limits;
 use crate::{ApiError, AppState};
@@ -296,7 +296,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "get_number",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     responses(
         (status = 200, description = "the number", body = NumberView),
         (status = 404, description = "no such number"),
@@ -327,7 +327,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 
 /// Changes a number's display name, throughput ceiling or portfolio.
 #[utoipa::path(patch, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "update_number",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     request_body = PatchNumber,
     responses(
         (status = 200, description = "the number as changed", body = NumberView),
@@ -390,7 +390,7 @@ pub async fn update(
 
 /// Deletes a number no unfinished campaign uses (409 names the campaigns that do).
 #[utoipa::path(delete, path = "/v1/numbers/{id}", tag = "numbers", operation_id = "delete_number",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "no such number"),
@@ -444,7 +444,7 @@ pub struct TestError {
 
 /// Tests a number's connection: Graph `GET /{phone_number_id}` with the number's token.
 #[utoipa::path(post, path = "/v1/numbers/{id}/test", tag = "numbers", operation_id = "test_number",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     responses(
         (status = 200, description = "what the test found (`ok` false when the number cannot send)", body = TestReport),
         (status = 404, description = "no such number"),
@@ -519,7 +519,7 @@ pub struct NewToken {
 
 /// Replaces a number's access token (after a 190, say) and lets it send again.
 #[utoipa::path(put, path = "/v1/numbers/{id}/token", tag = "numbers", operation_id = "replace_number_token",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     request_body = NewToken,
     responses(
         (status = 204, description = "replaced; the number is active"),
@@ -557,7 +557,7 @@ pub async fn update_token(
 
 /// Lets a paused number send again (after an operator fixed what paused it).
 #[utoipa::path(post, path = "/v1/numbers/{id}/resume", tag = "numbers", operation_id = "resume_number",
-    params(("id" = NumberId, Path, description = "the number (Herald's id)")),
+    params(NumberPath),
     responses(
         (status = 204, description = "active again"),
         (status = 404, description = "no such number"),
