@@ -64,8 +64,9 @@ pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO webhook_event_tenants (tenant_id, event_id)
-         SELECT DISTINCT n.tenant_id, e.id
+        "INSERT INTO webhook_event_tenants (tenant_id, event_id, arrival_ms, arrival_seq)
+         SELECT DISTINCT n.tenant_id, e.id, split_part(x.buffer_id, '-', 1)::bigint,
+                split_part(x.buffer_id, '-', 2)::bigint
          FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x(buffer_id, number, waba)
          JOIN webhook_events e ON e.buffer_id = x.buffer_id
          JOIN sender_numbers n ON n.phone_number_id = x.number OR n.waba_id = x.waba
@@ -83,6 +84,9 @@ pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Logged {
     pub id: i64,
+    /// Its buffer entry id's parts: where it stands in the order of arrival.
+    pub arrival_ms: i64,
+    pub arrival_seq: i64,
     pub body: Vec<u8>,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
@@ -90,21 +94,59 @@ pub struct Logged {
     pub error: Option<String>,
 }
 
-/// A page of the bodies naming `tenant`'s numbers or WABAs, newest first, before `before`.
+/// Where a body stands in the order of arrival: its buffer entry id (`<ms>-<seq>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Arrival {
+    pub ms: i64,
+    pub seq: i64,
+}
+
+impl std::fmt::Display for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for Arrival {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (ms, seq) = s.split_once('-').ok_or(())?;
+        Ok(Self {
+            ms: ms.parse().map_err(|_| ())?,
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+impl Logged {
+    pub fn arrival(&self) -> Arrival {
+        Arrival {
+            ms: self.arrival_ms,
+            seq: self.arrival_seq,
+        }
+    }
+}
+
+/// A page of the bodies naming `tenant`'s numbers or WABAs, newest first (in the order they
+/// arrived), from those that arrived before `before`.
 pub async fn page(
     pool: &PgPool,
     tenant: crate::domain::TenantId,
-    before: Option<i64>,
+    before: Option<Arrival>,
     limit: i64,
 ) -> sqlx::Result<Vec<Logged>> {
     sqlx::query_as(
-        "SELECT e.id, e.body, e.received_at, e.processed_at, e.outcome, e.error
+        "SELECT e.id, t.arrival_ms, t.arrival_seq, e.body, e.received_at, e.processed_at,
+                e.outcome, e.error
          FROM webhook_event_tenants t JOIN webhook_events e ON e.id = t.event_id
-         WHERE t.tenant_id = $1 AND ($2::bigint IS NULL OR t.event_id < $2)
-         ORDER BY t.event_id DESC LIMIT $3",
+         WHERE t.tenant_id = $1
+           AND ($2::bigint IS NULL OR (t.arrival_ms, t.arrival_seq) < ($2, $3))
+         ORDER BY t.arrival_ms DESC, t.arrival_seq DESC LIMIT $4",
     )
     .bind(tenant)
-    .bind(before)
+    .bind(before.map(|b| b.ms))
+    .bind(before.map(|b| b.seq))
     .bind(limit)
     .fetch_all(pool)
     .await

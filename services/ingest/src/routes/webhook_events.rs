@@ -57,6 +57,6 @@ pub async fn list(
 ) -> Result<Json<Page<WebhookEventView>>, ApiError> {
     let limit = page.limit()?;
     let rows = webhook_events::page(&state.pool, tenant, page.after_parsed()?, limit + 1).await?;
-    let page = Page::new(rows, limit, |e| e.id.to_string());
+    let page = Page::new(rows, limit, |e| e.arrival().to_string());
     Ok(Json(page.map(WebhookEventView::from)))
 }
