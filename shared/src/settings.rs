@@ -131,6 +131,9 @@ pub struct IngestSettings {
     /// retry set) before fan-out waits for its sender.
     pub fanout_window: usize,
     pub fanout_poll_ms: u64,
+    /// After Redis lost a lane's entries, how long fan-out waits (for sends in flight to be
+    /// recorded and receipts naming the messages to arrive) before appending the unsent again.
+    pub repair_window_ms: u64,
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
     /// How often each replica looks for scheduled campaigns now due.

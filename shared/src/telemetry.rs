@@ -162,6 +162,14 @@ fn describe() {
         "herald_webhook_foreign_receipts_total",
         "Receipts ignored: their message was sent from another number than the one they name"
     );
+    describe_counter!(
+        "herald_fanout_lost_lanes_total",
+        "Streams (a campaign's messages on one number) found to have lost entries: Redis lost data"
+    );
+    describe_counter!(
+        "herald_fanout_requeued_total",
+        "Messages appended again to their streams after Redis lost them unsent"
+    );
     describe_histogram!(
         "herald_cloud_api_request_seconds",
         metrics::Unit::Seconds,

@@ -3,6 +3,7 @@
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use std::sync::Arc;
 
+use herald_shared::stream::fanout::Expect;
 use herald_shared::stream::{Entry, Keys, NumberQueue, fanout};
 use herald_tests::TestContext;
 use redis::AsyncCommands;
@@ -24,11 +25,30 @@ async fn fan_out(
     campaign: CampaignId,
     ids: std::ops::RangeInclusive<i64>,
 ) -> i64 {
-    let entries: Vec<Entry> = ids.map(|id| entry(id, campaign)).collect();
-    let added = fanout::append(redis, keys, &keys.number(number), campaign, &entries)
+    fan_out_expecting(redis, keys, number, campaign, Expect::default(), ids)
         .await
-        .unwrap();
-    added as i64
+        .expect("nothing lost") as i64
+}
+
+async fn fan_out_expecting(
+    redis: &mut herald_shared::stream::Connection,
+    keys: &Keys,
+    number: NumberId,
+    campaign: CampaignId,
+    expect: Expect,
+    ids: std::ops::RangeInclusive<i64>,
+) -> Option<usize> {
+    let entries: Vec<Entry> = ids.map(|id| entry(id, campaign)).collect();
+    fanout::append(
+        redis,
+        keys,
+        &keys.number(number),
+        campaign,
+        expect,
+        &entries,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -47,6 +67,71 @@ async fn repeating_a_fan_out_after_a_crash_appends_nothing_twice() {
     assert_eq!(fan_out(&mut redis, &keys, number, second, 1..=3).await, 3);
     let len: usize = redis.xlen(keys.stream(number)).await.unwrap();
     assert_eq!(len, 18);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_lost_entries_takes_none_until_repaired() {
+    let ctx = TestContext::new().await;
+    let mut redis = ctx.redis().await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let (number, campaign) = (NumberId::new(), CampaignId::new());
+    let lane = [(number, campaign)];
+    assert_eq!(
+        fan_out(&mut redis, &keys, number, campaign, 1..=10).await,
+        10
+    );
+    assert_eq!(
+        fanout::appended(&mut redis, &keys, &lane).await.unwrap(),
+        [10]
+    );
+    // Postgres knows 1..=10 were appended; Redis loses them.
+    herald_shared::stream::admin::delete_prefixed(&mut redis, keys.prefix())
+        .await
+        .unwrap();
+    assert_eq!(
+        fanout::appended(&mut redis, &keys, &lane).await.unwrap(),
+        [0]
+    );
+    let next = Expect {
+        appended: 10,
+        raise_to: 0,
+    };
+    assert_eq!(
+        fan_out_expecting(&mut redis, &keys, number, campaign, next, 11..=12).await,
+        None,
+        "appending the next page would hide the loss"
+    );
+    let len: usize = redis.xlen(keys.stream(number)).await.unwrap();
+    assert_eq!(len, 0);
+    // The repair appends the lost ones still unsent, a page at a time, raising the stream's
+    // record to each page's end; repeated, it appends nothing twice.
+    for _ in 0..2 {
+        for (page, through) in [([2, 3], 5), ([7, 9], 10)] {
+            let entries: Vec<Entry> = page.iter().map(|id| entry(*id, campaign)).collect();
+            let expect = Expect {
+                appended: 0,
+                raise_to: through,
+            };
+            fanout::append(
+                &mut redis,
+                &keys,
+                &keys.number(number),
+                campaign,
+                expect,
+                &entries,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+    }
+    let len: usize = redis.xlen(keys.stream(number)).await.unwrap();
+    assert_eq!(len, 4);
+    assert_eq!(
+        fan_out_expecting(&mut redis, &keys, number, campaign, next, 11..=12).await,
+        Some(2)
+    );
     ctx.cleanup().await;
 }
 

@@ -68,6 +68,15 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// Finds the streams that lost entries because Redis lost data and appends their unsent
+    /// messages again once `ingest.repair_window_ms` has passed since they were found (what
+    /// ingest's fan-out also does on its own while it runs).
+    Repair {
+        /// Repairs at once, without waiting for the window: only when no sender can have a
+        /// send of those messages still in flight (every sender stopped, say).
+        #[arg(long)]
+        now: bool,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
@@ -103,7 +112,7 @@ impl Command {
             Command::Webhook => Uses::WEBHOOK,
             Command::Simulator => Uses::SIMULATOR,
             Command::Migrate | Command::Tenant { .. } => Uses::DATABASE,
-            Command::Lag { .. } | Command::Top { .. } => Uses::STORES,
+            Command::Lag { .. } | Command::Top { .. } | Command::Repair { .. } => Uses::STORES,
             Command::Demo | Command::Bench { .. } => {
                 Uses::INGEST.and(Uses::WEBHOOK).and(Uses::SIMULATOR)
             }
@@ -217,6 +226,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             } else {
                 print!("{}", herald::ops::top_table(&rows));
             }
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Repair { now } => {
+            let (pool, redis, keys) = herald::ops::connect(&settings).await?;
+            let window = if now {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(settings.ingest.repair_window_ms)
+            };
+            let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+            let mut fanout = herald_ingest::FanOut::new(pool, redis, keys, &settings.ingest, wake);
+            let repaired = fanout.repair(window).await?;
+            print!("{}", herald::ops::repair_report(&repaired, window));
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Tenant {

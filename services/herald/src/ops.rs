@@ -210,6 +210,39 @@ fn truncate(s: &str, width: usize) -> String {
 }
 
 /// What `herald lag` and `herald top` read from.
+/// What `herald repair` found and did, for people.
+pub fn repair_report(repaired: &herald_ingest::Repaired, window: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "streams found to have lost entries: {}",
+        repaired.found
+    );
+    for (r, appended) in &repaired.done {
+        let _ = writeln!(
+            out,
+            "repaired  campaign {} number {}: {appended} unsent messages appended again",
+            r.campaign, r.number
+        );
+    }
+    let now = chrono::Utc::now();
+    for r in &repaired.waiting {
+        let left = chrono::Duration::from_std(window).unwrap_or_default() - (now - r.since);
+        let _ = writeln!(
+            out,
+            "waiting   campaign {} number {}: repaired in {} s (or run with --now once no \
+             sender can have its sends in flight)",
+            r.campaign,
+            r.number,
+            left.num_seconds().max(0)
+        );
+    }
+    if repaired.found == 0 && repaired.done.is_empty() && repaired.waiting.is_empty() {
+        out.push_str("every stream holds what was appended to it\n");
+    }
+    out
+}
+
 pub async fn connect(settings: &Settings) -> anyhow::Result<(sqlx::PgPool, Connection, Keys)> {
     let pool = herald_shared::db::pool(&settings.database)?;
     let redis = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT)).await?;

@@ -366,3 +366,66 @@ async fn after_a_number_moves_the_lag_summed_over_both_senders_is_the_true_lag()
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// `herald repair` as an operator runs it, against the test's database and Redis.
+async fn repair(ctx: &TestContext, args: &[&str]) -> String {
+    let output = ctx
+        .herald_command(env!("CARGO_BIN_EXE_herald"), "repair")
+        .args(args)
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "herald repair {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn herald_repair_appends_again_what_redis_lost_and_nothing_sent() {
+    let ctx = TestContext::new().await;
+    let (campaign, numbers) = herald_tests::seed_campaign_over(&ctx, 1, 5).await;
+    // Fanned out, then Redis lost it all: Postgres says queued and appended, Redis has nothing.
+    for statement in [
+        "UPDATE campaigns SET state = 'running', started_at = now() WHERE id = $1",
+        "UPDATE messages SET status = 'queued' WHERE campaign_id = $1",
+        "UPDATE campaign_numbers SET fanout_cursor = m.last, fanout_appended = m.last
+         FROM (SELECT max(id) AS last FROM messages WHERE campaign_id = $1) m
+         WHERE campaign_id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(campaign)
+            .execute(&ctx.pool)
+            .await
+            .unwrap();
+    }
+    // One was sent and recorded meanwhile: it is not sent again.
+    let first: i64 = sqlx::query_scalar("SELECT min(id) FROM messages WHERE campaign_id = $1")
+        .bind(campaign)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    herald_tests::set_status(
+        &ctx.pool,
+        herald_shared::domain::MessageId(first),
+        herald_shared::domain::MessageStatus::Sent,
+        Some("wamid.S"),
+    )
+    .await;
+
+    let found = repair(&ctx, &[]).await;
+    assert!(
+        found.contains("found to have lost entries: 1") && found.contains("waiting"),
+        "{found}"
+    );
+    let done = repair(&ctx, &["--now"]).await;
+    assert!(done.contains("4 unsent messages appended again"), "{done}");
+    let keys = herald_shared::stream::Keys::new(ctx.settings.redis.key_prefix.clone());
+    let mut redis = ctx.redis().await;
+    let queued: usize = redis::AsyncCommands::xlen(&mut redis, keys.stream(numbers[0]))
+        .await
+        .unwrap();
+    assert_eq!(queued, 4);
+    let again = repair(&ctx, &["--now"]).await;
+    assert!(again.contains("every stream holds"), "{again}");
+    ctx.cleanup().await;
+}

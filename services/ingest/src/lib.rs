@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use fanout::{FanOut, Fanned};
+pub use fanout::{FanOut, Fanned, Repaired};
 
 /// What every handler can reach.
 pub struct AppState {

@@ -292,17 +292,21 @@ pub struct FanoutRow {
 }
 
 /// A campaign's number and how far its fan-out has gone (every message of the campaign for
-/// that number at or below the cursor was handled).
+/// that number at or below the cursor was handled), with the highest id it appended.
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct Lane {
     pub number: NumberId,
     pub cursor: i64,
+    pub appended: i64,
 }
 
+/// The campaign's lanes, but those under repair (`db::repairs`): nothing is appended to a
+/// stream that lost entries until they are appended again.
 pub async fn fanout_lanes(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<Lane>> {
     sqlx::query_as(
-        "SELECT sender_number_id AS number, fanout_cursor AS cursor FROM campaign_numbers
-         WHERE campaign_id = $1 ORDER BY position",
+        "SELECT sender_number_id AS number, fanout_cursor AS cursor, fanout_appended AS appended
+         FROM campaign_numbers
+         WHERE campaign_id = $1 AND repair_since IS NULL ORDER BY position",
     )
     .bind(campaign)
     .fetch_all(pool)
@@ -367,19 +371,23 @@ pub async fn next_message_id(
     .await
 }
 
+/// Moves the lane's cursor to `cursor` and records `appended` as appended to its stream.
 pub async fn advance_fanout_cursor(
     pool: &PgPool,
     campaign: CampaignId,
     number: NumberId,
     cursor: i64,
+    appended: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE campaign_numbers SET fanout_cursor = greatest(fanout_cursor, $3)
+        "UPDATE campaign_numbers SET fanout_cursor = greatest(fanout_cursor, $3),
+                                     fanout_appended = greatest(fanout_appended, $4)
          WHERE campaign_id = $1 AND sender_number_id = $2",
     )
     .bind(campaign)
     .bind(number)
     .bind(cursor)
+    .bind(appended)
     .execute(pool)
     .await?;
     Ok(())

@@ -7,6 +7,7 @@ pub mod engagement;
 pub mod idempotency;
 pub mod messages;
 pub mod numbers;
+pub mod repairs;
 pub mod suppressions;
 pub mod templates;
 pub mod tenants;

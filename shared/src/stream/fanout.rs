@@ -2,6 +2,8 @@
 //! id appended, so a page appended again (a crash before the page was marked `queued`) adds
 //! nothing twice.
 
+use redis::AsyncCommands;
+
 use super::scripts::FAN_OUT;
 use super::{Connection, Entry, Keys, NumberKeys, RedisResult, registry};
 use crate::domain::{CampaignId, NumberId};
@@ -31,22 +33,57 @@ pub async fn lengths(
     .await
 }
 
+/// How far a lane stands: `appended`, the highest message id Postgres knows fan-out appended,
+/// and (for a repair) `raise_to`, an id the stream's record is raised to with the page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub appended: i64,
+    pub raise_to: i64,
+}
+
 /// Appends a page of `campaign`'s entries, in ascending message id order, to the number's
 /// stream (skipping those already appended) and lists the number for the senders. Returns how
-/// many were appended.
+/// many were appended, or `None` when the stream's record of what was appended is below
+/// `expect.appended`: Redis lost entries, and nothing is appended until the lane is repaired.
 pub async fn append(
     conn: &mut Connection,
     keys: &Keys,
     number: &NumberKeys,
     campaign: CampaignId,
+    expect: Expect,
     entries: &[Entry],
-) -> RedisResult<usize> {
+) -> RedisResult<Option<usize>> {
     let mut script = FAN_OUT.key(&number.stream);
-    script.key(&number.fanout).arg(campaign.to_string());
+    script
+        .key(&number.fanout)
+        .arg(campaign.to_string())
+        .arg(expect.appended)
+        .arg(expect.raise_to);
     for entry in entries {
         script.arg(entry.message.0).arg(entry.encode());
     }
-    let added: usize = script.invoke_async(&mut *conn).await?;
+    let added: i64 = script.invoke_async(&mut *conn).await?;
+    let Ok(added) = usize::try_from(added) else {
+        return Ok(None);
+    };
     registry::add_number(conn, keys, number.number).await?;
-    Ok(added)
+    Ok(Some(added))
+}
+
+/// For each (number, campaign), the highest message id its stream records as appended (0 when
+/// it records none: never appended, or lost).
+pub async fn appended(
+    conn: &mut Connection,
+    keys: &Keys,
+    lanes: &[(NumberId, CampaignId)],
+) -> RedisResult<Vec<i64>> {
+    futures::future::try_join_all(lanes.iter().map(|(number, campaign)| {
+        let mut conn = conn.clone();
+        let key = keys.number(*number).fanout;
+        async move {
+            let id: Option<i64> = conn.hget(key, campaign.to_string()).await?;
+            Ok(id.unwrap_or(0))
+        }
+    }))
+    .await
 }

@@ -11,7 +11,7 @@ use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 
 use super::scripts::{MOVE_DUE_RETRIES, UNPARK};
 use super::{Connection, Entry, NumberKeys, RedisResult, SENDER_GROUP};
-use crate::domain::CampaignId;
+use crate::domain::{CampaignId, MessageId};
 
 /// Where an entry taken out of the stream waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,31 @@ impl NumberQueue {
             .query_async(&mut self.conn)
             .await?;
         Ok(ids)
+    }
+
+    /// The messages of `campaign` the queue holds anywhere (its stream, read or not, its retry
+    /// and parked sets), read at one instant.
+    pub async fn held_messages(&mut self, campaign: CampaignId) -> RedisResult<HashSet<MessageId>> {
+        let keys = &self.keys;
+        let (stream, retries, parked): (StreamRangeReply, Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            redis::pipe()
+                .atomic()
+                .xrange_all(&keys.stream)
+                .zrange(&keys.retry, 0, -1)
+                .zrange(&keys.parked, 0, -1)
+                .query_async(&mut self.conn)
+                .await?;
+        let in_stream = stream
+            .ids
+            .iter()
+            .filter_map(|e| super::conn::entry_field(e, super::ENTRY_FIELD));
+        let aside = retries.iter().chain(&parked).map(Vec::as_slice);
+        Ok(in_stream
+            .chain(aside)
+            .filter_map(|raw| Entry::decode(raw).ok())
+            .filter(|entry| entry.campaign == campaign)
+            .map(|entry| entry.message)
+            .collect())
     }
 
     pub async fn gauges(&mut self) -> RedisResult<QueueGauges> {

@@ -9,8 +9,12 @@
 //! already recorded as `sent` is not moved back.
 //!
 //! Each (campaign, number) has its own cursor, and a number holds at most `window` entries in
-//! Redis (its stream and its retry set, where retries and sends held by the daily cap wait): the rest of a campaign waits in Postgres, and a number that does not drain
-//! (paused, or slower) holds back none of the others.
+//! Redis (its stream and its retry set, where retries and sends held by the daily cap wait):
+//! the rest of a campaign waits in Postgres, and a number that does not drain (paused, or
+//! slower) holds back none of the others.
+//!
+//! Redis losing data is found by the stream's record of what was appended falling below
+//! Postgres's (`repair`): nothing is appended to such a lane until it is repaired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use herald_shared::db::messages;
 use herald_shared::db::templates::{self, CampaignTemplate};
 use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::IngestSettings;
+use herald_shared::stream::fanout::Expect;
 use herald_shared::stream::{Connection, Entry, Keys, fanout};
 use herald_shared::template::{Filling, Message};
 use sqlx::PgPool;
@@ -30,6 +35,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+mod repair;
+
+pub use repair::Repaired;
 
 /// How often fan-out tops up a number's stream held at its window: a number at 1,000 msg/s
 /// sends 100 entries meanwhile, far fewer than a window holds.
@@ -42,6 +51,8 @@ pub struct FanOut {
     batch: i64,
     window: usize,
     poll: Duration,
+    /// How long a lane that lost entries waits before they are appended again.
+    repair_window: Duration,
     wake: Arc<Notify>,
 }
 
@@ -60,6 +71,7 @@ impl FanOut {
             batch: settings.fanout_batch.max(1),
             window: settings.fanout_window.max(1),
             poll: Duration::from_millis(settings.fanout_poll_ms),
+            repair_window: Duration::from_millis(settings.repair_window_ms),
             wake,
         }
     }
@@ -69,6 +81,9 @@ impl FanOut {
     /// while a number's stream is full, to top it up as its sender drains it.
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
+            if let Err(e) = self.repair(self.repair_window).await {
+                tracing::error!(error = %format!("{e:#}"), "checking streams for lost entries failed; will retry");
+            }
             let wait = match self.process_running().await {
                 Ok(fanned) if fanned.held => HELD_POLL.min(self.poll),
                 Ok(_) => self.poll,
@@ -140,7 +155,21 @@ impl FanOut {
                     campaigns::fanout_page(&self.pool, campaign, lane.number, next - 1, through)
                         .await?;
                 if !page.is_empty() {
-                    self.append(campaign, &mix, lane.number, &page).await?;
+                    let expect = Expect {
+                        appended: lane.appended,
+                        raise_to: 0,
+                    };
+                    if self
+                        .append(campaign, &mix, lane.number, expect, &page)
+                        .await?
+                        .is_none()
+                    {
+                        self.found_lost(campaign, lane.number, lane.appended)
+                            .await?;
+                        continue;
+                    }
+                    let highest = page.last().map_or(0, |m| m.id.0);
+                    lane.appended = lane.appended.max(highest);
                     while marking.len() >= MARKING {
                         fanned.queued += marked(marking.join_next().await);
                     }
@@ -150,7 +179,8 @@ impl FanOut {
                     let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
                     marking.spawn(async move {
                         let queued = messages::mark_queued(&pool, &ids, Utc::now()).await?;
-                        campaigns::advance_fanout_cursor(&pool, campaign, number, through).await?;
+                        campaigns::advance_fanout_cursor(&pool, campaign, number, through, highest)
+                            .await?;
                         Ok::<_, sqlx::Error>(queued)
                     });
                 }
@@ -181,14 +211,16 @@ impl FanOut {
             .collect())
     }
 
-    /// Appends one number's page to its stream in one script call.
+    /// Appends one number's page to its stream in one script call; `None` when the stream
+    /// lost entries (see `stream::fanout::append`).
     async fn append(
         &mut self,
         campaign: CampaignId,
         mix: &[CampaignTemplate],
         number: NumberId,
+        expect: Expect,
         rows: &[FanoutRow],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<usize>> {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let callback = row.id.0.to_string();
@@ -216,11 +248,11 @@ impl FanOut {
             &self.keys,
             &self.keys.number(number),
             campaign,
+            expect,
             &entries,
         )
         .await
-        .with_context(|| format!("appending to the stream of number {number}"))?;
-        Ok(())
+        .with_context(|| format!("appending to the stream of number {number}"))
     }
 }
 

@@ -1,0 +1,119 @@
+//! The fault suite: a campaign under way through every role, a fault in the middle of it, and
+//! then, for each fault: every message at a final status, the counters equal to a `GROUP BY`,
+//! the campaign completed, and no recipient sent twice beyond the sends in flight when the
+//! fault came (the simulator counts them; each test prints what it saw).
+
+use std::time::Duration;
+
+use herald::client::ApiClient;
+use herald::stack::Stack;
+use herald_shared::domain::{CampaignId, CampaignState, MessageStatus};
+use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+
+/// Recipients per campaign, and the number's rate: about ten seconds of sending.
+const RECIPIENTS: usize = 1_000;
+const RATE: u32 = 100;
+
+/// A running campaign of `RECIPIENTS` on one number.
+async fn under_way(ctx: &TestContext, stack: &Stack) -> (ApiClient, CampaignId) {
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api
+        .create_number("100000000001", "token", RATE)
+        .await
+        .unwrap();
+    let campaign = api
+        .create_campaign("faults", "spring_sale_2026", "en_GB", &[number.id])
+        .await
+        .unwrap();
+    let report = api
+        .upload(campaign.id, &recipients(RECIPIENTS))
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, RECIPIENTS as i64);
+    api.start(campaign.id).await.unwrap();
+    (api, campaign.id)
+}
+
+/// Waits until `n` of the campaign's messages were sent (or went further).
+async fn sent_at_least(ctx: &TestContext, campaign: CampaignId, n: i64) {
+    eventually(
+        "the campaign under way",
+        Duration::from_secs(30),
+        || async {
+            let sent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM messages WHERE campaign_id = $1
+               AND status IN ('sent', 'delivered', 'read', 'failed')",
+            )
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .ok()?;
+            (sent >= n).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Waits for the campaign to complete, then checks what every fault must leave behind;
+/// returns how many recipients were sent twice.
+async fn completes_whole(ctx: &TestContext, stack: &Stack, campaign: CampaignId, fault: &str) {
+    eventually(
+        "the campaign completed",
+        Duration::from_secs(120),
+        || async {
+            let state: CampaignState =
+                sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+                    .bind(campaign)
+                    .fetch_one(&ctx.pool)
+                    .await
+                    .ok()?;
+            (state == CampaignState::Completed).then_some(())
+        },
+    )
+    .await;
+    let statuses = herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign)
+        .await
+        .unwrap();
+    let unfinished: i64 = statuses
+        .iter()
+        .filter(|(s, _)| !matches!(s, MessageStatus::Read | MessageStatus::Failed))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(unfinished, 0, "{fault}: every message final: {statuses:?}");
+    assert_counters_match(&ctx.pool, campaign).await;
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
+    println!(
+        "{fault}: {statuses:?}; simulator accepted {}, recipients sent twice {}, most in flight {}",
+        stats.accepted_total, stats.duplicate_recipients, stats.peak_in_flight
+    );
+    assert!(
+        stats.duplicate_recipients <= stats.peak_in_flight,
+        "{fault}: {} recipients sent twice, more than the {} sends in flight",
+        stats.duplicate_recipients,
+        stats.peak_in_flight
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_its_data_mid_campaign_loses_no_message() {
+    let ctx = TestContext::new().await;
+    let stack = ctx.start_stack().await;
+    let (_api, campaign) = under_way(&ctx, &stack).await;
+    sent_at_least(&ctx, campaign, 200).await;
+    // Every key of this deployment goes, as in a FLUSHALL or a restart without persistence.
+    let mut redis = ctx.redis().await;
+    herald_shared::stream::admin::delete_prefixed(&mut redis, &ctx.settings.redis.key_prefix)
+        .await
+        .unwrap();
+    completes_whole(&ctx, &stack, campaign, "Redis lost its data").await;
+    let repaired: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM campaign_numbers WHERE campaign_id = $1 AND repair_since IS NULL",
+    )
+    .bind(campaign)
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(repaired, 1, "the repair closed");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
