@@ -163,6 +163,11 @@ fn describe() {
         "Receipts ignored: their message was sent from another number than the one they name"
     );
     describe_counter!(
+        "herald_sender_retries_settled_total",
+        "Retries not sent: a receipt showed the earlier, ambiguous attempt (a timeout, a reset) \
+         went out"
+    );
+    describe_counter!(
         "herald_fanout_lost_lanes_total",
         "Streams (a campaign's messages on one number) found to have lost entries: Redis lost data"
     );

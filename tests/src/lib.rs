@@ -22,9 +22,18 @@ pub struct TestContext {
 
 impl TestContext {
     pub async fn new() -> Self {
+        Self::on_database_server(None).await
+    }
+
+    /// A context whose database is on the Postgres server at `server` (a private one), or on
+    /// the configured one.
+    pub async fn on_database_server(server: Option<&str>) -> Self {
         let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
         let mut settings = Settings::load_from(&config, "test").expect("test settings load");
         herald_shared::telemetry::init(&settings.telemetry);
+        if let Some(server) = server {
+            settings.database.url = SecretString::from(server.to_owned());
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("herald_test_{id}");
         let server_url = with_database(settings.database.url.expose_secret(), "postgres");
@@ -374,11 +383,22 @@ pub struct PrivateRedis {
     args: Vec<String>,
     /// The certificate authority of a TLS-only server.
     ca_file: Option<PathBuf>,
+    /// Whether it keeps its data in an append-only file across restarts.
+    aof: bool,
 }
 
 impl PrivateRedis {
     pub async fn start() -> Self {
         let mut redis = Self::new(free_port());
+        redis.restart().await;
+        redis
+    }
+
+    /// A server with `appendonly yes` (fsync every second, Redis's default): a restart keeps
+    /// its data.
+    pub async fn start_with_aof() -> Self {
+        let mut redis = Self::new(free_port());
+        redis.aof = true;
         redis.restart().await;
         redis
     }
@@ -473,6 +493,7 @@ impl PrivateRedis {
             child: None,
             args: Vec::new(),
             ca_file: None,
+            aof: false,
         }
     }
 
@@ -504,6 +525,17 @@ impl PrivateRedis {
         }
     }
 
+    /// Stops it as an orchestrator would (SIGTERM: it writes out its data and exits), and waits
+    /// until it is gone.
+    pub fn shut_down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts it (again) on the same port and waits until it answers.
     pub async fn restart(&mut self) {
         self.stop();
@@ -514,7 +546,12 @@ impl PrivateRedis {
         };
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                if self.aof { "yes" } else { "no" },
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.args)
@@ -546,6 +583,145 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL server of the test's own, on a free port in a temp dir, that the test may stop
+/// and start again (never the machine's). Run as `nobody` when the test runs as root: `initdb`
+/// refuses root.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect(
+                "PostgreSQL's binaries under /usr/lib/postgresql (scripts/test.sh installs them)",
+            );
+        let dir = std::env::temp_dir().join(format!("herald-pg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let postgres = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        if Self::as_root() {
+            postgres.run(
+                "chown",
+                &["nobody:nogroup", &postgres.dir.display().to_string()],
+            );
+        }
+        let data = postgres.dir.join("data").display().to_string();
+        postgres.run_as_owner(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        postgres.restart().await;
+        postgres
+    }
+
+    fn as_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs one of Postgres's programs as the owner of its files.
+    fn run_as_owner(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program).display().to_string();
+        if Self::as_root() {
+            let home = format!("HOME={}", self.dir.display());
+            let mut all = vec![
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "env",
+                &home,
+                &program,
+            ];
+            all.extend_from_slice(args);
+            self.run("setpriv", &all);
+        } else {
+            self.run(&program, args);
+        }
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it at once, as a crash would (`pg_ctl -m immediate`).
+    pub fn stop(&self) {
+        let data = self.dir.join("data").display().to_string();
+        self.run_as_owner("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts it (again) and waits until it answers.
+    pub async fn restart(&self) {
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("postgres.log").display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        self.run_as_owner(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-w", "start", "-o", &options],
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let program = self.bin.join("pg_ctl").display().to_string();
+        let mut stop = if Self::as_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                &program,
+            ]);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let _ = stop.args(["-D", &data, "-m", "immediate", "stop"]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -6,9 +6,13 @@
 use std::time::Duration;
 
 use herald::client::ApiClient;
-use herald::stack::Stack;
+use herald::stack::{Roles, Stack};
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus};
-use herald_tests::{TestContext, assert_counters_match, eventually, recipients};
+use herald_tests::{
+    PrivatePostgres, PrivateRedis, TestContext, assert_counters_match, configure_simulator,
+    eventually, recipients,
+};
+use serde_json::json;
 
 /// Recipients per campaign, and the number's rate: about ten seconds of sending.
 const RECIPIENTS: usize = 1_000;
@@ -54,8 +58,30 @@ async fn sent_at_least(ctx: &TestContext, campaign: CampaignId, n: i64) {
     .await;
 }
 
-/// Waits for the campaign to complete, then checks what every fault must leave behind;
-/// returns how many recipients were sent twice.
+/// Waits until every role's `/readyz` answers `status` (the sender's is on its metrics port).
+async fn every_role_ready(stack: &Stack, ready: bool) {
+    let want = if ready { 200 } else { 503 };
+    let client = reqwest::Client::new();
+    let sender = stack.sender_metrics_url.trim_end_matches("/metrics");
+    eventually("readiness as expected", Duration::from_secs(30), || async {
+        for base in [&stack.ingest_url, &stack.webhook_url, sender] {
+            let status = client
+                .get(format!("{base}/readyz"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .ok()?
+                .status();
+            if status != want {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// Waits for the campaign to complete, then checks what every fault must leave behind.
 async fn completes_whole(ctx: &TestContext, stack: &Stack, campaign: CampaignId, fault: &str) {
     eventually(
         "the campaign completed",
@@ -114,6 +140,109 @@ async fn redis_losing_its_data_mid_campaign_loses_no_message() {
     .await
     .unwrap();
     assert_eq!(repaired, 1, "the repair closed");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_without_persistence_mid_campaign_loses_no_message() {
+    let mut redis = PrivateRedis::start().await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    redis.configure(&mut settings.redis);
+    let stack = Stack::start(settings, Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let (_api, campaign) = under_way(&ctx, &stack).await;
+    sent_at_least(&ctx, campaign, 200).await;
+    redis.stop();
+    every_role_ready(&stack, false).await;
+    redis.restart().await;
+    every_role_ready(&stack, true).await;
+    completes_whole(&ctx, &stack, campaign, "Redis restarted empty").await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_with_appendonly_mid_campaign_loses_no_message() {
+    let mut redis = PrivateRedis::start_with_aof().await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    redis.configure(&mut settings.redis);
+    let stack = Stack::start(settings, Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let (_api, campaign) = under_way(&ctx, &stack).await;
+    sent_at_least(&ctx, campaign, 200).await;
+    redis.shut_down();
+    every_role_ready(&stack, false).await;
+    redis.restart().await;
+    every_role_ready(&stack, true).await;
+    completes_whole(&ctx, &stack, campaign, "Redis restarted (appendonly)").await;
+    let repairs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM campaign_numbers WHERE campaign_id = $1 AND repair_since IS NOT NULL",
+    )
+    .bind(campaign)
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(repairs, 0, "Redis kept its data: nothing to repair");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_campaign_loses_no_message() {
+    let postgres = PrivatePostgres::start().await;
+    let ctx = TestContext::on_database_server(Some(&postgres.url())).await;
+    let stack = ctx.start_stack().await;
+    let (_api, campaign) = under_way(&ctx, &stack).await;
+    sent_at_least(&ctx, campaign, 200).await;
+    postgres.stop();
+    every_role_ready(&stack, false).await;
+    postgres.restart().await;
+    every_role_ready(&stack, true).await;
+    completes_whole(&ctx, &stack, campaign, "Postgres restarted").await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_api_storm_loses_no_message() {
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    // A send unanswered for a second is given up (ambiguous), not fifteen.
+    settings.whatsapp.request_timeout_ms = 1_000;
+    let stack = Stack::start(settings, Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    // For a minute (longer than the campaign takes), 30% of sends fail: 5xx without a Graph
+    // body, timeouts and connection resets, some after Meta took the message.
+    let storm = |kind: serde_json::Value, probability: f64| {
+        let mut fault = kind;
+        fault["probability"] = json!(probability);
+        fault["for_s"] = json!(60.0);
+        fault
+    };
+    configure_simulator(
+        &stack,
+        json!({"faults": [
+            storm(json!({"kind": "http", "status": 503}), 0.10),
+            storm(json!({"kind": "http", "status": 500}), 0.05),
+            storm(json!({"kind": "timeout", "accepted": false}), 0.05),
+            storm(json!({"kind": "reset", "accepted": false}), 0.05),
+            storm(json!({"kind": "reset", "accepted": true}), 0.05),
+        ]}),
+    )
+    .await;
+    let (_api, campaign) = under_way(&ctx, &stack).await;
+    completes_whole(&ctx, &stack, campaign, "Cloud API storm").await;
+    let stats = herald_tests::simulator_stats(&stack.simulator_url).await;
+    assert!(
+        stats.http_errors > 0 && stats.timeouts > 0 && stats.resets > 0,
+        "the storm came: {stats:?}"
+    );
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

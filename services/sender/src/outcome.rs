@@ -12,6 +12,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub transient_delays: Vec<Duration>,
     pub throttle_delay: Duration,
+    /// The least wait before resending after an ambiguous failure (a timeout, a reset, a bare
+    /// 5xx: Meta may have taken the message): long enough for the `sent` receipt carrying the
+    /// message id to arrive, which the worker checks before resending.
+    pub ambiguous_hold: Duration,
 }
 
 impl RetryPolicy {
@@ -24,6 +28,7 @@ impl RetryPolicy {
                 .map(|ms| Duration::from_millis(*ms))
                 .collect(),
             throttle_delay: Duration::from_millis(s.throttle_delay_ms),
+            ambiguous_hold: Duration::from_millis(s.reconciliation_window_ms),
         }
     }
 }
@@ -52,6 +57,9 @@ pub enum Action {
 /// `jitter` in [0, 1) spreads retries (up to +20%) so they do not return together.
 pub fn decide(result: &SendResult, attempt: u32, policy: &RetryPolicy, jitter: f64) -> Action {
     let mut retry_after = None;
+    if let SendResult::Transport(TransportFailure::Ambiguous(_)) = result {
+        retry_after = Some(policy.ambiguous_hold);
+    }
     let (class, code, title) = match result {
         SendResult::Accepted { wamid } => {
             return Action::Sent {
@@ -135,6 +143,7 @@ mod tests {
                 Duration::from_secs(45),
             ],
             throttle_delay: Duration::from_secs(1),
+            ambiguous_hold: Duration::from_secs(10),
         }
     }
 
@@ -276,12 +285,31 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_is_retried_like_a_transient_error() {
+    fn a_timeout_is_retried_once_its_receipt_could_have_come() {
         let r = SendResult::Transport(TransportFailure::Ambiguous("timed out".into()));
-        assert!(matches!(
+        assert_eq!(
             decide(&r, 0, &policy(), 0.0),
-            Action::Retry { counts: true, .. }
-        ));
+            Action::Retry {
+                delay: Duration::from_secs(10),
+                counts: true
+            }
+        );
+        // Later retries wait their own, longer, delay.
+        assert_eq!(
+            decide(&r, 1, &policy(), 0.0),
+            Action::Retry {
+                delay: Duration::from_secs(20),
+                counts: true
+            }
+        );
+        let not_sent = SendResult::Transport(TransportFailure::NotSent("refused".into()));
+        assert_eq!(
+            decide(&not_sent, 0, &policy(), 0.0),
+            Action::Retry {
+                delay: Duration::from_secs(5),
+                counts: true
+            }
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The gate before a send, in order: the campaign must not be held (a paused one's entry is
-//! parked, a cancelled one's dropped), the portfolio's daily limit must have room (else the
+//! parked, a cancelled one's dropped), a retry's message must still be unsent, the portfolio's daily limit must have room (else the
 //! entry waits in the retry set), a place in the in-flight window, the number's pace, no app
 //! or WABA hold, and a lease still valid.
 
@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_shared::clock::Clock;
-use herald_shared::domain::CampaignState;
+use herald_shared::db::messages;
+use herald_shared::domain::{CampaignState, MessageStatus};
 use herald_shared::stream::Entry;
 use herald_shared::whatsapp::{ErrorClass, SendResult, classify};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,6 +31,9 @@ pub(super) enum Admission {
     Defer(Duration),
     /// Its recipient opted out since it was queued: record it `suppressed`, unsent.
     Suppress,
+    /// A retry whose message moved on meanwhile: a receipt showed an ambiguous attempt (a
+    /// timeout, a reset) went out after all. Acknowledged, not sent again.
+    Settled,
 }
 
 impl NumberWorker {
@@ -38,6 +42,9 @@ impl NumberWorker {
             None => {}
             Some(CampaignState::Paused) => return Ok(Admission::Park),
             Some(_) => return Ok(Admission::Drop),
+        }
+        if entry.attempt > 0 && self.moved_on(entry).await? {
+            return Ok(Admission::Settled);
         }
         let shared = &self.shared;
         if shared
@@ -68,6 +75,16 @@ impl NumberWorker {
         }
         self.pace.started();
         Ok(Admission::Go(permit))
+    }
+}
+
+impl NumberWorker {
+    /// Whether the message of a retried entry is no longer waiting to be sent.
+    async fn moved_on(&self, entry: &Entry) -> anyhow::Result<bool> {
+        let statuses = messages::statuses(&self.shared.pool, &[entry.message]).await?;
+        Ok(statuses
+            .first()
+            .is_some_and(|(_, s)| !matches!(s, MessageStatus::Pending | MessageStatus::Queued)))
     }
 }
 

@@ -281,6 +281,10 @@ impl NumberWorker {
                     .await?
             }
             Admission::Drop => self.reader.ack(&[&stream_id]).await?,
+            Admission::Settled => {
+                metrics::counter!("herald_sender_retries_settled_total").increment(1);
+                self.reader.ack(&[&stream_id]).await?
+            }
             Admission::Suppress => self.record_suppressed(stream_id, entry).await,
             Admission::Defer(wait) => {
                 // The portfolio reached its limit: back to the retry set, unspent, until a
