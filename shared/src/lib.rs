@@ -9,6 +9,7 @@ pub mod domain;
 pub mod hash;
 pub mod health;
 pub mod phone;
+pub mod server;
 pub mod settings;
 pub mod signature;
 pub mod stream;

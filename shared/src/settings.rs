@@ -22,6 +22,7 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     pub demo: DemoSettings,
     pub shutdown: ShutdownSettings,
+    pub http: HttpTimeouts,
     /// The profile the settings were loaded with (`HERALD_ENV`).
     #[serde(skip)]
     pub profile: String,
@@ -314,6 +315,15 @@ pub struct SimulatorSettings {
     pub delivered_delay_ms: u64,
     pub read_delay_ms: u64,
     pub webhook_batch: usize,
+}
+
+/// What every HTTP listener allows a client (see `server`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpTimeouts {
+    /// A connection must deliver a request's headers within this long.
+    pub header_read_ms: u64,
+    /// A request body that sends nothing for this long fails.
+    pub body_idle_ms: u64,
 }
 
 /// How a role stops on SIGTERM.

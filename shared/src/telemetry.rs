@@ -238,10 +238,15 @@ pub async fn bind_metrics(
 /// Serves `/metrics` on `listener` until `stop`.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
+    timeouts: crate::settings::HttpTimeouts,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, metrics_router())
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(|e| anyhow::anyhow!("the metrics listener failed: {e}"))
+    crate::server::serve(
+        listener,
+        metrics_router(),
+        &timeouts,
+        stop.cancelled_owned(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the metrics listener failed: {e}"))
 }

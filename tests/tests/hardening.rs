@@ -256,3 +256,92 @@ async fn a_statement_stuck_on_a_lock_answers_503_after_the_statement_timeout() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// What a raw TCP client gets back within `deadline`: the server's bytes until it closed the
+/// connection. Panics if the server holds the connection open that long.
+async fn answer_within(stream: &mut tokio::net::TcpStream, deadline: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(deadline, stream.read_to_end(&mut answer)).await {
+        Ok(_) => String::from_utf8_lossy(&answer).into_owned(),
+        Err(_) => panic!("the server still held the connection after {deadline:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_slowly_is_cut_off_on_every_listener() {
+    use tokio::io::AsyncWriteExt;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.http.header_read_ms = 300;
+    settings.http.body_idle_ms = 300;
+    let stack = Stack::start(settings, Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let sender = stack.sender_metrics_url.trim_end_matches("/metrics");
+    for base in [
+        stack.ingest_url.as_str(),
+        &stack.webhook_url,
+        sender,
+        &stack.ingest_metrics_url,
+        &stack.webhook_metrics_url,
+    ] {
+        let address = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap();
+        // Headers that never end.
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"GET /livez HTTP/1.1\r\nHost: herald\r\n")
+            .await
+            .unwrap();
+        answer_within(&mut slow, Duration::from_secs(5)).await;
+        // A connection that never sends a byte.
+        let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+        answer_within(&mut silent, Duration::from_secs(5)).await;
+    }
+    // A body that stops half-way: refused, and the connection closed.
+    let address = stack.ingest_url.trim_start_matches("http://");
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/campaigns HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer x\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\":",
+        )
+        .await
+        .unwrap();
+    let answer = answer_within(&mut stalled, Duration::from_secs(5)).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    // A client that keeps sending is never cut off, however long it takes in all.
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api.create_number("100000000001", "t", 80).await.unwrap();
+    let key = secrecy::ExposeSecret::expose_secret(&api.key()).to_owned();
+    let body = json!({"name": "slow but steady", "template": {"name": "spring_sale_2026",
+        "language": "en_GB"}, "sender_numbers": [number.id]})
+    .to_string();
+    let mut steady = tokio::net::TcpStream::connect(address).await.unwrap();
+    steady
+        .write_all(
+            format!(
+                "POST /v1/campaigns HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for chunk in body.as_bytes().chunks(body.len() / 5 + 1) {
+        // Each pause under the idle timeout, all of them over it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        steady.write_all(chunk).await.unwrap();
+    }
+    let answer = answer_within(&mut steady, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

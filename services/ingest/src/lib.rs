@@ -74,6 +74,7 @@ pub struct App {
     max_upload_bytes: usize,
     schedule_poll: std::time::Duration,
     overdue_grace: std::time::Duration,
+    http: herald_shared::settings::HttpTimeouts,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -121,6 +122,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         max_upload_bytes: settings.ingest.max_upload_bytes,
         schedule_poll: std::time::Duration::from_millis(settings.ingest.schedule_poll_ms),
         overdue_grace: std::time::Duration::from_secs(settings.ingest.overdue_grace_s),
+        http: settings.http.clone(),
     })
 }
 
@@ -184,11 +186,19 @@ impl App {
         tasks.spawn("fan-out", self.fanout.run(shutdown.clone()));
         tasks.spawn(
             "the metrics listener",
-            herald_shared::telemetry::serve_metrics(self.metrics, shutdown.clone()),
+            herald_shared::telemetry::serve_metrics(
+                self.metrics,
+                self.http.clone(),
+                shutdown.clone(),
+            ),
         );
         let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
-        let serve =
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        let serve = herald_shared::server::serve(
+            self.listener,
+            router,
+            &self.http,
+            shutdown.cancelled_owned(),
+        );
         tokio::select! {
             served = serve => served.context("ingest server failed")?,
             failure = tasks.ended() => return Err(failure),

@@ -32,6 +32,7 @@ pub struct App {
     supervisor: supervisor::Supervisor,
     recorder: recorder::Recorder,
     drain: std::time::Duration,
+    http: herald_shared::settings::HttpTimeouts,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -76,6 +77,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         supervisor,
         recorder,
         drain: std::time::Duration::from_millis(settings.sender.drain_ms),
+        http: settings.http.clone(),
     })
 }
 
@@ -109,7 +111,11 @@ impl App {
                     async move { probes.readiness().await }
                 }),
             );
-        let mut metrics = tokio::spawn(axum::serve(self.metrics, router).into_future());
+        // Served until the sender is done (aborted then), through the drain.
+        let (listener, http) = (self.metrics, self.http);
+        let mut metrics = tokio::spawn(async move {
+            herald_shared::server::serve(listener, router, &http, std::future::pending()).await
+        });
         // The supervisor (and its workers) and the recorder: one that ends before the stop
         // ends the sender, whose sends would otherwise go unrecorded or stop unseen.
         let mut tasks = Tasks::new(shutdown.clone());

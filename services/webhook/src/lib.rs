@@ -25,6 +25,7 @@ pub struct App {
     state: Arc<routes::AppState>,
     processors: Vec<Processor>,
     max_body_bytes: usize,
+    http: herald_shared::settings::HttpTimeouts,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -59,6 +60,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         state,
         processors,
         max_body_bytes: settings.webhook.max_body_bytes,
+        http: settings.http.clone(),
     })
 }
 
@@ -94,10 +96,18 @@ impl App {
         }
         processors.spawn(
             "the metrics listener",
-            herald_shared::telemetry::serve_metrics(self.metrics, shutdown.clone()),
+            herald_shared::telemetry::serve_metrics(
+                self.metrics,
+                self.http.clone(),
+                shutdown.clone(),
+            ),
         );
-        let serve =
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        let serve = herald_shared::server::serve(
+            self.listener,
+            router,
+            &self.http,
+            shutdown.cancelled_owned(),
+        );
         tokio::select! {
             served = serve => served.context("webhook server failed")?,
             failure = processors.ended() => return Err(failure),
