@@ -132,6 +132,14 @@ pub struct IngestSettings {
     /// retry set) before fan-out waits for its sender.
     pub fanout_window: usize,
     pub fanout_poll_ms: u64,
+    /// Requests each API key may make per second on one replica, and the burst allowed.
+    pub requests_per_key_per_s: u32,
+    pub request_burst: u32,
+    /// Uploads of one tenant under way at once on one replica.
+    pub max_uploads_per_tenant: usize,
+    /// Sender numbers one tenant may register (each holds a sender's attention and a
+    /// connection while it sends).
+    pub max_numbers_per_tenant: i64,
     /// After Redis lost a lane's entries, how long fan-out waits (for sends in flight to be
     /// recorded and receipts naming the messages to arrive) before appending the unsent again.
     pub repair_window_ms: u64,

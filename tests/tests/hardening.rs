@@ -345,3 +345,133 @@ async fn a_client_sending_slowly_is_cut_off_on_every_listener() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_a_replica_for_itself() {
+    use tokio::io::AsyncWriteExt;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    settings.ingest.requests_per_key_per_s = 1;
+    settings.ingest.request_burst = 5;
+    let stack = Stack::start(settings, Roles::INGEST).await.unwrap();
+    let http = reqwest::Client::new();
+
+    // A key's burst, then 429s saying when to come back; another key is not held back.
+    let greedy = ctx.tenant(&stack.ingest_url).await;
+    let get = |key: secrecy::SecretString| {
+        let request = http
+            .get(format!("{}/v1/campaigns", stack.ingest_url))
+            .bearer_auth(secrecy::ExposeSecret::expose_secret(&key).to_owned());
+        async move { request.send().await.unwrap() }
+    };
+    for _ in 0..5 {
+        assert_eq!(get(greedy.key()).await.status(), 200);
+    }
+    let refused = get(greedy.key()).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let patient = ctx.tenant(&stack.ingest_url).await;
+    assert_eq!(get(patient.key()).await.status(), 200);
+    stack.stop().await.unwrap();
+
+    let mut settings = ctx.settings.clone();
+    settings.ingest.max_uploads_per_tenant = 1;
+    settings.ingest.max_numbers_per_tenant = 2;
+    let stack = Stack::start(settings, Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let patient = ctx.tenant(&stack.ingest_url).await;
+
+    // One upload of a tenant at a time: a second one while the first is still arriving is
+    // refused, and its place frees when the first ends.
+    let numbers = {
+        let a = patient
+            .create_number("100000000001", "t", 80)
+            .await
+            .unwrap();
+        let b = patient
+            .create_number("100000000002", "t", 80)
+            .await
+            .unwrap();
+        [a.id, b.id]
+    };
+    let campaign = patient
+        .create_campaign("limits", "spring_sale_2026", "en_GB", &numbers)
+        .await
+        .unwrap();
+    let upload = |body: &'static str| {
+        http.post(format!(
+            "{}/v1/campaigns/{}/recipients",
+            stack.ingest_url, campaign.id
+        ))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(&patient.key()).to_owned())
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+    };
+    // The first arrives slowly: its first half now, the rest later.
+    let csv = "phone,body.1,body.2\n+447400000001,Ann,10%\n";
+    let (sent, rest) = csv.split_at(25);
+    let mut first = tokio::net::TcpStream::connect(stack.ingest_url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    first
+        .write_all(
+            format!(
+                "POST /v1/campaigns/{}/recipients HTTP/1.1\r\nHost: herald\r\n\
+                 Authorization: Bearer {}\r\nContent-Type: text/csv\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{sent}",
+                campaign.id,
+                secrecy::ExposeSecret::expose_secret(&patient.key()),
+                csv.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let second = herald_tests::eventually(
+        "the second upload refused",
+        Duration::from_secs(10),
+        || async {
+            let answer = upload("phone\n+447400000002\n").await.unwrap();
+            (answer.status() == 429).then_some(answer)
+        },
+    )
+    .await;
+    assert!(second.headers().contains_key("retry-after"));
+    first.write_all(rest.as_bytes()).await.unwrap();
+    let answer = answer_within(&mut first, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let third = upload("phone,body.1,body.2\n+447400000003,Bo,5%\n")
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200);
+
+    // Two numbers, the most this tenant may register; another tenant still may.
+    let refusal = refusal(
+        patient
+            .create_number("100000000003", "t", 80)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refusal.status, 409);
+    assert!(
+        refusal.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_numbers_per_tenant"),
+        "{}",
+        refusal.body
+    );
+    let other = ctx.tenant(&stack.ingest_url).await;
+    other.create_number("100000000003", "t", 80).await.unwrap();
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

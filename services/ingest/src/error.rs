@@ -42,6 +42,13 @@ pub enum ApiError {
     /// 502: the Cloud API could not be read.
     #[error("{0}")]
     Upstream(String),
+    /// 429: past the key's request rate, or the tenant's uploads at once; `retry_after` is
+    /// sent as `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// 503: Postgres cancelled a statement that ran past `ingest.statement_timeout_ms`.
     #[error("the database did not answer in time; try again")]
     Timeout,
@@ -74,6 +81,7 @@ impl ApiError {
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -132,7 +140,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail {
     /// `unauthorized`, `not_found`, `method_not_allowed`, `bad_request`, `too_large`,
-    /// `unsupported_media_type`, `invalid`, `conflict`, `upstream`, `timeout` or `internal`.
+    /// `unsupported_media_type`, `invalid`, `conflict`, `rate_limited`, `upstream`, `timeout`
+    /// or `internal`.
     code: &'static str,
     message: String,
     /// What is wrong with which field (or upload row), for `invalid`.
@@ -147,6 +156,13 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %format!("{cause:#}"), "request failed");
         }
         let message = self.to_string();
+        let retry_after = match &self {
+            // Whole seconds, rounded up: never sooner than the limit allows.
+            Self::TooManyRequests { retry_after, .. } => {
+                Some(retry_after.as_millis().div_ceil(1000).max(1).to_string())
+            }
+            _ => None,
+        };
         let fields = match self {
             Self::Invalid { fields, .. } => fields,
             _ => Vec::new(),
@@ -158,6 +174,14 @@ impl IntoResponse for ApiError {
                 fields,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

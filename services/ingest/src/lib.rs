@@ -1,6 +1,7 @@
 //! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress;
 //! and the fan-out worker that moves a running campaign's messages into the number streams.
 
+mod admission;
 mod audience;
 mod catalog;
 mod error;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub progress: Arc<progress::Progress>,
     /// Cancelled when ingest stops: long-lived responses (live views) end then.
     pub closing: CancellationToken,
+    /// Each key's request rate and each tenant's uploads at once.
+    pub admission: admission::Admission,
+    pub max_numbers_per_tenant: i64,
 }
 
 /// A bound, not yet running ingest service.
@@ -112,6 +116,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         fanout_wake,
         progress: Arc::default(),
         closing: CancellationToken::new(),
+        admission: admission::Admission::new(&settings.ingest),
+        max_numbers_per_tenant: settings.ingest.max_numbers_per_tenant,
     });
     Ok(App {
         listener,

@@ -50,6 +50,16 @@ pub struct NewNumber<'a> {
     pub portfolio_id: Option<&'a str>,
 }
 
+/// How many numbers `tenant` has registered (deleted ones aside).
+pub async fn count_of_tenant(pool: &PgPool, tenant: TenantId) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM sender_numbers WHERE tenant_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
 /// Inserts a number; `Ok(false)` when its `phone_number_id` is already registered.
 pub async fn insert_number(pool: &PgPool, n: &NewNumber<'_>) -> sqlx::Result<bool> {
     let done = sqlx::query(

@@ -450,6 +450,7 @@ pub async fn add_recipients(
     ApiQuery(query): ApiQuery<UploadQuery>,
     request: Request,
 ) -> Result<Json<UploadReport>, ApiError> {
+    let _slot = state.admission.upload(tenant)?;
     let campaign = load(&state, tenant, id).await?;
     // Only before the start: fan-out pages by message id, and a row committed after it moved
     // past that id would never be sent.

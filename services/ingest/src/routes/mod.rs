@@ -196,9 +196,11 @@ impl FromRequestParts<Arc<AppState>> for Tenant {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        let tenant = tenants::tenant_for_key(&state.pool, &hash_api_key(key.trim()))
+        let hash = hash_api_key(key.trim());
+        let tenant = tenants::tenant_for_key(&state.pool, &hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        state.admission.request(&hash)?;
         Ok(Self(tenant))
     }
 }

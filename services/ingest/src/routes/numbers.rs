@@ -126,7 +126,7 @@ fn invalid(message: &str, field: &str, reason: impl Into<String>) -> ApiError {
     request_body = CreateNumber,
     responses(
         (status = 201, description = "registered", body = NumberView),
-        (status = 409, description = "the phone_number_id is already registered"),
+        (status = 409, description = "the phone_number_id is already registered, or the tenant has as many numbers as it may"),
         (status = 422, description = "a field is missing or out of range, or the connection test failed"),
     ))]
 pub async fn create(
@@ -190,6 +190,13 @@ pub async fn create(
         });
     }
     let token = token.expect("checked above");
+    let registered = numbers::count_of_tenant(&state.pool, tenant).await?;
+    if registered >= state.max_numbers_per_tenant {
+        return Err(ApiError::Conflict(format!(
+            "this tenant has {registered} sender numbers, the most it may register \
+             (ingest.max_numbers_per_tenant); delete one first"
+        )));
+    }
     let phone_number_id = req.phone_number_id.trim();
     let profile = if req.verify {
         match account::phone_number(&state.graph, phone_number_id, &token).await {

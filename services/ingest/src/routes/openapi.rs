@@ -9,10 +9,13 @@ use axum::Extension;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::info::InfoBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Components, OpenApi, OpenApiBuilder, Ref, RefOr, Response, Tag};
+use utoipa::openapi::{
+    Components, ObjectBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Response, Tag, Type,
+};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::ErrorBody;
@@ -106,6 +109,21 @@ fn finish_operation(operation: &mut Operation, secured: bool) {
                 "no API key, or one that is not valid (or was revoked)",
             )),
         );
+        let mut limited = Response::new(
+            "past the API key's request rate (`ingest.requests_per_key_per_s`), or, for an \
+             upload, the tenant's uploads at once (`ingest.max_uploads_per_tenant`): try again \
+             after `Retry-After` seconds",
+        );
+        limited.headers.insert(
+            "Retry-After".to_owned(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                    .description(Some("seconds to wait"))
+                    .build(),
+            ),
+        );
+        responses.insert("429".to_owned(), RefOr::T(limited));
         responses.insert(
             "default".to_owned(),
             RefOr::T(Response::new(
