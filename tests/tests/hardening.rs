@@ -475,3 +475,55 @@ async fn one_client_cannot_take_a_replica_for_itself() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_owning_many_numbers_holds_a_few_redis_connections() {
+    const NUMBERS: usize = 40;
+    let redis = herald_tests::PrivateRedis::start().await;
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    redis.configure(&mut settings.redis);
+    let stack = Stack::start(settings.clone(), Roles::ALL_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let mut numbers = Vec::new();
+    for i in 0..NUMBERS {
+        let phone = format!("1000000001{i:02}");
+        numbers.push(api.create_number(&phone, "t", 80).await.unwrap().id);
+    }
+    let keys = herald_shared::stream::Keys::new(settings.redis.key_prefix.clone());
+    let mut conn = herald_shared::stream::conn::connect(&settings.redis, None)
+        .await
+        .unwrap();
+    herald_tests::eventually(
+        "the sender owns every number",
+        Duration::from_secs(30),
+        || {
+            let (keys, numbers, mut conn) = (keys.clone(), numbers.clone(), conn.clone());
+            async move {
+                for number in numbers {
+                    herald_shared::stream::lease::holder(&mut conn, &keys.lease(number))
+                        .await
+                        .ok()??;
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let connections = clients.lines().count();
+    // Every role's shared connections, the webhook processors' blocking reads and this test's:
+    // none per number.
+    assert!(
+        connections < 20,
+        "{connections} connections for {NUMBERS} numbers:\n{clients}"
+    );
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

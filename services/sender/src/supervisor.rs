@@ -332,7 +332,6 @@ impl Supervisor {
             },
             self.shared.clone(),
             lease,
-            &self.settings.redis,
             &self.keys,
             self.redis.clone(),
         )

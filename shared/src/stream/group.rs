@@ -36,13 +36,26 @@ pub struct GroupReader {
     stream: String,
     group: &'static str,
     consumer: String,
-    /// Blocking reads hold a connection of their own, with no response timeout.
-    reads: Connection,
+    waiting: Waiting,
     commands: Connection,
 }
 
+/// How a reader waits for entries when there are none.
+enum Waiting {
+    /// Blocking reads, on a connection of their own with no response timeout: for a stream
+    /// read by a few consumers (the webhook buffer).
+    Blocking(Connection),
+    /// Reads that never block, on the shared connection, and a pause after each empty one,
+    /// twice as long as the last up to the read's block time: for the number streams, so that
+    /// a sender holds a few connections however many numbers it owns.
+    Polling { idle: Duration },
+}
+
+/// The first pause after an empty read of a polling reader.
+const FIRST_IDLE: Duration = Duration::from_millis(5);
+
 impl GroupReader {
-    /// Connects the reader's blocking connection and makes the group unless it exists.
+    /// A reader with a blocking connection of its own; makes the group unless it exists.
     pub async fn new(
         settings: &RedisSettings,
         commands: Connection,
@@ -51,11 +64,35 @@ impl GroupReader {
         consumer: String,
     ) -> RedisResult<Self> {
         let reads = conn::connect(settings, None).await?;
+        Self::with(commands, stream, group, consumer, Waiting::Blocking(reads)).await
+    }
+
+    /// A polling reader on `commands` (see `Waiting::Polling`); makes the group unless it
+    /// exists.
+    pub async fn polling(
+        commands: Connection,
+        stream: String,
+        group: &'static str,
+        consumer: String,
+    ) -> RedisResult<Self> {
+        let waiting = Waiting::Polling {
+            idle: Duration::ZERO,
+        };
+        Self::with(commands, stream, group, consumer, waiting).await
+    }
+
+    async fn with(
+        commands: Connection,
+        stream: String,
+        group: &'static str,
+        consumer: String,
+        waiting: Waiting,
+    ) -> RedisResult<Self> {
         let mut reader = Self {
             stream,
             group,
             consumer,
-            reads,
+            waiting,
             commands,
         };
         reader.ensure_group().await?;
@@ -67,22 +104,36 @@ impl GroupReader {
         conn::ensure_group(&mut self.commands, &self.stream, self.group).await
     }
 
-    /// Up to `count` entries never read by the group, waiting up to `block_ms` for the first.
+    /// Up to `count` entries never read by the group, waiting up to `block_ms` for the first
+    /// (a polling reader: pausing up to `block_ms` after finding none).
     pub async fn read(&mut self, count: usize, block_ms: u64) -> RedisResult<Vec<Read>> {
         let options = StreamReadOptions::default()
             .group(self.group, &self.consumer)
-            .count(count.max(1))
-            .block(block_ms as usize);
-        let reply: Option<StreamReadReply> = self
-            .reads
+            .count(count.max(1));
+        let (connection, options) = match &mut self.waiting {
+            Waiting::Blocking(reads) => (reads, options.block(block_ms as usize)),
+            Waiting::Polling { .. } => (&mut self.commands, options),
+        };
+        let reply: Option<StreamReadReply> = connection
             .xread_options(&[&self.stream], &[">"], &options)
             .await?;
-        Ok(reply
+        let read: Vec<Read> = reply
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
             .map(Read::from)
-            .collect())
+            .collect();
+        if let Waiting::Polling { idle } = &mut self.waiting {
+            if read.is_empty() {
+                *idle = (*idle * 2)
+                    .max(FIRST_IDLE)
+                    .min(Duration::from_millis(block_ms));
+                tokio::time::sleep(*idle).await;
+            } else {
+                *idle = Duration::ZERO;
+            }
+        }
+        Ok(read)
     }
 
     /// Takes over up to `count` entries pending for at least `min_idle` on any consumer.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_shared::clock::Clock;
-use herald_shared::settings::{PacingSettings, RedisSettings};
+use herald_shared::settings::PacingSettings;
 use herald_shared::stream::holds::DailyLimit;
 use herald_shared::stream::{
     Aside, Connection, Entry, EntryError, GroupReader, Keys, NumberQueue, Read, SENDER_GROUP, conn,
@@ -116,13 +116,11 @@ impl NumberWorker {
         config: WorkerConfig,
         shared: Shared,
         lease: Arc<Lease>,
-        redis: &RedisSettings,
         keys: &Keys,
         mut commands: Connection,
     ) -> anyhow::Result<Self> {
         let number_keys = Arc::new(keys.number(config.number));
-        let reader = GroupReader::new(
-            redis,
+        let reader = GroupReader::polling(
             commands.clone(),
             number_keys.stream.clone(),
             SENDER_GROUP,
