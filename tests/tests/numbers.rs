@@ -212,3 +212,66 @@ async fn a_refused_token_is_named_in_plain_words_by_registration_and_by_the_test
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_number_is_registered_only_with_the_waba_that_lists_it() {
+    let ctx = TestContext::new().await;
+    let stack = Stack::start(ctx.settings.clone(), Roles::INGEST_WITH_SIMULATOR)
+        .await
+        .unwrap();
+    let phone = "630000000001";
+    herald_tests::configure_simulator(
+        &stack,
+        json!({"numbers": [{"phone_number_id": phone, "waba_id": "310000000000001"}]}),
+    )
+    .await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    // Another WABA's id: 80007 would hold the wrong numbers, templates come from the wrong place.
+    let wrong = refusal(
+        register(
+            &api,
+            json!({"phone_number_id": phone, "waba_id": "310000000000009", "access_token": "t"}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(wrong.status, 422);
+    let fields = details(&wrong);
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "waba_id");
+    assert!(
+        fields[0].1.contains("does not list this phone number"),
+        "{fields:?}"
+    );
+    let listed: Value = api.get("/v1/numbers").await.unwrap();
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
+    // Untested on purpose, it is the operator's word.
+    register(
+        &api,
+        json!({"phone_number_id": phone, "waba_id": "310000000000009", "access_token": "t",
+               "display_number": "+1", "verify": false}),
+    )
+    .await
+    .unwrap();
+    // Its own WABA, on another tenant.
+    let other = ctx.tenant(&stack.ingest_url).await;
+    let phone_b = "630000000002";
+    herald_tests::configure_simulator(
+        &stack,
+        json!({"numbers": [{"phone_number_id": phone, "waba_id": "310000000000001"},
+                           {"phone_number_id": phone_b, "waba_id": "310000000000001"}]}),
+    )
+    .await;
+    register(
+        &other,
+        json!({"phone_number_id": phone_b, "waba_id": "310000000000001", "access_token": "t"}),
+    )
+    .await
+    .unwrap();
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -23,6 +23,7 @@ pub async fn phone_number(
         return graph_error(&state, code, &details);
     }
     let number = active.number(&phone_number_id);
+    state.sim.profiled(&phone_number_id);
     let cap = number
         .and_then(|n| n.cap)
         .unwrap_or(active.config.cap_per_number);
@@ -51,6 +52,41 @@ pub async fn phone_number(
         "id": phone_number_id,
     }))
     .into_response()
+}
+
+/// `GET /{version}/{waba_id}/phone_numbers`: the numbers the WABA lists (`Sim::numbers_of`), in
+/// one page.
+pub async fn waba_phone_numbers(
+    State(state): State<Arc<AppState>>,
+    Path((_version, waba_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let has_token = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ") && v.len() > 7);
+    if !has_token {
+        return graph_error(&state, 190, "An access token is required");
+    }
+    let active = state.sim.active();
+    let data: Vec<Value> = state
+        .sim
+        .numbers_of(&waba_id)
+        .into_iter()
+        .map(|id| {
+            let number = active.number(&id);
+            json!({
+                "id": id,
+                "display_phone_number": number
+                    .and_then(|n| n.display_phone_number.clone())
+                    .unwrap_or_else(|| format!("+{id}")),
+                "verified_name": "Simulated Business",
+                "quality_rating": number.map_or("GREEN", |n| n.quality_rating.as_str()),
+            })
+        })
+        .collect();
+    let end = data.len();
+    Json(json!({"data": data, "paging": {"cursors": {"before": cursor(0), "after": cursor(end)}}}))
+        .into_response()
 }
 
 #[derive(Deserialize)]

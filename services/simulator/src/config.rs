@@ -205,8 +205,11 @@ pub struct TemplateDef {
     pub status: String,
 }
 
+/// The WABA of a number the configuration gives none: it belongs to any WABA.
+pub const DEFAULT_WABA: &str = "simulated-waba";
+
 fn default_waba() -> String {
-    "simulated-waba".into()
+    DEFAULT_WABA.into()
 }
 fn default_quality() -> String {
     "GREEN".into()

@@ -94,6 +94,10 @@ fn router(state: Arc<AppState>) -> Router {
             "/{version}/{waba_id}/message_templates",
             get(account::message_templates),
         )
+        .route(
+            "/{version}/{waba_id}/phone_numbers",
+            get(account::waba_phone_numbers),
+        )
         .route("/{version}/{phone_number_id}", get(account::phone_number))
         .route("/sim/stats", get(admin::stats).delete(admin::reset_stats))
         .route("/sim/sent", get(admin::sent))

@@ -113,8 +113,8 @@ pub struct QualityScore {
 }
 
 #[derive(Deserialize)]
-struct Page {
-    data: Vec<GraphTemplate>,
+struct Page<T> {
+    data: Vec<T>,
     #[serde(default)]
     paging: Option<Paging>,
 }
@@ -137,43 +137,72 @@ struct Cursors {
 const TEMPLATE_FIELDS: &str =
     "name,language,status,category,sub_category,components,parameter_format,quality_score";
 
-/// Most pages read from one WABA: 100 per page, so 50,000 templates, far beyond Meta's
-/// per-WABA cap; a cursor that never ends stops here rather than looping.
+/// Most pages read of one list: 100 per page, so 50,000 templates or numbers, far beyond
+/// Meta's per-WABA caps; a cursor that never ends stops here rather than looping.
 const MAX_PAGES: usize = 500;
 
-/// Every template of `waba_id`, following `paging.cursors.after` while Graph says there is a
-/// `next` page. The cursor goes to the configured Graph host, never to the host `next` names.
+/// Every template of `waba_id`.
 pub async fn message_templates(
     client: &CloudApiClient,
     waba_id: &str,
     token: &SecretString,
 ) -> Result<Vec<GraphTemplate>, GraphFailure> {
+    let path = format!("{waba_id}/message_templates?fields={TEMPLATE_FIELDS}&limit=100");
+    every_page(client, waba_id, &path, token, "template list").await
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    id: String,
+}
+
+/// The `phone_number_id`s `waba_id` lists (Graph `GET /{waba-id}/phone_numbers`).
+pub async fn waba_phone_numbers(
+    client: &CloudApiClient,
+    waba_id: &str,
+    token: &SecretString,
+) -> Result<Vec<String>, GraphFailure> {
+    let path = format!("{waba_id}/phone_numbers?fields=id&limit=100");
+    let listed: Vec<Listed> = every_page(client, waba_id, &path, token, "number list").await?;
+    Ok(listed.into_iter().map(|n| n.id).collect())
+}
+
+/// Every item of a list of `waba_id`'s starting at `path`, following `paging.cursors.after`
+/// while Graph says there is a `next` page. The cursor goes to the configured Graph host,
+/// never to the host `next` names.
+async fn every_page<T: serde::de::DeserializeOwned>(
+    client: &CloudApiClient,
+    waba_id: &str,
+    path: &str,
+    token: &SecretString,
+    what: &str,
+) -> Result<Vec<T>, GraphFailure> {
     if !is_graph_id(waba_id) {
         return Err(GraphFailure::Unreachable(
             "the waba_id is not a Graph id (letters, digits, '-' and '_' only)".into(),
         ));
     }
-    let mut templates = Vec::new();
+    let mut items = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut path = format!("{waba_id}/message_templates?fields={TEMPLATE_FIELDS}&limit=100");
+        let mut page_path = path.to_owned();
         if let Some(cursor) = &after {
-            path.push_str("&after=");
-            path.push_str(&percent_encode(cursor));
+            page_path.push_str("&after=");
+            page_path.push_str(&percent_encode(cursor));
         }
-        let page: Page = client.get(&path, token).await?;
-        templates.extend(page.data);
+        let page: Page<T> = client.get(&page_path, token).await?;
+        items.extend(page.data);
         let next = page.paging.and_then(|p| match (p.next, p.cursors) {
             (Some(_), Some(Cursors { after: Some(a) })) => Some(a),
             _ => None,
         });
         match next {
             Some(cursor) if after.as_ref() != Some(&cursor) => after = Some(cursor),
-            _ => return Ok(templates),
+            _ => return Ok(items),
         }
     }
     Err(GraphFailure::Unreachable(format!(
-        "the template list did not end within {MAX_PAGES} pages"
+        "the {what} did not end within {MAX_PAGES} pages"
     )))
 }
 

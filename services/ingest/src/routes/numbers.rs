@@ -200,7 +200,18 @@ pub async fn create(
     let phone_number_id = req.phone_number_id.trim();
     let profile = if req.verify {
         match account::phone_number(&state.graph, phone_number_id, &token).await {
-            Ok(profile) => Some(profile),
+            Ok(profile) => {
+                let waba_id = req.waba_id.trim();
+                if let Some(problem) = waba_problem(&state, waba_id, phone_number_id, &token).await
+                {
+                    return Err(invalid(
+                        "the number failed its connection test; send \"verify\": false to register it untested",
+                        "waba_id",
+                        problem,
+                    ));
+                }
+                Some(profile)
+            }
             Err(failure) => {
                 let field = match failure.code() {
                     Some(100 | 33) => "phone_number_id",
@@ -471,7 +482,8 @@ pub async fn test(
     let report = match account::phone_number(&state.graph, &row.phone_number_id, &token).await {
         Ok(profile) => {
             numbers::record_test(&state.pool, id, &findings(&profile)).await?;
-            let problems = problems(&profile);
+            let mut problems = problems(&profile);
+            problems.extend(waba_problem(&state, &row.waba_id, &row.phone_number_id, &token).await);
             TestReport {
                 ok: problems.is_empty(),
                 profile,
@@ -483,6 +495,42 @@ pub async fn test(
     };
     tracing::info!(number = %id, ok = report.ok, "number tested");
     Ok(Json(report))
+}
+
+/// What is wrong with the number's `waba_id`: Graph's list of the WABA's numbers lacks it, or
+/// Graph knows no such WABA (code 100, subcode 33). A list that cannot be read otherwise leaves
+/// the WABA unchecked (logged): the number's own test passed, and a Graph stand-in without the
+/// endpoint must not stop registration. The WABA matters: rate limit 80007 holds every number
+/// of a tenant's WABA, and templates are synced from it.
+async fn waba_problem(
+    state: &AppState,
+    waba_id: &str,
+    phone_number_id: &str,
+    token: &SecretString,
+) -> Option<String> {
+    match account::waba_phone_numbers(&state.graph, waba_id, token).await {
+        Ok(listed) if listed.iter().any(|id| id == phone_number_id) => None,
+        Ok(_) => Some(format!(
+            "WhatsApp Business Account {waba_id} does not list this phone number: it is another \
+             account's number, or the waba_id is wrong"
+        )),
+        Err(GraphFailure::Refused(e))
+            if e.code == 33 || (e.code == 100 && e.error_subcode == Some(33)) =>
+        {
+            Some(format!(
+                "Meta knows no WhatsApp Business Account {waba_id}, or the access token cannot \
+                 see it"
+            ))
+        }
+        Err(failure) => {
+            tracing::warn!(
+                waba_id,
+                reason = %failure.plain_words(),
+                "the WABA's numbers could not be read: the number's waba_id is unchecked"
+            );
+            None
+        }
+    }
 }
 
 fn refused(failure: &GraphFailure) -> TestReport {

@@ -83,6 +83,9 @@ pub struct Sim {
     /// Sends being answered now (their latency included), and the most at once.
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    /// Numbers whose profile was read: those the configuration does not give a WABA of their
+    /// own belong to any WABA (see `numbers_of`).
+    profiled: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Counts one send as in flight for as long as it lives.
@@ -163,7 +166,42 @@ impl Sim {
             peak_in_flight: AtomicU64::new(0),
             intended: Mutex::default(),
             sent: Mutex::default(),
+            profiled: Mutex::default(),
         }
+    }
+
+    /// Notes that the profile of `phone_number_id` was read.
+    pub fn profiled(&self, phone_number_id: &str) {
+        self.profiled
+            .lock()
+            .expect("profiled lock")
+            .insert(phone_number_id.to_owned());
+    }
+
+    /// The numbers `waba` lists: those the configuration gives it, and every number whose
+    /// profile was read that the configuration gives no WABA (or does not define): a sandbox
+    /// number belongs to whichever WABA it is registered with.
+    pub fn numbers_of(&self, waba: &str) -> Vec<String> {
+        let active = self.active();
+        let mut listed: Vec<String> = active
+            .config
+            .numbers
+            .iter()
+            .filter(|n| n.waba_id == waba)
+            .map(|n| n.phone_number_id.clone())
+            .collect();
+        let profiled = self.profiled.lock().expect("profiled lock");
+        listed.extend(
+            profiled
+                .iter()
+                .filter(|id| {
+                    active.number(id).is_none_or(|n| {
+                        n.waba_id == crate::config::DEFAULT_WABA && waba != n.waba_id
+                    })
+                })
+                .cloned(),
+        );
+        listed
     }
 
     /// Notes the last status a message's webhooks will carry.
