@@ -8,7 +8,16 @@ source scripts/services.sh
 # TLS one (certificates made with openssl) and a cluster (formed with redis-cli).
 command -v redis-server >/dev/null || herald_install redis-server
 command -v openssl >/dev/null || herald_install openssl
+# ... and a PostgreSQL of their own (tests/tests/faults.rs restarts it).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || herald_install postgresql
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 scripts/chart-check.sh
+# What each fault did, written by the fault suite and shown once every test has passed.
+fault_report="${CARGO_TARGET_DIR:-target}/tmp/fault-report.txt"
+rm -f "$fault_report"
 cargo test --workspace
+if [ -f "$fault_report" ]; then
+  echo "Fault suite (tests/tests/faults.rs):"
+  cat "$fault_report"
+fi
