@@ -257,6 +257,14 @@ async fn a_statement_stuck_on_a_lock_answers_503_after_the_statement_timeout() {
     ctx.cleanup().await;
 }
 
+/// Everything the server sends until it closes the connection.
+async fn read_all(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// What a raw TCP client gets back within `deadline`: the server's bytes until it closed the
 /// connection. Panics if the server holds the connection open that long.
 async fn answer_within(stream: &mut tokio::net::TcpStream, deadline: Duration) -> String {
@@ -416,39 +424,50 @@ async fn one_client_cannot_take_a_replica_for_itself() {
         .body(body)
         .send()
     };
-    // The first arrives slowly: its first half now, the rest later.
+    // Two uploads arriving slowly, each with only its first half sent: whichever the server
+    // takes second is refused at once, the other waits for the rest of its body.
     let csv = "phone,body.1,body.2\n+447400000001,Ann,10%\n";
-    let (sent, rest) = csv.split_at(25);
-    let mut first = tokio::net::TcpStream::connect(stack.ingest_url.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    first
-        .write_all(
-            format!(
-                "POST /v1/campaigns/{}/recipients HTTP/1.1\r\nHost: herald\r\n\
-                 Authorization: Bearer {}\r\nContent-Type: text/csv\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{sent}",
-                campaign.id,
-                secrecy::ExposeSecret::expose_secret(&patient.key()),
-                csv.len()
+    let (head, rest) = csv.split_at(25);
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream =
+            tokio::net::TcpStream::connect(stack.ingest_url.trim_start_matches("http://"))
+                .await
+                .unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST /v1/campaigns/{}/recipients HTTP/1.1\r\nHost: herald\r\n\
+                     Authorization: Bearer {}\r\nContent-Type: text/csv\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                    campaign.id,
+                    secrecy::ExposeSecret::expose_secret(&patient.key()),
+                    csv.len()
+                )
+                .as_bytes(),
             )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let second = herald_tests::eventually(
-        "the second upload refused",
-        Duration::from_secs(10),
-        || async {
-            let answer = upload("phone\n+447400000002\n").await.unwrap();
-            (answer.status() == 429).then_some(answer)
-        },
-    )
-    .await;
-    assert!(second.headers().contains_key("retry-after"));
-    first.write_all(rest.as_bytes()).await.unwrap();
-    let answer = answer_within(&mut first, Duration::from_secs(10)).await;
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let (mut a, mut b) = (slow.remove(0), slow.remove(0));
+    let (refused, mut held) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::select! {
+            answer = read_all(&mut a) => (answer, b),
+            answer = read_all(&mut b) => (answer, a),
+        }
+    })
+    .await
+    .expect("one of the two uploads refused");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after:"),
+        "{refused}"
+    );
+    held.write_all(rest.as_bytes()).await.unwrap();
+    let answer = answer_within(&mut held, Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Its place is free again.
     let third = upload("phone,body.1,body.2\n+447400000003,Bo,5%\n")
         .await
         .unwrap();
