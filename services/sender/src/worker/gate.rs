@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_shared::clock::Clock;
 use herald_shared::db::messages;
@@ -89,9 +88,6 @@ impl NumberWorker {
     }
 }
 
-/// Waits for the number's limiter shorter than this yield to the runtime instead of sleeping.
-const YIELD_BELOW: Duration = Duration::from_micros(50);
-
 /// A number's pace: the in-flight window, a GCRA limiter at the rate the pacer wants, and the
 /// log of recent starts.
 pub(super) struct Pace {
@@ -139,24 +135,7 @@ impl Pace {
             self.limiter = limiter(target);
             self.rate = target;
         }
-        loop {
-            match self.limiter.check() {
-                Ok(()) => break,
-                // A few microseconds (a number allowed tens of thousands a second, its sends
-                // read in a batch): spent letting the runtime's other tasks run. Governor's own
-                // wait wakes the thread of its timer (futures-timer) for every one, two context
-                // switches per send that held the number to a couple of sends in flight.
-                Err(not_until)
-                    if not_until.wait_time_from(self.limiter.clock().now()) < YIELD_BELOW =>
-                {
-                    tokio::task::yield_now().await;
-                }
-                Err(_) => {
-                    self.limiter.until_ready().await;
-                    break;
-                }
-            }
-        }
+        self.limiter.until_ready().await;
         while let Some(wait) = self.starts.wait(self.rate, self.clock.now_std()) {
             tokio::time::sleep(wait).await;
         }
