@@ -26,6 +26,7 @@ async fn under_way(ctx: &TestContext, stack: &Stack) -> (ApiClient, CampaignId) 
         .create_number("100000000001", "token", RATE)
         .await
         .unwrap();
+    changed_hands(stack, number.id).await;
     let campaign = api
         .create_campaign("faults", "spring_sale_2026", "en_GB", &[number.id])
         .await
@@ -37,6 +38,44 @@ async fn under_way(ctx: &TestContext, stack: &Stack) -> (ApiClient, CampaignId) 
     assert_eq!(report.accepted, RECIPIENTS as i64);
     api.start(campaign.id).await.unwrap();
     (api, campaign.id)
+}
+
+/// Makes the number's lease change hands as if 41 owners had held it: its sends then carry
+/// fencing token 42, and a token that started again from 1 after Redis lost its data would
+/// show as a send by an owner that had lost the number.
+async fn changed_hands(stack: &Stack, number: herald_shared::domain::NumberId) {
+    use redis::AsyncCommands;
+    let settings = &stack.settings.redis;
+    let keys = herald_shared::stream::Keys::new(settings.key_prefix.clone()).number(number);
+    let conn = herald_shared::stream::conn::connect(settings, None)
+        .await
+        .unwrap();
+    let held_with = |fence: Option<&'static str>| {
+        let (mut conn, lease) = (conn.clone(), keys.lease.clone());
+        async move {
+            let value: Option<String> = conn.get(lease).await.ok()?;
+            value.filter(|v| fence.is_none_or(|f| v.ends_with(f)))
+        }
+    };
+    eventually(
+        "the sender holds the number",
+        Duration::from_secs(10),
+        || held_with(None),
+    )
+    .await;
+    let mut c = conn.clone();
+    let _: () = redis::pipe()
+        .set(&keys.fence, 41)
+        .del(&keys.lease)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    eventually(
+        "the sender holds the number again",
+        Duration::from_secs(10),
+        || held_with(Some(":42")),
+    )
+    .await;
 }
 
 /// Waits until `n` of the campaign's messages were sent (or went further).
@@ -134,6 +173,11 @@ async fn completes_whole(ctx: &TestContext, stack: &Stack, campaign: CampaignId,
          sends in flight {}",
         stats.accepted_total, stats.duplicate_recipients, stats.peak_in_flight
     ));
+    assert_eq!(
+        stats.fence_violations, 0,
+        "{fault}: a send carried a lower fencing token than an earlier one of its number: {:?}",
+        stats.fences
+    );
     assert!(
         stats.duplicate_recipients <= stats.peak_in_flight,
         "{fault}: {} recipients sent twice, more than the {} sends in flight",

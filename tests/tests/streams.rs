@@ -136,6 +136,38 @@ async fn a_stream_that_lost_entries_takes_none_until_repaired() {
 }
 
 #[tokio::test]
+async fn fencing_tokens_keep_rising_after_redis_loses_the_counter() {
+    use herald_shared::stream::lease::{self, Acquired};
+    let ctx = TestContext::new().await;
+    let mut redis = ctx.redis().await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let number = keys.number(NumberId::new());
+    let ttl = std::time::Duration::from_secs(5);
+    let conn = redis.clone();
+    let take = |floor| {
+        let (mut redis, number) = (conn.clone(), number.clone());
+        async move {
+            lease::acquire(&mut redis, &number, "s1", ttl, floor)
+                .await
+                .unwrap()
+        }
+    };
+    // No counter yet: the highest token Postgres recorded is asked for first.
+    assert_eq!(take(None).await, Acquired::NeedsFloor);
+    assert_eq!(take(Some(0)).await, Acquired::Taken(1));
+    assert_eq!(take(None).await, Acquired::Held);
+    let _: () = redis.del(&number.lease).await.unwrap();
+    assert_eq!(take(None).await, Acquired::Taken(2));
+    // Redis loses everything; Postgres recorded 2.
+    herald_shared::stream::admin::delete_prefixed(&mut redis, keys.prefix())
+        .await
+        .unwrap();
+    assert_eq!(take(None).await, Acquired::NeedsFloor);
+    assert_eq!(take(Some(2)).await, Acquired::Taken(3));
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn due_retries_move_to_the_stream_and_later_ones_stay() {
     let ctx = TestContext::new().await;
     let mut redis = ctx.redis().await;

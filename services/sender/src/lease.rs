@@ -6,12 +6,16 @@
 //! local deadline — the last successful renewal plus the TTL minus a safety margin, measured
 //! on this process's monotonic clock — has not passed, so a sender that stalls, loses Redis or
 //! loses its lease stops before its next send, before anyone else can take the number over.
+//! Tokens only ever rise: each one taken is recorded in Postgres, and a counter Redis lost
+//! starts again above the highest recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use herald_shared::clock::Clock;
+use herald_shared::db::numbers;
+use herald_shared::stream::lease::Acquired;
 use herald_shared::stream::{Connection, NumberKeys, RedisResult, lease};
 use tokio::time::Instant;
 
@@ -31,16 +35,22 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Tries to take `number`'s lease for `owner`.
+    /// Tries to take `number`'s lease for `owner`; records its token in Postgres.
     pub async fn acquire(
         redis: &mut Connection,
+        pool: &sqlx::PgPool,
         keys: &NumberKeys,
         owner: &str,
         ttl: Duration,
         clock: Clock,
-    ) -> RedisResult<Option<Arc<Lease>>> {
+    ) -> anyhow::Result<Option<Arc<Lease>>> {
         let started = clock.now();
-        let Some(fence) = lease::acquire(redis, keys, owner, ttl).await? else {
+        let mut acquired = lease::acquire(redis, keys, owner, ttl, None).await?;
+        if acquired == Acquired::NeedsFloor {
+            let floor = numbers::fence(pool, keys.number).await?;
+            acquired = lease::acquire(redis, keys, owner, ttl, Some(floor)).await?;
+        }
+        let Acquired::Taken(fence) = acquired else {
             return Ok(None);
         };
         let lease = Lease {
@@ -53,7 +63,12 @@ impl Lease {
             valid_until_ms: AtomicU64::new(0),
         };
         lease.extend_from(started);
-        Ok(Some(Arc::new(lease)))
+        let lease = Arc::new(lease);
+        if let Err(e) = numbers::record_fence(pool, keys.number, fence).await {
+            lease.release(redis).await?;
+            return Err(anyhow::Error::new(e).context("recording the number's fencing token"));
+        }
+        Ok(Some(lease))
     }
 
     /// The part of the TTL kept back for clock drift and the time a renewal takes.

@@ -251,6 +251,7 @@ impl Supervisor {
             }
             let Some(lease) = Lease::acquire(
                 &mut self.redis,
+                &self.shared.pool,
                 &self.keys.number(number),
                 &self.consumer,
                 self.ttl,

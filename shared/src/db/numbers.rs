@@ -50,6 +50,25 @@ pub struct NewNumber<'a> {
     pub portfolio_id: Option<&'a str>,
 }
 
+/// The highest fencing token recorded for `number` (0 when none was).
+pub async fn fence(pool: &PgPool, number: NumberId) -> sqlx::Result<i64> {
+    let fence: Option<i64> = sqlx::query_scalar("SELECT fence FROM sender_numbers WHERE id = $1")
+        .bind(number)
+        .fetch_optional(pool)
+        .await?;
+    Ok(fence.unwrap_or(0))
+}
+
+/// Records that `number`'s lease was taken with token `fence`.
+pub async fn record_fence(pool: &PgPool, number: NumberId, fence: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sender_numbers SET fence = greatest(fence, $2) WHERE id = $1")
+        .bind(number)
+        .bind(fence)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// How many numbers `tenant` has registered (deleted ones aside).
 pub async fn count_of_tenant(pool: &PgPool, tenant: TenantId) -> sqlx::Result<i64> {
     sqlx::query_scalar(

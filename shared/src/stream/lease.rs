@@ -7,21 +7,40 @@ use std::time::Duration;
 use super::scripts::{LEASE_ACQUIRE, LEASE_RELEASE, LEASE_RENEW};
 use super::{Connection, NumberKeys, RedisResult};
 
-/// Takes the number's lease for `owner` if it is free: the new fencing token, or `None`.
+/// What taking a lease came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// Taken, with this fencing token.
+    Taken(i64),
+    /// Another holds it.
+    Held,
+    /// The number's token counter is gone (never made, or Redis lost its data): ask again with
+    /// the highest token Postgres has seen, so that tokens keep rising.
+    NeedsFloor,
+}
+
+/// Takes the number's lease for `owner` if it is free, with a token above `floor` (the highest
+/// Postgres has seen; `None` when not read).
 pub async fn acquire(
     conn: &mut Connection,
     keys: &NumberKeys,
     owner: &str,
     ttl: Duration,
-) -> RedisResult<Option<i64>> {
+    floor: Option<i64>,
+) -> RedisResult<Acquired> {
     let fence: i64 = LEASE_ACQUIRE
         .key(&keys.lease)
         .key(&keys.fence)
         .arg(owner)
         .arg(ttl.as_millis() as u64)
+        .arg(floor.map_or(-1, |f| f.max(0)))
         .invoke_async(conn)
         .await?;
-    Ok((fence != 0).then_some(fence))
+    Ok(match fence {
+        0 => Acquired::Held,
+        f if f < 0 => Acquired::NeedsFloor,
+        f => Acquired::Taken(f),
+    })
 }
 
 /// Extends the lease at `key` if it still holds `value`; `false` when it does not.
