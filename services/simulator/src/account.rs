@@ -61,10 +61,7 @@ pub async fn waba_phone_numbers(
     Path((_version, waba_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let has_token = headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ") && v.len() > 7);
-    if !has_token {
+    if !has_bearer(&headers) {
         return graph_error(&state, 190, "An access token is required");
     }
     let active = state.sim.active();
@@ -89,6 +86,13 @@ pub async fn waba_phone_numbers(
         .into_response()
 }
 
+/// Whether a management read carries a bearer token (any: the WABA reads check no more).
+fn has_bearer(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ") && v.len() > 7)
+}
+
 #[derive(Deserialize)]
 pub struct Paging {
     limit: Option<usize>,
@@ -102,10 +106,7 @@ pub async fn message_templates(
     Query(paging): Query<Paging>,
     headers: HeaderMap,
 ) -> Response {
-    let has_token = headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ") && v.len() > 7);
-    if !has_token {
+    if !has_bearer(&headers) {
         return graph_error(&state, 190, "An access token is required");
     }
     let active = state.sim.active();

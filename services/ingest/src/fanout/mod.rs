@@ -80,9 +80,14 @@ impl FanOut {
     /// was started by another process or this one restarted mid-campaign; every `HELD_POLL`
     /// while a number's stream is full, to top it up as its sender drains it.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // Streams are checked for lost entries every `poll`, not on each quick top-up pass.
+        let mut next_check = tokio::time::Instant::now();
         loop {
-            if let Err(e) = self.repair(self.repair_window).await {
-                tracing::error!(error = %format!("{e:#}"), "checking streams for lost entries failed; will retry");
+            if tokio::time::Instant::now() >= next_check {
+                next_check = tokio::time::Instant::now() + self.poll;
+                if let Err(e) = self.repair(self.repair_window).await {
+                    tracing::error!(error = %format!("{e:#}"), "checking streams for lost entries failed; will retry");
+                }
             }
             let wait = match self.process_running().await {
                 Ok(fanned) if fanned.held => HELD_POLL.min(self.poll),
