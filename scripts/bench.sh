@@ -6,7 +6,8 @@
 #                           pushed as hard as wrk can (S2); 3 runs each, medians quoted
 #   scripts/bench.sh b1|b1-lat|b2|b3
 #                           a campaign through ingest and the sender against the simulator in
-#                           another process (`herald bench`), 3 runs, medians quoted; needs
+#                           another process (`herald bench`; b1 against its lean mode, which
+#                           only answers), 3 runs, medians quoted; needs
 #                           Redis and Postgres (started privately like the tests' when absent);
 #                           b3 measures the adaptive rate against a cap it is not told
 #   scripts/bench.sh b4     a 1,000,000-row CSV (phone + 2 variables, 2% invalid rows, 1%
@@ -68,6 +69,16 @@ start_simulator() {
   done
   echo "bench: the simulator did not start" >&2
   exit 1
+}
+
+# scenario_of <workload>: the simulator's scenario file for a Herald workload. B1 runs against
+# its lean mode (each send answered at once with a wamid, nothing validated, counted or
+# scheduled), so that the machine's CPU goes to Herald and its cost can be read.
+scenario_of() {
+  if [ "$1" = b1 ]; then
+    echo '{"lean": true}' >"$work/lean.json"
+    echo "$PWD/$work/lean.json"
+  fi
 }
 
 stop_simulator() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null || true; }
@@ -168,7 +179,7 @@ bench_herald() {
   cores=$(nproc)
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
-    start_simulator ""
+    start_simulator "$(scenario_of "$workload")"
     out=$(target/release/herald bench "$workload" --simulator "http://127.0.0.1:$sim_port")
     stop_simulator
     results+=("$out")
@@ -323,7 +334,7 @@ bench_compare() {
         if [ "$workload" = b5 ]; then
           out=$(HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=error "$bin" bench b5 --simulator none)
         else
-          start_simulator ""
+          start_simulator "$(scenario_of "$workload")"
           out=$(HERALD__DATABASE__URL=$db "$bin" bench "$workload" --simulator "http://127.0.0.1:$sim_port")
           stop_simulator
         fi

@@ -460,6 +460,62 @@ async fn faults_answer_with_their_code_status_or_silence_while_scheduled() {
 }
 
 #[tokio::test]
+async fn in_lean_mode_every_send_is_answered_with_a_new_wamid_and_only_counted() {
+    let ctx = TestContext::new().await;
+    let hooks = webhook_mock().await;
+    // A cap and a certain fault that lean mode does not apply.
+    let sim = Sim::start(
+        &ctx,
+        &hooks.uri(),
+        json!({"lean": true, "cap_per_number": 1,
+               "faults": [{"kind": "error", "code": 131000, "probability": 1.0}]}),
+    )
+    .await;
+    let mut wamids = std::collections::HashSet::new();
+    for i in 0..5 {
+        let (status, body) = sim
+            .send(&template(&format!("+44740000020{i}"), &["Ann"]))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["messaging_product"], "whatsapp");
+        let wamid = body["messages"][0]["id"].as_str().unwrap().to_owned();
+        assert!(wamid.starts_with("wamid."), "{wamid}");
+        wamids.insert(wamid);
+    }
+    // Not even a body is read for what it says.
+    let (status, _) = sim.send(&json!({"anything": 1})).await;
+    assert_eq!(status, 200);
+    assert_eq!(wamids.len(), 5, "every wamid is new");
+    let stats = sim.stats().await;
+    assert_eq!(stats.accepted_total, 6);
+    assert_eq!(stats.peak_in_flight, 1);
+    assert!(stats.rejected.is_empty() && stats.accepted.is_empty());
+    sim.configure(json!({"lean": false, "faults": [], "cap_per_number": 0}))
+        .await;
+    let (status, body) = sim.send(&template("+447400000300", &["Ann"])).await;
+    assert_eq!(status, 200, "{body}");
+    let wamid = body["messages"][0]["id"].as_str().unwrap().to_owned();
+    let statuses = eventually(
+        "the full send's receipts",
+        Duration::from_secs(10),
+        || async {
+            let (statuses, _) = received(&ctx, &hooks).await;
+            statuses
+                .iter()
+                .any(|s| s["id"] == wamid.as_str())
+                .then_some(statuses)
+        },
+    )
+    .await;
+    assert!(
+        statuses.iter().all(|s| s["id"] == wamid.as_str()),
+        "lean sends get no receipts: {statuses:?}"
+    );
+    sim.stop().await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_stats_give_the_most_sends_in_flight_at_once() {
     let ctx = TestContext::new().await;
     // Every send is held unanswered, so all six are in flight together.

@@ -160,6 +160,11 @@ pub async fn send_message(
         );
     };
     let active = state.sim.active();
+    if active.config.lean {
+        let wamid = state.sim.lean_accept();
+        let body = format!(r#"{{"messaging_product":"whatsapp","messages":[{{"id":"{wamid}"}}]}}"#);
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     if let Err((code, details)) = authorize(&active, headers, &phone_number_id) {
         return graph_error(&state, code, &details);
     }

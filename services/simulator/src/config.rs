@@ -40,6 +40,11 @@ pub struct SimConfig {
     pub template_page_size: usize,
     /// How many accepted send bodies `GET /sim/sent` keeps (the latest); 0 keeps none.
     pub capture: usize,
+    /// Answers every send at once with a wamid and nothing else: no validation, limits,
+    /// faults, receipts or per-number statistics (only `accepted_total` and the in-flight
+    /// figures count). A stand-in that costs the machine as little as possible, so that a
+    /// benchmark reads Herald's own cost.
+    pub lean: bool,
 }
 
 impl Default for SimConfig {
@@ -59,6 +64,7 @@ impl Default for SimConfig {
             templates: catalogue(),
             template_page_size: 100,
             capture: 0,
+            lean: false,
         }
     }
 }

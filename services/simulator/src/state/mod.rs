@@ -83,6 +83,8 @@ pub struct Sim {
     /// Sends being answered now (their latency included), and the most at once.
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    /// Sends accepted in lean mode (counted nowhere else).
+    pub lean_accepted: AtomicU64,
     /// Numbers whose profile was read: those the configuration does not give a WABA of their
     /// own belong to any WABA (see `numbers_of`).
     profiled: Mutex<std::collections::BTreeSet<String>>,
@@ -164,6 +166,7 @@ impl Sim {
             statuses_posted: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
+            lean_accepted: AtomicU64::new(0),
             intended: Mutex::default(),
             sent: Mutex::default(),
             profiled: Mutex::default(),
@@ -219,6 +222,14 @@ impl Sim {
     /// Puts a new configuration in force (fault schedules restart from now).
     pub fn configure(&self, config: SimConfig) {
         *self.active.write().expect("config lock") = Arc::new(Active::new(config));
+    }
+
+    /// A wamid for a send accepted in lean mode: unique, like every other (the sequence is
+    /// shared).
+    pub fn lean_accept(&self) -> String {
+        let seq = self.seq.fetch_add(1, Relaxed);
+        self.lean_accepted.fetch_add(1, Relaxed);
+        format!("wamid.HBgE{seq:012X}")
     }
 
     /// A generator for the next request.
