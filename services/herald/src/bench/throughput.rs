@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use herald_shared::db::campaigns;
 use herald_shared::settings::Settings;
 use serde::Serialize;
 use serde_json::json;
@@ -88,8 +90,12 @@ pub async fn run(
     let started = Instant::now();
     api.start(campaign.id).await?;
     loop {
-        let c = api.campaign(campaign.id).await?.counters;
-        if c.total - c.pending - c.queued >= c.total {
+        // The campaign's counters, read from Postgres: `GET /v1/campaigns/{id}` also counts
+        // each number's messages, work that grows with the campaign and is not the send's.
+        let row = campaigns::get_campaign(&world.pool, tenant, campaign.id)
+            .await?
+            .context("the campaign is gone")?;
+        if row.counters.pending + row.counters.queued == 0 {
             break;
         }
         anyhow::ensure!(
