@@ -29,13 +29,19 @@ use crate::settings::WhatsAppSettings;
 /// come from an owner older than one already seen.
 pub const FENCE_HEADER: &str = "x-herald-fence";
 
+/// Cheap to clone (every send task holds one): the pool is shared, the strings are `Arc`s.
 #[derive(Debug, Clone)]
 pub struct CloudApiClient {
     http: Client<HttpsConnector<Route>, Full<Bytes>>,
-    base_url: String,
-    version: String,
+    base_url: Arc<str>,
+    version: Arc<str>,
     request_timeout: Duration,
 }
+
+/// A request's URL and `Authorization` value, or why they cannot be made (the request is
+/// then not sent). Its `Debug` never shows the token.
+#[derive(Debug, Clone)]
+pub struct Endpoint(Result<(Uri, HeaderValue), &'static str>);
 
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,24 +95,36 @@ impl CloudApiClient {
             .build(https);
         Ok(Self {
             http,
-            base_url,
-            version: settings.api_version.clone(),
+            base_url: base_url.into(),
+            version: settings.api_version.as_str().into(),
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
         })
     }
 
-    /// POSTs an already rendered message body for the business number `phone_number_id`, on
-    /// behalf of the lease holder with fencing token `fence`.
-    pub async fn send_message(
-        &self,
-        phone_number_id: &str,
-        token: &SecretString,
-        fence: i64,
-        body: Bytes,
-    ) -> SendResult {
-        let path = format!("{phone_number_id}/messages");
+    /// Where `phone_number_id`'s sends go, with `token`: made once per number, so that a
+    /// send formats, parses and checks nothing of its own.
+    pub fn messages_endpoint(&self, phone_number_id: &str, token: &SecretString) -> Endpoint {
+        self.endpoint(&format!("{phone_number_id}/messages"), token)
+    }
+
+    /// `{base}/{version}/{path}` with `token` as its bearer (marked sensitive: never shown).
+    fn endpoint(&self, path: &str, token: &SecretString) -> Endpoint {
+        let Ok(uri) = format!("{}/{}/{}", self.base_url, self.version, path).parse::<Uri>() else {
+            return Endpoint(Err("the phone number id does not make a URL"));
+        };
+        let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        else {
+            return Endpoint(Err("the access token has characters a header cannot carry"));
+        };
+        auth.set_sensitive(true);
+        Endpoint(Ok((uri, auth)))
+    }
+
+    /// POSTs an already rendered message body to a number's `endpoint`, on behalf of the
+    /// lease holder with fencing token `fence`.
+    pub async fn send_message(&self, endpoint: &Endpoint, fence: i64, body: Bytes) -> SendResult {
         let (status, retry_after, bytes) = match self
-            .exchange(Method::POST, &path, token, Some((fence, body)))
+            .exchange(Method::POST, endpoint, Some((fence, body)))
             .await
         {
             Ok(answer) => answer,
@@ -147,14 +165,15 @@ impl CloudApiClient {
         path_and_query: &str,
         token: &SecretString,
     ) -> Result<T, GraphFailure> {
-        let (status, _, bytes) = self
-            .exchange(Method::GET, path_and_query, token, None)
-            .await
-            .map_err(|f| match f {
-                TransportFailure::NotSent(why) | TransportFailure::Ambiguous(why) => {
-                    GraphFailure::Unreachable(why)
-                }
-            })?;
+        let endpoint = self.endpoint(path_and_query, token);
+        let (status, _, bytes) =
+            self.exchange(Method::GET, &endpoint, None)
+                .await
+                .map_err(|f| match f {
+                    TransportFailure::NotSent(why) | TransportFailure::Ambiguous(why) => {
+                        GraphFailure::Unreachable(why)
+                    }
+                })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| GraphFailure::Unreachable(format!("unreadable 200 body: {e}")));
@@ -168,30 +187,20 @@ impl CloudApiClient {
         }
     }
 
-    /// One request to `{base}/{version}/{path}` and its whole answer, within the request
-    /// timeout. A send carries its fencing token and JSON body.
+    /// One request to `endpoint` and its whole answer, within the request timeout. A send
+    /// carries its fencing token and JSON body.
     async fn exchange(
         &self,
         method: Method,
-        path: &str,
-        token: &SecretString,
+        endpoint: &Endpoint,
         send: Option<(i64, Bytes)>,
     ) -> Result<(hyper::StatusCode, Option<Duration>, Bytes), TransportFailure> {
         let not_sent = |why: &str| TransportFailure::NotSent(why.into());
-        let Ok(uri) = format!("{}/{}/{}", self.base_url, self.version, path).parse::<Uri>() else {
-            return Err(not_sent("the phone number id does not make a URL"));
-        };
-        let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-        else {
-            return Err(not_sent(
-                "the access token has characters a header cannot carry",
-            ));
-        };
-        auth.set_sensitive(true);
+        let (uri, auth) = endpoint.0.as_ref().map_err(|why| not_sent(why))?;
         let request = Request::builder()
             .method(method)
-            .uri(uri)
-            .header(AUTHORIZATION, auth);
+            .uri(uri.clone())
+            .header(AUTHORIZATION, auth.clone());
         let request = match send {
             Some((fence, body)) => request
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -416,6 +425,14 @@ mod tests {
         }
     }
 
+    impl CloudApiClient {
+        /// A send for number `123` with token `secret`.
+        async fn send(&self, fence: i64, body: Bytes) -> SendResult {
+            let endpoint = self.messages_endpoint("123", &SecretString::from("secret"));
+            self.send_message(&endpoint, fence, body).await
+        }
+    }
+
     async fn client(server: &MockServer) -> CloudApiClient {
         CloudApiClient::new(&settings(&server.uri())).unwrap()
     }
@@ -436,12 +453,7 @@ mod tests {
             .await;
         let result = client(&server)
             .await
-            .send_message(
-                "123",
-                &SecretString::from("secret"),
-                7,
-                Bytes::from_static(b"{}"),
-            )
+            .send(7, Bytes::from_static(b"{}"))
             .await;
         assert_eq!(
             result,
@@ -468,12 +480,7 @@ mod tests {
             .await;
         let result = client(&server)
             .await
-            .send_message(
-                "123",
-                &SecretString::from("secret"),
-                7,
-                Bytes::from_static(b"{}"),
-            )
+            .send(7, Bytes::from_static(b"{}"))
             .await;
         let SendResult::Rejected {
             http_status,
@@ -514,9 +521,7 @@ mod tests {
             .unwrap()
             .port();
         let client = CloudApiClient::new(&settings(&format!("http://127.0.0.1:{port}"))).unwrap();
-        let result = client
-            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
-            .await;
+        let result = client.send(7, Bytes::new()).await;
         let SendResult::Transport(TransportFailure::NotSent(why)) = result else {
             panic!("a refused connection is safe to resend: {result:?}");
         };
@@ -536,9 +541,7 @@ mod tests {
             ..settings(&server.uri())
         })
         .unwrap();
-        let result = client
-            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
-            .await;
+        let result = client.send(7, Bytes::new()).await;
         assert_eq!(
             result,
             SendResult::Transport(TransportFailure::Ambiguous(
@@ -612,9 +615,7 @@ mod tests {
             .mount(&server)
             .await;
         let (proxy, targets) = connect_proxy("HTTP/1.1 200 Connection established").await;
-        let result = through(server.uri(), proxy)
-            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
-            .await;
+        let result = through(server.uri(), proxy).send(7, Bytes::new()).await;
         assert_eq!(
             result,
             SendResult::Accepted {
@@ -629,9 +630,7 @@ mod tests {
     async fn a_tunnel_the_proxy_refuses_was_not_sent() {
         let server = MockServer::start().await;
         let (proxy, targets) = connect_proxy("HTTP/1.1 403 Forbidden").await;
-        let result = through(server.uri(), proxy)
-            .send_message("123", &SecretString::from("secret"), 7, Bytes::new())
-            .await;
+        let result = through(server.uri(), proxy).send(7, Bytes::new()).await;
         assert!(
             matches!(result, SendResult::Transport(TransportFailure::NotSent(_))),
             "a refused tunnel is safe to resend: {result:?}"

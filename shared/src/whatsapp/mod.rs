@@ -6,7 +6,9 @@ mod client;
 mod errors;
 pub mod webhook;
 
-pub use client::{CloudApiClient, FENCE_HEADER, GraphFailure, SendResult, TransportFailure};
+pub use client::{
+    CloudApiClient, Endpoint, FENCE_HEADER, GraphFailure, SendResult, TransportFailure,
+};
 pub use errors::{ErrorClass, GraphError, GraphErrorBody, classify};
 
 use serde::Deserialize;

@@ -100,6 +100,7 @@ pub struct NumberWorker {
     /// Outcomes handed to the recorder, and how many it has recorded.
     handed: u64,
     tally: Arc<Tally>,
+    send_path: Arc<send::SendPath>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,7 @@ impl NumberWorker {
         shared.scopes.watch(&config.scopes);
         shared.scopes.refresh(&mut commands).await?;
         Ok(Self {
+            send_path: Arc::new(send::SendPath::new(&shared.client, &config)),
             pace: Pace::new(&config, shared.clock),
             queue: NumberQueue::new(number_keys, commands.clone()),
             config: Arc::new(config),

@@ -3,12 +3,42 @@
 //! only writer to Postgres; here only memory changes (the pacer, this process's holds).
 
 use herald_shared::stream::Entry;
-use herald_shared::whatsapp::SendResult;
+use herald_shared::whatsapp::{CloudApiClient, Endpoint, SendResult};
+use metrics::Histogram;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::NumberWorker;
+use super::{NumberWorker, WorkerConfig};
 use crate::recorder::Outcome;
+
+/// What every send of a number uses, made once: where it goes, and the histograms of its
+/// request time by outcome.
+pub(super) struct SendPath {
+    endpoint: Endpoint,
+    accepted: Histogram,
+    rejected: Histogram,
+    transport: Histogram,
+}
+
+impl SendPath {
+    pub fn new(client: &CloudApiClient, config: &WorkerConfig) -> Self {
+        let seconds = |outcome: &'static str| metrics::histogram!("herald_cloud_api_request_seconds", "outcome" => outcome);
+        Self {
+            endpoint: client.messages_endpoint(&config.phone_number_id, &config.token),
+            accepted: seconds("accepted"),
+            rejected: seconds("rejected"),
+            transport: seconds("transport"),
+        }
+    }
+
+    fn seconds(&self, result: &SendResult) -> &Histogram {
+        match result {
+            SendResult::Accepted { .. } => &self.accepted,
+            SendResult::Rejected { .. } => &self.rejected,
+            SendResult::Transport(_) => &self.transport,
+        }
+    }
+}
 
 impl NumberWorker {
     /// Starts the send of `entry` (the gate let it through; `permit` is its place in the
@@ -21,6 +51,7 @@ impl NumberWorker {
     ) {
         let client = self.shared.client.clone();
         let config = self.config.clone();
+        let path = self.send_path.clone();
         let outcomes = self.shared.outcomes.clone();
         let scopes = self.shared.scopes.clone();
         let feedback = self.pace.feedback();
@@ -32,19 +63,9 @@ impl NumberWorker {
         let send = async move {
             let sending = std::time::Instant::now();
             let result = client
-                .send_message(
-                    &config.phone_number_id,
-                    &config.token,
-                    fence,
-                    entry.payload.clone(),
-                )
+                .send_message(&path.endpoint, fence, entry.payload.clone())
                 .await;
-            let outcome = match &result {
-                SendResult::Accepted { .. } => "accepted",
-                SendResult::Rejected { .. } => "rejected",
-                SendResult::Transport(_) => "transport",
-            };
-            metrics::histogram!("herald_cloud_api_request_seconds", "outcome" => outcome)
+            path.seconds(&result)
                 .record(sending.elapsed().as_secs_f64());
             let rate = feedback.record(&result);
             if let Some(rate) = rate {
