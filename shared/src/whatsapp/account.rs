@@ -242,6 +242,7 @@ mod tests {
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
             proxy: SecretString::from(""),
+            http2: false,
         })
         .unwrap()
     }
