@@ -105,10 +105,6 @@ pub struct WhatsAppSettings {
     /// A secret: the URL may carry the proxy's password.
     #[serde(default = "no_proxy")]
     pub proxy: SecretString,
-    /// HTTP/2: negotiated with TLS (ALPN) for `https://`, spoken from the start (prior
-    /// knowledge) for plain `http://`; every send of the process then shares one connection.
-    #[serde(default)]
-    pub http2: bool,
 }
 
 fn no_proxy() -> SecretString {

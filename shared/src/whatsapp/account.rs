@@ -242,7 +242,6 @@ mod tests {
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
             proxy: SecretString::from(""),
-            http2: false,
         })
         .unwrap()
     }

@@ -84,23 +84,15 @@ impl CloudApiClient {
             .parse::<Uri>()
             .map_err(|e| anyhow::anyhow!("whatsapp.base_url {base_url:?} is not a URL: {e}"))?;
         let route = Route::to(&base, settings.proxy.expose_secret(), tcp)?;
-        let versions = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http();
-        let https = if settings.http2 {
-            versions.enable_all_versions().wrap_connector(route)
-        } else {
-            versions.enable_http1().wrap_connector(route)
-        };
-        let mut http = Client::builder(TokioExecutor::new());
-        http.pool_idle_timeout(Duration::from_secs(90))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(route);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new());
-        if settings.http2 && base.scheme_str() == Some("http") {
-            // No TLS to negotiate with: HTTP/2 from the first byte.
-            http.http2_only(true);
-        }
-        let http = http.build(https);
+            .build(https);
         Ok(Self {
             http,
             base_url: base_url.into(),
@@ -430,7 +422,6 @@ mod tests {
             request_timeout_ms: 5000,
             connect_timeout_ms: 1000,
             proxy: SecretString::from(""),
-            http2: false,
         }
     }
 
