@@ -10,6 +10,7 @@ use std::time::Duration;
 use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus};
+use herald_shared::stream::Keys;
 use herald_tests::{
     PrivatePostgres, PrivateRedis, TestContext, assert_counters_match, configure_simulator,
     eventually, recipients,
@@ -41,16 +42,22 @@ async fn under_way(ctx: &TestContext, stack: &Stack) -> (ApiClient, CampaignId) 
     (api, campaign.id)
 }
 
+/// A connection to the stack's Redis, and its deployment's keys.
+async fn redis_of(stack: &Stack) -> (herald_shared::stream::Connection, Keys) {
+    let settings = &stack.settings.redis;
+    let conn = herald_shared::stream::conn::connect(settings, None)
+        .await
+        .unwrap();
+    (conn, Keys::new(settings.key_prefix.clone()))
+}
+
 /// Makes the number's lease change hands as if 41 owners had held it: its sends then carry
 /// fencing token 42, and a token that started again from 1 after Redis lost its data would
 /// show as a send by an owner that had lost the number.
 async fn changed_hands(stack: &Stack, number: herald_shared::domain::NumberId) {
     use redis::AsyncCommands;
-    let settings = &stack.settings.redis;
-    let keys = herald_shared::stream::Keys::new(settings.key_prefix.clone()).number(number);
-    let conn = herald_shared::stream::conn::connect(settings, None)
-        .await
-        .unwrap();
+    let (conn, keys) = redis_of(stack).await;
+    let keys = keys.number(number);
     let held_with = |fence: Option<&'static str>| {
         let (mut conn, lease) = (conn.clone(), keys.lease.clone());
         async move {
@@ -195,11 +202,7 @@ impl Unheard {
 /// Deletes every key of the deployment in one step, as a `FLUSHALL` would, and returns the
 /// receipts lost with the webhook buffer.
 async fn lose_everything(stack: &Stack) -> Unheard {
-    let settings = &stack.settings.redis;
-    let mut conn = herald_shared::stream::conn::connect(settings, None)
-        .await
-        .unwrap();
-    let keys = herald_shared::stream::Keys::new(settings.key_prefix.clone());
+    let (mut conn, keys) = redis_of(stack).await;
     let script = redis::Script::new(
         r"
         local bodies = {}
@@ -220,7 +223,7 @@ async fn lose_everything(stack: &Stack) -> Unheard {
     );
     let bodies: Vec<Vec<u8>> = script
         .key(keys.webhooks())
-        .arg(format!("{}:*", settings.key_prefix))
+        .arg(format!("{}:*", stack.settings.redis.key_prefix))
         .arg(herald_shared::stream::ENTRY_FIELD)
         .invoke_async(&mut conn)
         .await
@@ -231,11 +234,7 @@ async fn lose_everything(stack: &Stack) -> Unheard {
 /// Stops every write to the private `redis` (`CLIENT PAUSE WRITE`, until it is killed) and
 /// returns the receipts in its webhook buffer, which a restart without persistence loses.
 async fn pause_writes(stack: &Stack) -> Unheard {
-    let settings = &stack.settings.redis;
-    let mut conn = herald_shared::stream::conn::connect(settings, None)
-        .await
-        .unwrap();
-    let keys = herald_shared::stream::Keys::new(settings.key_prefix.clone());
+    let (mut conn, keys) = redis_of(stack).await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(600_000)
