@@ -4,11 +4,12 @@
 #
 #   scripts/bench.sh sim    the simulator's send endpoint under wrk (S1), and a cap of 80 msg/s
 #                           pushed as hard as wrk can (S2); 3 runs each, medians quoted
-#   scripts/bench.sh b1|b1-lat|b2|b3
+#   scripts/bench.sh b1|b1-lat|b2|b2-40|b3
 #                           a campaign through ingest and the sender against the simulator in
 #                           another process (`herald bench`; b1 against its lean mode, which
 #                           only answers), 3 runs, medians quoted; needs
 #                           Redis and Postgres (started privately like the tests' when absent);
+#                           b2-40 is 40 numbers at 1,000 msg/s each (200,000 messages);
 #                           b3 measures the adaptive rate against a cap it is not told
 #   scripts/bench.sh b4     a 1,000,000-row CSV (phone + 2 variables, 2% invalid rows, 1%
 #                           duplicates) uploaded with curl to `herald ingest` in its own
@@ -543,8 +544,8 @@ case "${1:-}" in
   b4) bench_upload ;;
   export) bench_export ;;
   b5) bench_webhook ;;
-  b1 | b1-lat | b2) bench_herald "$1" ;;
+  b1 | b1-lat | b2 | b2-40) bench_herald "$1" ;;
   b3) bench_adaptation ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b3|b4|b5|export|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b2-40|b3|b4|b5|export|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

@@ -28,6 +28,10 @@ pub enum Workload {
     B1Lat,
     /// Ten numbers at a cap of 80 msg/s.
     B2,
+    /// Forty numbers at Meta's highest rate, 1,000 msg/s each (the simulator enforcing it):
+    /// 200,000 messages, 40,000 msg/s allowed in all.
+    #[value(name = "b2-40")]
+    B240,
     /// Adaptation to a cap Herald is not told.
     B3,
     /// Webhook intake and processing (needs no simulator).
@@ -48,6 +52,7 @@ pub async fn run(
         Workload::B1 => Load::ceiling(0),
         Workload::B1Lat => Load::ceiling(50),
         Workload::B2 => Load::capped(),
+        Workload::B240 => Load::forty_at_the_ceiling(),
         Workload::B3 => {
             let figures = adaptation::run(settings, &simulator).await?;
             return Ok(serde_json::to_value(figures)?);
