@@ -44,25 +44,22 @@ impl Load {
 
     /// B2: ten numbers at Meta's standard 80 msg/s, the simulator enforcing it.
     pub fn capped() -> Self {
-        Self {
-            numbers: 10,
-            recipients: 50_000,
-            rate: 80,
-            simulator: json!({"cap_per_number": 80, "pair_limit": false, "faults": [],
-                              "latency": {"kind": "none"}}),
-        }
+        Self::enforced(10, 50_000, 80)
     }
-}
 
-impl Load {
-    /// 40 numbers at 1,000 msg/s each, the simulator enforcing it (so that a second over the
-    /// rate on any number shows, as its window count and as 130429s).
+    /// B2-40: 40 numbers at Meta's highest rate, 1,000 msg/s each.
     pub fn forty_at_the_ceiling() -> Self {
+        Self::enforced(40, 200_000, 1_000)
+    }
+
+    /// `numbers` numbers at `rate` msg/s each, the simulator enforcing it (so that a second
+    /// over the rate on any number shows, as its window count and as 130429s).
+    fn enforced(numbers: usize, recipients: usize, rate: u32) -> Self {
         Self {
-            numbers: 40,
-            recipients: 200_000,
-            rate: 1_000,
-            simulator: json!({"cap_per_number": 1_000, "pair_limit": false, "faults": [],
+            numbers,
+            recipients,
+            rate,
+            simulator: json!({"cap_per_number": rate, "pair_limit": false, "faults": [],
                               "latency": {"kind": "none"}}),
         }
     }
