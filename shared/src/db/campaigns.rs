@@ -325,34 +325,6 @@ pub async fn last_message_id(pool: &PgPool, campaign: CampaignId) -> sqlx::Resul
         .await
 }
 
-/// The pending messages of a campaign for one number with ids in `after..=through`, by id.
-///
-/// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
-/// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
-/// campaign's rows and sort them, for every page (quadratic in the campaign's size). A range
-/// costs at most its width whatever the plan.
-pub async fn fanout_page(
-    pool: &PgPool,
-    campaign: CampaignId,
-    number: NumberId,
-    after: i64,
-    through: i64,
-) -> sqlx::Result<Vec<FanoutRow>> {
-    sqlx::query_as(
-        "SELECT id, recipient, variables, template FROM messages
-         WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
-           AND status = $5
-         ORDER BY id",
-    )
-    .bind(campaign)
-    .bind(number)
-    .bind(after)
-    .bind(through)
-    .bind(MessageStatus::Pending)
-    .fetch_all(pool)
-    .await
-}
-
 /// The campaign's first message for `number` after `after`, if any.
 pub async fn next_message_id(
     pool: &PgPool,

@@ -1,12 +1,14 @@
-//! Messages: uploads add them, fan-out marks them `queued`. Every other status change goes
+//! Messages: uploads add them, fan-out claims them (`queued`) and repair marks them again. Every other status change goes
 //! through the transition engine (`transitions`).
 //!
-//! Both statements here keep the engine's lock order in one statement: message rows first
-//! (new ones, or existing ones in id order), then the campaign's counters through
-//! `apply_campaign_deltas`.
+//! Every write here keeps the engine's lock order: message rows first (new ones, or existing
+//! ones in id order), then the campaign's counters through `apply_campaign_deltas` (in the
+//! same statement, or for a claimed page in the same transaction).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
+
+use super::campaigns::FanoutRow;
 
 use crate::domain::{CampaignId, MessageId, MessageStatus, NumberId};
 
@@ -108,6 +110,61 @@ pub async fn unsent(db: impl PgExecutor<'_>, campaign: CampaignId) -> sqlx::Resu
     .bind([MessageStatus::Pending, MessageStatus::Queued])
     .fetch_all(db)
     .await
+}
+
+/// Claims a page of a lane for fan-out: the campaign's `pending` messages for `number` with
+/// ids in `after..=through`, locked in id order and marked `queued`, returned by id. Runs in
+/// the transaction that commits once the page is in its stream (`count_queued` moves the
+/// counters just before), so a message is never `queued` without being there, and the sender
+/// recording a send waits for that commit rather than racing a marking of its own row.
+///
+/// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
+/// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
+/// campaign's rows and sort them, for every page (quadratic in the campaign's size). A range
+/// costs at most its width whatever the plan.
+pub async fn claim_page(
+    tx: &mut PgConnection,
+    campaign: CampaignId,
+    number: NumberId,
+    after: i64,
+    through: i64,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Vec<FanoutRow>> {
+    sqlx::query_as(
+        "WITH page AS (
+            SELECT id, recipient, variables, template FROM messages
+            WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
+              AND status = $6
+            ORDER BY id FOR UPDATE
+         ), marked AS (
+            UPDATE messages m SET status = $5, queued_at = $7 FROM page p WHERE m.id = p.id
+         )
+         SELECT * FROM page ORDER BY id",
+    )
+    .bind(campaign)
+    .bind(number)
+    .bind(after)
+    .bind(through)
+    .bind(MessageStatus::Queued)
+    .bind(MessageStatus::Pending)
+    .bind(at)
+    .fetch_all(tx)
+    .await
+}
+
+/// Moves `n` of the campaign's messages from `pending` to `queued` in its counters: the
+/// claimed page's, last before its transaction commits (the engine's lock order: messages,
+/// then the campaign).
+pub async fn count_queued(tx: &mut PgConnection, campaign: CampaignId, n: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT apply_campaign_deltas(jsonb_build_array(jsonb_build_object(
+            'id', $1::uuid, 'pending', -$2::bigint, 'queued', $2::bigint)))",
+    )
+    .bind(campaign)
+    .bind(n)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Marks appended messages `queued`, those still `pending`, and moves the counters: the cheap

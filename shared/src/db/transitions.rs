@@ -299,23 +299,20 @@ pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
 }
 
 /// `Engine::record_sent`'s statement. $1: every id the batch will touch, sorted; $2–$4: the
-/// sends. Returns each moved row's id, campaign and old status.
+/// sends. Returns each moved row's id, campaign and old status. The old status is the one
+/// locked, which is the row's latest (a fan-out claim committed while this waited for its
+/// lock is seen), and the update then applies to that latest version.
 const RECORD_SENT: &str = "WITH locked AS (
-        SELECT m.id FROM messages m WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
+        SELECT m.id, m.status FROM messages m WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
      ), input AS (
-        SELECT t.* FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[]) AS t(id, wa_id, at)
-        JOIN locked USING (id)
-     ), from_queued AS (
-        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
-        FROM input i WHERE m.id = i.id AND m.status = 'queued'
-        RETURNING m.id, m.campaign_id
-     ), from_pending AS (
-        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
-        FROM input i WHERE m.id = i.id AND m.status = 'pending'
-        RETURNING m.id, m.campaign_id
+        SELECT t.*, l.status AS old
+        FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[]) AS t(id, wa_id, at)
+        JOIN locked l USING (id)
+        WHERE l.status IN ('queued', 'pending')
      ), moved AS (
-        SELECT id, campaign_id, 'queued'::message_status AS old FROM from_queued
-        UNION ALL SELECT id, campaign_id, 'pending' FROM from_pending
+        UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
+        FROM input i WHERE m.id = i.id
+        RETURNING m.id, m.campaign_id, i.old
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
         SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)

@@ -1,12 +1,14 @@
 //! Fan-out: moves a running campaign's `pending` messages into their numbers' streams.
 //!
-//! Invariants: a message is appended to its stream at most once, and marked `queued` only
-//! after it is there. Each page is appended through `stream::fanout::append`, which remembers per
-//! (number, campaign) the highest message id appended and skips anything at or below it, so
-//! a crash anywhere in a page is repaired by running fan-out again: appended-but-still-pending
-//! messages are skipped by the script and then marked `queued`. Status changes go through
-//! `messages::mark_queued`, which moves only messages still `pending`, so a message the sender
-//! already recorded as `sent` is not moved back.
+//! Invariants: a message is appended to its stream at most once, and is `queued` only once it
+//! is there. Each page is claimed (`messages::claim_page`: its `pending` messages locked and
+//! marked `queued`) in a transaction that commits after the page is appended through
+//! `stream::fanout::append`, which remembers per (number, campaign) the highest message id
+//! appended and skips anything at or below it. So a crash anywhere in a page is repaired by
+//! running fan-out again: the page is still `pending`, what of it was appended is skipped by
+//! the script, and it is claimed again. A message the sender sends before the claim commits
+//! is recorded once the claim's locks are released, from `queued`; one whose claim was lost
+//! (appended, still `pending`) is recorded from `pending`.
 //!
 //! Each (campaign, number) has its own cursor, and a number holds at most `window` entries in
 //! Redis (its stream and its retry set, where retries and sends held by the daily cap wait):
@@ -25,7 +27,7 @@ use chrono::Utc;
 use herald_shared::db::campaigns::{self, FanoutRow, Lane};
 use herald_shared::db::messages;
 use herald_shared::db::templates::{self, CampaignTemplate};
-use herald_shared::domain::{CampaignId, MessageId, NumberId};
+use herald_shared::domain::{CampaignId, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::fanout::Expect;
 use herald_shared::stream::{Connection, Entry, Keys, fanout};
@@ -120,12 +122,11 @@ impl FanOut {
 
     /// Appends the campaign's pending messages, each number's in id order, a page per number
     /// in turn (a page is a span of ids), until each number is done or its stream has no
-    /// room left for a page within `window` entries. Marking a page `queued` runs beside the next page's append (up to
-    /// `MARKING` pages at once): it only records what is already true, a message the sender
-    /// records first simply skips `queued`, and one left `pending` by a crash is still sent
-    /// from its stream.
+    /// room left for a page within `window` entries. A page is claimed (`queued`) in a
+    /// transaction that commits after its append; moving the lane's cursor runs beside the
+    /// next page (up to `ADVANCING` at once).
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<Fanned> {
-        const MARKING: usize = 2;
+        const ADVANCING: usize = 2;
         // The first pages are narrow, doubling up to `batch`, so that sending starts at once.
         const FIRST_PAGE: i64 = 128;
         let mut fanned = Fanned::default();
@@ -135,7 +136,7 @@ impl FanOut {
         let mut lanes = campaigns::fanout_lanes(&self.pool, campaign).await?;
         let mix = templates::campaign_templates(&self.pool, campaign).await?;
         let mut width = self.batch.min(FIRST_PAGE);
-        let mut marking = JoinSet::new();
+        let mut advancing = JoinSet::new();
         lanes.retain(|lane| lane.cursor < last);
         while !lanes.is_empty() {
             let rooms = self.rooms(&lanes).await?;
@@ -156,9 +157,18 @@ impl FanOut {
                 // stream has room for (an upload stores each number's messages together, so
                 // the span is mostly the number's).
                 let through = last.min(next - 1 + width.min(room as i64));
-                let page =
-                    campaigns::fanout_page(&self.pool, campaign, lane.number, next - 1, through)
-                        .await?;
+                // Claimed (marked `queued`) in a transaction that commits once the page is in
+                // the stream: a crash before that leaves it `pending`, to be read again.
+                let mut tx = self.pool.begin().await?;
+                let page = messages::claim_page(
+                    &mut tx,
+                    campaign,
+                    lane.number,
+                    next - 1,
+                    through,
+                    Utc::now(),
+                )
+                .await?;
                 if !page.is_empty() {
                     let expect = Expect {
                         appended: lane.appended,
@@ -169,24 +179,25 @@ impl FanOut {
                         .await?
                         .is_none()
                     {
+                        drop(tx);
                         self.found_lost(campaign, lane.number, lane.appended)
                             .await?;
                         continue;
                     }
+                    messages::count_queued(&mut tx, campaign, page.len() as i64).await?;
+                    tx.commit().await?;
+                    fanned.queued += page.len() as u64;
                     let highest = page.last().map_or(0, |m| m.id.0);
                     lane.appended = lane.appended.max(highest);
-                    while marking.len() >= MARKING {
-                        fanned.queued += marked(marking.join_next().await);
+                    while advancing.len() >= ADVANCING {
+                        advanced(advancing.join_next().await);
                     }
-                    // The cursor moves once the page is marked; a crash before that repeats
-                    // the page, and `append` appends none of it twice.
+                    // The cursor moves beside the next page's work; a crash before that reads
+                    // the page again and finds nothing `pending` in it.
                     let (pool, number) = (self.pool.clone(), lane.number);
-                    let ids: Vec<MessageId> = page.iter().map(|m| m.id).collect();
-                    marking.spawn(async move {
-                        let queued = messages::mark_queued(&pool, &ids, Utc::now()).await?;
+                    advancing.spawn(async move {
                         campaigns::advance_fanout_cursor(&pool, campaign, number, through, highest)
-                            .await?;
-                        Ok::<_, sqlx::Error>(queued)
+                            .await
                     });
                 }
                 lane.cursor = through;
@@ -197,8 +208,8 @@ impl FanOut {
             lanes = going;
             width = self.batch.min(width.saturating_mul(2));
         }
-        while let Some(done) = marking.join_next().await {
-            fanned.queued += marked(Some(done));
+        while let Some(done) = advancing.join_next().await {
+            advanced(Some(done));
         }
         if fanned.queued > 0 {
             tracing::info!(queued = fanned.queued, held = fanned.held, "fanned out");
@@ -269,19 +280,13 @@ pub struct Fanned {
     pub held: bool,
 }
 
-/// How many a finished marking task marked; a failure is logged, not fatal (see
-/// `fan_out_campaign`).
-fn marked(done: Option<Result<sqlx::Result<i64>, tokio::task::JoinError>>) -> u64 {
+/// Logs a failed cursor move: not fatal, the page is read again (see `fan_out_campaign`).
+fn advanced(done: Option<Result<sqlx::Result<()>, tokio::task::JoinError>>) {
     match done {
-        Some(Ok(Ok(n))) => n as u64,
         Some(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "could not mark a page queued (its messages stay pending until sent) or move the cursor (the page is read again)");
-            0
+            tracing::warn!(error = %e, "could not move a fan-out cursor (the page is read again)")
         }
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "marking a page queued panicked");
-            0
-        }
-        None => 0,
+        Some(Err(e)) => tracing::error!(error = %e, "moving a fan-out cursor panicked"),
+        Some(Ok(Ok(()))) | None => {}
     }
 }
