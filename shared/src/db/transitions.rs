@@ -331,13 +331,15 @@ const APPLY: &str = "WITH input AS (
                i.status, i.at, i.error_code, i.error_title, i.attempts, i.number
         FROM input i
         LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+     ), looked AS (
+        -- One lookup of each named message: whether it exists, and which number sent it.
+        SELECT n.*, m.id IS NOT NULL AS known, s.phone_number_id AS sender
+        FROM named n
+        LEFT JOIN messages m ON m.id = n.id
+        LEFT JOIN sender_numbers s ON s.id = m.sender_number_id
      ), resolved AS (
         -- A receipt applies only to a message its number sent.
-        SELECT n.* FROM named n
-        WHERE n.number IS NULL OR n.id IS NULL
-           OR NOT EXISTS (SELECT 1 FROM messages m JOIN sender_numbers s
-                          ON s.id = m.sender_number_id
-                          WHERE m.id = n.id AND s.phone_number_id <> n.number)
+        SELECT * FROM looked WHERE number IS NULL OR NOT known OR sender = number
      ), locked AS (
         -- Only rows the transition changes: a repeated receipt (Meta repeats them) must
         -- cost a lookup, not a lock and a new row version. Statuses only advance and
@@ -374,8 +376,7 @@ const APPLY: &str = "WITH input AS (
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
         SELECT r.wa_id, r.id FROM resolved r
-        WHERE r.by_id AND r.wa_id IS NOT NULL
-          AND EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
+        WHERE r.by_id AND r.wa_id IS NOT NULL AND r.known
         ON CONFLICT DO NOTHING
      ), moves AS (
         SELECT campaign_id, old_status, new_status, count(*) AS n FROM changed
@@ -385,8 +386,7 @@ const APPLY: &str = "WITH input AS (
         FROM moves, LATERAL (VALUES (old_status, -n), (new_status, n)) AS s(status, n)
         GROUP BY 1, 2
      ), unmatched AS (
-        SELECT r.by_id, r.wa_id FROM resolved r
-        WHERE r.id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.id)
+        SELECT r.by_id, r.wa_id FROM resolved r WHERE NOT r.known
      )
      SELECT (SELECT coalesce(sum(n), 0)::bigint FROM moves),
             (SELECT count(*) FROM unmatched),

@@ -24,29 +24,14 @@ pub struct Event<'a> {
     pub error: Option<String>,
 }
 
-/// Records processed bodies; one already recorded (same buffer id) is left as it is.
+/// Records processed bodies, and whose each is (a row per tenant of an account it names), in
+/// one statement; one already recorded (same buffer id) is left as it is.
 pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::Result<()> {
     let ids: Vec<&str> = events.iter().map(|e| e.buffer_id).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
     let received: Vec<DateTime<Utc>> = events.iter().map(|e| e.received_at).collect();
     let outcomes: Vec<Outcome> = events.iter().map(|e| e.outcome).collect();
     let errors: Vec<Option<&str>> = events.iter().map(|e| e.error.as_deref()).collect();
-    sqlx::query(
-        "INSERT INTO webhook_events
-            (buffer_id, body, signature_valid, received_at, processed_at, outcome, error)
-         SELECT id, body, true, received, now(), outcome, error
-         FROM UNNEST($1::text[], $2::bytea[], $3::timestamptz[], $4::webhook_outcome[],
-                     $5::text[]) AS t(id, body, received, outcome, error)
-         ON CONFLICT (buffer_id) DO NOTHING",
-    )
-    .bind(&ids)
-    .bind(bodies)
-    .bind(received)
-    .bind(outcomes)
-    .bind(errors)
-    .execute(&mut *db)
-    .await?;
-    // Whose it is: one row per account named.
     let mut named: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     for e in events {
         for n in &e.numbers {
@@ -60,18 +45,29 @@ pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::
             named.2.push(w.as_str());
         }
     }
-    if named.0.is_empty() {
-        return Ok(());
-    }
     sqlx::query(
-        "INSERT INTO webhook_event_tenants (tenant_id, event_id, arrival_ms, arrival_seq)
+        "WITH recorded AS (
+            INSERT INTO webhook_events
+                (buffer_id, body, signature_valid, received_at, processed_at, outcome, error)
+            SELECT id, body, true, received, now(), outcome, error
+            FROM UNNEST($1::text[], $2::bytea[], $3::timestamptz[], $4::webhook_outcome[],
+                        $5::text[]) AS t(id, body, received, outcome, error)
+            ON CONFLICT (buffer_id) DO NOTHING
+            RETURNING id, buffer_id
+         )
+         INSERT INTO webhook_event_tenants (tenant_id, event_id, arrival_ms, arrival_seq)
          SELECT DISTINCT n.tenant_id, e.id, split_part(x.buffer_id, '-', 1)::bigint,
                 split_part(x.buffer_id, '-', 2)::bigint
-         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x(buffer_id, number, waba)
-         JOIN webhook_events e ON e.buffer_id = x.buffer_id
+         FROM UNNEST($6::text[], $7::text[], $8::text[]) AS x(buffer_id, number, waba)
+         JOIN recorded e ON e.buffer_id = x.buffer_id
          JOIN sender_numbers n ON n.phone_number_id = x.number OR n.waba_id = x.waba
          ON CONFLICT DO NOTHING",
     )
+    .bind(&ids)
+    .bind(bodies)
+    .bind(received)
+    .bind(outcomes)
+    .bind(errors)
     .bind(named.0)
     .bind(named.1)
     .bind(named.2)
