@@ -11,6 +11,9 @@
 #                           Redis and Postgres (started privately like the tests' when absent);
 #                           b2-40 is 40 numbers at 1,000 msg/s each (200,000 messages);
 #                           b3 measures the adaptive rate against a cap it is not told
+#   scripts/bench.sh sustained
+#                           B1 with 1,000,000 messages against B1 with 100,000, alternating run
+#                           by run on one build (3 runs each): medians and their ratio
 #   scripts/bench.sh b4     a 1,000,000-row CSV (phone + 2 variables, 2% invalid rows, 1%
 #                           duplicates) uploaded with curl to `herald ingest` in its own
 #                           process: seconds end to end and the process's peak RSS; 3 runs
@@ -539,6 +542,47 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+# #16's fifth point: B1 at 1,000,000 messages (autovacuum and all) against B1 at 100,000, the
+# two alternating run by run on one build; both tables, their medians and the ratio.
+bench_sustained() {
+  local commit cores
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(commit_label)
+  cores=$(nproc)
+  local rows="" short=() long=()
+  for run in $(seq 1 "$runs"); do
+    for recipients in 100000 1000000; do
+      start_simulator "$(scenario_of b1)"
+      out=$(target/release/herald bench b1 --recipients "$recipients" --simulator "http://127.0.0.1:$sim_port")
+      stop_simulator
+      if [ "$recipients" = 100000 ]; then short+=("$out"); else long+=("$out"); fi
+      rows+=$(scripts/bench-figures.py row "$run ($recipients)" "$out")$'\n'
+    done
+  done
+  local short_median long_median ratio
+  short_median=$(printf '%s\n' "${short[@]}" | scripts/bench-figures.py median)
+  long_median=$(printf '%s\n' "${long[@]}" | scripts/bench-figures.py median)
+  ratio=$(awk -v a="${long_median%% msg/s*}" -v b="${short_median%% msg/s*}" 'BEGIN { printf "%.0f", 100 * a / b }')
+  local report
+  report=$(cat <<MD
+
+## b1 sustained (1,000,000 messages) — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh sustained\`: \`herald bench b1\` with 100,000 and with 1,000,000 recipients,
+alternating run by run, against the lean simulator; $runs runs each.
+
+| run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$rows
+**Median, 100,000: $short_median.**
+**Median, 1,000,000: $long_median: $ratio% of the 100,000-message rate.**
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 case "${1:-}" in
   sim) bench_sim ;;
   b4) bench_upload ;;
@@ -546,6 +590,7 @@ case "${1:-}" in
   b5) bench_webhook ;;
   b1 | b1-lat | b2 | b2-40) bench_herald "$1" ;;
   b3) bench_adaptation ;;
+  sustained) bench_sustained ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b2-40|b3|b4|b5|export|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b2-40|b3|b4|b5|sustained|export|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac
