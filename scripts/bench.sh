@@ -554,7 +554,6 @@ bench_sustained() {
   local url vacuums autovacuum
   url=${HERALD__DATABASE__URL:-$(herald_config_value database url)}
   vacuums() { psql "$url" -Atc "SELECT coalesce(sum(autovacuum_count), 0) FROM pg_stat_user_tables WHERE relname = 'messages'" 2>/dev/null || echo 0; }
-  autovacuum=$(psql "$url" -Atc 'SHOW autovacuum' 2>/dev/null || echo unknown)
   local before_vacuums
   before_vacuums=$(vacuums)
   local rows="" short=() long=()
@@ -568,6 +567,8 @@ bench_sustained() {
     done
   done
   local vacuumed=$(($(vacuums) - before_vacuums))
+  # Asked once the runs made the database.
+  autovacuum=$(psql "$url" -Atc 'SHOW autovacuum' 2>/dev/null || echo unknown)
   local short_median long_median ratio
   short_median=$(printf '%s\n' "${short[@]}" | scripts/bench-figures.py median)
   long_median=$(printf '%s\n' "${long[@]}" | scripts/bench-figures.py median)
