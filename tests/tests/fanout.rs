@@ -241,3 +241,28 @@ async fn each_stream_stays_within_its_window_and_a_number_that_does_not_drain_ho
     assert_eq!(rest, stuck_ids);
     ctx.cleanup().await;
 }
+
+/// A page is `queued` only once it is in its stream: a page the stream refuses (it lost
+/// entries, and appending more would hide that) is left `pending`, and the counters with it.
+#[tokio::test]
+async fn a_page_its_stream_refuses_stays_pending() {
+    let ctx = TestContext::new().await;
+    let (campaign, _) = seed_campaign(&ctx, 4).await;
+    start(&ctx.pool, campaign).await;
+    let mut fan_out = fan_out(&ctx, 4, 1000).await;
+    assert_eq!(fan_out.process_running().await.unwrap().queued, 4);
+    // Redis loses the stream and its record of what was appended; more recipients arrive.
+    let mut redis = ctx.redis().await;
+    herald_shared::stream::admin::delete_prefixed(&mut redis, &ctx.settings.redis.key_prefix)
+        .await
+        .unwrap();
+    add_recipients(&ctx.pool, campaign, "5", 3).await;
+    assert_eq!(fan_out.process_running().await.unwrap().queued, 0);
+    let ids = message_ids(&ctx.pool, campaign).await;
+    assert_eq!(ids.len(), 7);
+    for &id in &ids[4..] {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Pending);
+    }
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}

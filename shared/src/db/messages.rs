@@ -1,5 +1,6 @@
-//! Messages: uploads add them, fan-out claims them (`queued`) and repair marks them again. Every other status change goes
-//! through the transition engine (`transitions`).
+//! Messages: uploads add them, fan-out claims them (`queued`), a stream's repair marks them
+//! `queued` again. Every other status change goes through the transition engine
+//! (`transitions`).
 //!
 //! Every write here keeps the engine's lock order: message rows first (new ones, or existing
 //! ones in id order), then the campaign's counters through `apply_campaign_deltas` (in the
