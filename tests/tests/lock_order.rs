@@ -4,6 +4,11 @@
 //! ends where the simulator meant, the counters equal a `GROUP BY status`, and no message
 //! stays `sent` for more than 2 s (its `delivered` left the simulator within 300 ms of the
 //! send, so a longer stay is a receipt held back by a failed batch).
+//!
+//! The test's database commits without waiting for its WAL to reach the disk: what is measured
+//! is lock order and retries, and on a machine whose disk is busy (CI's, flushing the build) a
+//! commit's flush alone has taken seconds, which no order of locks can shorten. Durability
+//! through crashes is the kill tests' (`faults.rs`, `kill_senders.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -56,6 +61,15 @@ impl SentWatch {
 async fn the_recorder_and_two_processors_never_deadlock_and_no_receipt_waits() {
     let mut ctx = TestContext::new().await;
     ctx.settings.webhook.processors = 2;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    let unflushed = format!("ALTER DATABASE \"{database}\" SET synchronous_commit = off");
+    sqlx::query(sqlx::AssertSqlSafe(unflushed))
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
     let stack = ctx.start_stack().await;
     herald_tests::configure_simulator(
         &stack,
