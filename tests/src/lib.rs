@@ -36,8 +36,8 @@ impl TestContext {
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("herald_test_{id}");
-        let server_url = with_database(settings.database.url.expose_secret(), "postgres");
-        settings.database.url = SecretString::from(with_database(
+        let server_url = fixtures::with_database(settings.database.url.expose_secret(), "postgres");
+        settings.database.url = SecretString::from(fixtures::with_database(
             settings.database.url.expose_secret(),
             &database,
         ));
@@ -116,24 +116,6 @@ impl TestContext {
             .await
             .expect("delete the test's keys");
     }
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// Checks `condition` until it returns `Some`, failing the test after `timeout`.
@@ -882,18 +864,4 @@ pub async fn sends(server: &wiremock::MockServer) -> Vec<wiremock::Request> {
         .into_iter()
         .filter(|r| r.method == wiremock::http::Method::POST)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced_and_the_rest_kept() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/herald?sslmode=disable", "x"),
-            "postgres://u:p@h:5432/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
-    }
 }

@@ -13,8 +13,9 @@ use herald_shared::domain::{CampaignId, NumberId, TenantId};
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, admin, conn, registry};
 use herald_simulator::StatsReport;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
+use sqlx::migrate::MigrateDatabase;
 
 use crate::client::ApiClient;
 
@@ -39,12 +40,61 @@ impl World {
         Ok(Self { settings, pool })
     }
 
+    /// Like `isolate`, in a database of its own (the configured one's name, then
+    /// `_<label>_<random>`) that `drop` removes: a benchmark run starts from empty tables, not
+    /// from the campaigns earlier runs left (they made later runs slower, run by run).
+    pub async fn isolate_database(mut settings: Settings, label: &str) -> anyhow::Result<Self> {
+        let url = settings.database.url.expose_secret().to_owned();
+        let configured = database_of(&url).unwrap_or("herald");
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let own = with_database(&url, &format!("{configured}_{label}_{id}"));
+        settings.database.url = SecretString::from(own);
+        Self::isolate(settings, label).await
+    }
+
+    /// Drops the world's database (made by `isolate_database`) and deletes its Redis keys.
+    pub async fn drop(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        let url = self.settings.database.url.expose_secret();
+        sqlx::Postgres::force_drop_database(url)
+            .await
+            .context("dropping the run's database")?;
+        self.clear_keys().await
+    }
+
     /// Deletes every Redis key of the world.
     pub async fn clear_keys(&self) -> anyhow::Result<()> {
         let mut redis = conn::connect(&self.settings.redis, Some(conn::COMMAND_TIMEOUT)).await?;
         admin::delete_prefixed(&mut redis, &self.settings.redis.key_prefix).await?;
         Ok(())
     }
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The database `url` names, if it names one.
+fn database_of(url: &str) -> Option<&str> {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    let path = &base[base.find("://").map_or(0, |i| i + 3)..];
+    path.split_once('/')
+        .map(|(_, db)| db)
+        .filter(|db| !db.is_empty())
 }
 
 /// `n` distinct valid recipients (UK mobiles, `+447400000000` on), each with the template's
@@ -250,5 +300,27 @@ impl Simulator {
             .json()
             .await?;
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{database_of, with_database};
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/herald?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn the_database_name_is_read_from_a_url() {
+        let url = "postgres://u:p@h:5432/herald_bench?sslmode=disable";
+        assert_eq!(database_of(url), Some("herald_bench"));
+        assert_eq!(database_of("postgres://h/"), None);
+        assert_eq!(database_of("postgres://h"), None);
     }
 }

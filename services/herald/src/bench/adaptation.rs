@@ -41,7 +41,7 @@ pub async fn run(
     const RUN_FOR: Duration = Duration::from_secs(95);
     const SAMPLE: Duration = Duration::from_millis(250);
     settings.sender.pacing.window_s = 4;
-    let world = World::isolate(settings, "bench").await?;
+    let world = World::isolate_database(settings, "bench").await?;
     simulator.reset_stats().await?;
     simulator
         .configure(
@@ -82,6 +82,8 @@ pub async fn run(
     }
     api.cancel(campaign.id).await?;
     stack.stop().await?;
+    let pacing_window_s = world.settings.sender.pacing.window_s;
+    world.drop().await?;
 
     // One-second windows ending at each sample: (end, accepted, refused).
     let per_sample = (1.0 / SAMPLE.as_secs_f64()).round() as usize;
@@ -124,7 +126,7 @@ pub async fn run(
     Ok(AdaptationFigures {
         hidden_cap: HIDDEN_CAP,
         start_rate: START_RATE,
-        pacing_window_s: world.settings.sender.pacing.window_s,
+        pacing_window_s,
         seconds_to_90_percent: converged,
         mean_rate_after,
         rejected_share_after,

@@ -87,7 +87,7 @@ pub async fn run(
     w: &Load,
 ) -> anyhow::Result<Figures> {
     settings.sender.in_flight = settings.sender.in_flight.max(64);
-    let world = World::isolate(settings, "bench").await?;
+    let world = World::isolate_database(settings, "bench").await?;
     simulator.reset_stats().await?;
     simulator.configure(&w.simulator).await?;
     let (stack, tenant, api) = start_sending(&world).await?;
@@ -120,6 +120,8 @@ pub async fn run(
     let (cpu1, all1) = (own_cpu_seconds()?, machine_busy_seconds()?);
     let stats: serde_json::Value = simulator.stats_as().await?;
     stack.stop().await?;
+    let in_flight_window = world.settings.sender.in_flight * w.numbers;
+    world.drop().await?;
     let per_1k = 1000.0 / w.recipients as f64;
     Ok(Figures {
         messages: w.recipients,
@@ -128,7 +130,7 @@ pub async fn run(
         herald_cpu_s_per_1k: (cpu1 - cpu0) * per_1k,
         all_cpu_s_per_1k: (all1 - all0) * per_1k,
         peak_rss_mb: peak_rss_kb()? / 1024.0,
-        in_flight_window: world.settings.sender.in_flight * w.numbers,
+        in_flight_window,
         simulator: stats,
     })
 }

@@ -38,7 +38,7 @@ pub async fn run(
     const MESSAGES: usize = 100_000;
     // Distinct bodies that wrk cycles through: every message once per cycle.
     let bodies_count = (MESSAGES / statuses_per_post).min(20_000);
-    let world = World::isolate(settings, "bench").await?;
+    let world = World::isolate_database(settings, "bench").await?;
     let (ids, phone_number_id) = sent_messages(&world, MESSAGES).await?;
     let settings = &world.settings;
 
@@ -119,6 +119,7 @@ pub async fn run(
     }
     let drained = started.elapsed().as_secs_f64();
     stack.stop().await?;
+    world.drop().await?;
     let accepted = (total_requests - non_2xx) * statuses_per_post as u64;
     Ok(WebhookFigures {
         statuses_per_post,
