@@ -59,3 +59,53 @@ async fn lag_and_top_show_every_number_and_campaign_of_a_running_stack() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// `herald bench`'s world: a database of its own, migrated, and its Redis keys, all gone once
+/// it is dropped (a run must not leave its campaigns to slow the next).
+#[tokio::test]
+async fn a_bench_world_has_a_database_of_its_own_that_goes_with_it() {
+    let ctx = TestContext::new().await;
+    let world = fixtures::World::isolate_database(ctx.settings.clone(), "bench")
+        .await
+        .unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&world.pool)
+        .await
+        .unwrap();
+    let test_database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert!(
+        name.starts_with(&format!("{test_database}_bench_")),
+        "{name}"
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&world.pool)
+        .await
+        .expect("migrated");
+    assert_eq!(messages, 0);
+    let mut redis = ctx.redis().await;
+    let key = format!("{}:probe", world.settings.redis.key_prefix);
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+
+    world.drop().await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the run's database is dropped");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "the run's keys are deleted");
+    ctx.cleanup().await;
+}
