@@ -15,8 +15,9 @@ use herald_shared::db::messages;
 use herald_shared::domain::{CampaignState, MessageStatus};
 use herald_shared::stream::Entry;
 use herald_shared::whatsapp::{ErrorClass, SendResult, classify};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::window::Window;
 use super::{LeaseLost, NumberWorker, WorkerConfig};
 use crate::pacing::{Pacer, Signal, StartLog};
 
@@ -64,7 +65,7 @@ impl NumberWorker {
                 return Ok(Admission::Defer(wait));
             }
         }
-        let permit = self.pace.permits.clone().acquire_owned().await?;
+        let permit = self.pace.window.acquire().await?;
         self.pace.wait().await;
         // The app or the number's WABA met a Graph rate limit: nothing goes until it ends.
         while let Some(left) = self.shared.scopes.hold(&self.config.scopes) {
@@ -92,7 +93,7 @@ impl NumberWorker {
 /// A number's pace: the in-flight window, a GCRA limiter at the rate the pacer wants, and the
 /// log of recent starts.
 pub(super) struct Pace {
-    pub permits: Arc<Semaphore>,
+    pub window: Arc<Window>,
     limiter: DefaultDirectRateLimiter,
     limiter_clock: DefaultClock,
     /// The rate `limiter` runs at.
@@ -107,7 +108,7 @@ impl Pace {
         let pacer = Pacer::new(&config.pacing, config.rate, config.ceiling, clock.now_std());
         let rate = pacer.rate();
         Self {
-            permits: Arc::new(Semaphore::new(config.in_flight.max(1))),
+            window: Arc::new(Window::new(config.in_flight)),
             limiter: limiter(rate),
             limiter_clock: DefaultClock::default(),
             rate,

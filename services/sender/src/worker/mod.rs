@@ -2,10 +2,11 @@
 //! pace, send, and hand outcomes to the recorder.
 //!
 //! Invariants: sends start only while this sender holds the number's lease; at most
-//! `in_flight` are under way (a permit is held from before the pacing wait until the outcome
-//! is handed over); they start no faster than the number's rate (GCRA, no burst), and no span
-//! of one second and the pacing guard holds more than the rate of them. An entry stays in the
-//! group's pending list until the recorder has made its outcome durable.
+//! `in_flight` are under way, fewer while answers slow down (`window`; a permit is held from
+//! before the pacing wait until the outcome is handed over); they start no faster than the
+//! number's rate (GCRA, no burst), and no span of one second and the pacing guard holds more
+//! than the rate of them. An entry stays in the group's pending list until the recorder has
+//! made its outcome durable.
 //!
 //! The parts: `takeover` (what the last owner left, and what this one leaves), `gate` (what
 //! must hold before a send starts), `send` (the send itself, whose outcome carries everything
@@ -20,6 +21,7 @@ mod gate;
 mod gauges;
 mod send;
 mod takeover;
+mod window;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

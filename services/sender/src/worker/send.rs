@@ -57,6 +57,7 @@ impl NumberWorker {
         let feedback = self.pace.feedback();
         let queue = self.queue.clone();
         let tally = self.tally.clone();
+        let window = self.pace.window.clone();
         let fence = self.lease.fence;
         let started = self.shared.clock.utc();
         self.handed += 1;
@@ -65,8 +66,9 @@ impl NumberWorker {
             let result = client
                 .send_message(&path.endpoint, fence, entry.payload.clone())
                 .await;
-            path.seconds(&result)
-                .record(sending.elapsed().as_secs_f64());
+            let took = sending.elapsed();
+            path.seconds(&result).record(took.as_secs_f64());
+            window.answered(took, std::time::Instant::now());
             let rate = feedback.record(&result);
             if let Some(rate) = rate {
                 tracing::info!(rate, "number's rate changed");
@@ -96,7 +98,7 @@ impl NumberWorker {
             };
             // Fails only if the recorder is gone, at shutdown; the entry then stays pending.
             let _ = outcomes.send(outcome).await;
-            drop(permit);
+            window.release(permit);
         };
         tokio::spawn(send.in_current_span());
     }

@@ -125,11 +125,7 @@ impl NumberWorker {
     /// recorded, so that the next owner finds them settled; then, unless the lease was lost,
     /// hands back what was read and never started.
     pub(super) async fn hand_over(&mut self, lease_lost: bool) {
-        let _ = self
-            .pace
-            .permits
-            .acquire_many(self.config.in_flight.max(1) as u32)
-            .await;
+        self.pace.window.open_fully().await;
         let recorded = tokio::time::timeout(HANDOVER_WAIT, self.tally.wait_for(self.handed));
         if recorded.await.is_err() {
             tracing::warn!("outcomes still unrecorded at stop; the next owner settles them");

@@ -1,0 +1,196 @@
+//! A number's in-flight window: at most `sender.in_flight` sends under way at once, and fewer
+//! while answers come back much slower than the fastest lately seen.
+//!
+//! Why: a window opens a connection per send under way, and a full one costs where nothing
+//! gains by it. Against an API that answers at once on a busy machine (B1), 4 numbers × 512
+//! sends under way made over 2,000 connections and cost a fifth of the throughput of 16 a
+//! number (BENCHMARKS.md, session 12); where answers take 50 ms, the same 16 would cap a number
+//! at 320 msg/s. So the window starts small, grows by one with every answer that came back
+//! within three times the smallest recent round trip (doubling per round trip, as TCP's slow
+//! start does), and shrinks by one with every slower answer: a queue is building, in this
+//! process, the network or the API, and more sends under way would only lengthen it. Ordinary
+//! jitter stays well within three times. The smallest round trip is taken over the last
+//! `MIN_RTT_PERIOD`, so a path that became slower for good is relearnt.
+//!
+//! Invariant: the semaphore holds `max` permits in all; those the window holds back (to keep
+//! it below `max`) are owned by the window, so a stop that waits for every permit first
+//! gives them back (`open_fully`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+
+/// The fewest sends a number may have under way (unless `in_flight` is smaller).
+const MIN_WINDOW: usize = 16;
+
+/// An answer this many times slower than the fastest recent one says a queue is building.
+const SLOWER: u32 = 3;
+
+/// How long the smallest round trip seen counts.
+const MIN_RTT_PERIOD: Duration = Duration::from_secs(10);
+
+pub(super) struct Window {
+    permits: Arc<Semaphore>,
+    max: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Permits the window holds back.
+    held: Vec<OwnedSemaphorePermit>,
+    /// Permits to hold back as sends give them back.
+    to_hold: usize,
+    /// The smallest round trip of the previous period and this one so far.
+    min_rtt: Option<Duration>,
+    /// The smallest of this period.
+    period_min: Option<Duration>,
+    period_end: Option<Instant>,
+}
+
+impl Window {
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        let permits = Arc::new(Semaphore::new(max));
+        let start = MIN_WINDOW.min(max);
+        let held = (start..max)
+            .map(|_| {
+                permits
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("a new semaphore has its permits")
+            })
+            .collect();
+        Self {
+            permits,
+            max,
+            state: Mutex::new(State {
+                held,
+                to_hold: 0,
+                min_rtt: None,
+                period_min: None,
+                period_end: None,
+            }),
+        }
+    }
+
+    /// Sends that may be under way now.
+    fn open(&self, s: &State) -> usize {
+        self.max - s.held.len() - s.to_hold
+    }
+
+    #[cfg(test)]
+    fn limit(&self) -> usize {
+        self.open(&self.state.lock().expect("window lock"))
+    }
+
+    /// A place for one send, once one is free.
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, AcquireError> {
+        self.permits.clone().acquire_owned().await
+    }
+
+    /// Moves the window by a send's round trip.
+    pub fn answered(&self, rtt: Duration, now: Instant) {
+        let mut s = self.state.lock().expect("window lock");
+        if s.period_end.is_none_or(|end| now >= end) {
+            s.min_rtt = s.period_min.take().or(s.min_rtt);
+            s.period_end = Some(now + MIN_RTT_PERIOD);
+        }
+        s.period_min = Some(s.period_min.map_or(rtt, |m| m.min(rtt)));
+        let min = s.min_rtt.map_or(rtt, |m| m.min(rtt));
+        s.min_rtt = Some(min);
+        if rtt <= min * SLOWER {
+            if s.to_hold > 0 {
+                s.to_hold -= 1;
+            } else {
+                s.held.pop();
+            }
+        } else if self.open(&s) > MIN_WINDOW {
+            s.to_hold += 1;
+        }
+    }
+
+    /// Gives back a send's place (or keeps it, when the window is shrinking).
+    pub fn release(&self, permit: OwnedSemaphorePermit) {
+        let mut s = self.state.lock().expect("window lock");
+        if s.to_hold > 0 {
+            s.to_hold -= 1;
+            s.held.push(permit);
+        }
+    }
+
+    /// Opens the window to `max` and waits until no send is under way.
+    pub async fn open_fully(&self) {
+        {
+            let mut s = self.state.lock().expect("window lock");
+            s.to_hold = 0;
+            s.held.clear();
+        }
+        let _ = self.permits.acquire_many(self.max as u32).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Every send under way answered `rtt` after it started, `rounds` times over.
+    async fn rounds(window: &Window, rtt: Duration, rounds: usize, now: &mut Instant) {
+        for _ in 0..rounds {
+            let mut permits = Vec::new();
+            for _ in 0..window.limit() {
+                permits.push(window.acquire().await.unwrap());
+            }
+            *now += rtt;
+            for p in permits {
+                window.answered(rtt, *now);
+                window.release(p);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn steady_answers_open_the_window_to_its_maximum_within_a_few_round_trips() {
+        let window = Window::new(512);
+        assert_eq!(window.limit(), MIN_WINDOW);
+        let mut now = Instant::now();
+        rounds(&window, 50 * MS, 6, &mut now).await;
+        assert_eq!(window.limit(), 512);
+    }
+
+    #[tokio::test]
+    async fn answers_slowing_down_close_it_to_the_minimum_and_jitter_leaves_it() {
+        let window = Window::new(512);
+        let mut now = Instant::now();
+        rounds(&window, MS, 6, &mut now).await;
+        assert_eq!(window.limit(), 512);
+        // Up to three times the fastest: jitter, not a queue.
+        rounds(&window, 3 * MS, 3, &mut now).await;
+        assert_eq!(window.limit(), 512);
+        // Ten times: a queue; the window closes as the sends give their places back.
+        rounds(&window, 10 * MS, 3, &mut now).await;
+        assert_eq!(window.limit(), MIN_WINDOW);
+        // Once the slow answers are all that was seen for a period, they are the new normal.
+        rounds(&window, 10 * MS, 3000, &mut now).await;
+        assert_eq!(window.limit(), 512);
+    }
+
+    #[tokio::test]
+    async fn a_stop_waits_for_every_send_under_way_however_small_the_window() {
+        let window = Arc::new(Window::new(64));
+        let under_way = window.acquire().await.unwrap();
+        let stop = tokio::spawn({
+            let window = window.clone();
+            async move { window.open_fully().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!stop.is_finished());
+        window.release(under_way);
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the stop ends once the send gave its place back")
+            .unwrap();
+    }
+}
