@@ -9,8 +9,9 @@
 //! within three times the smallest recent round trip (doubling per round trip, as TCP's slow
 //! start does), and shrinks by one with every slower answer: a queue is building, in this
 //! process, the network or the API, and more sends under way would only lengthen it. Ordinary
-//! jitter stays well within three times. The smallest round trip is taken over the last
-//! `MIN_RTT_PERIOD`, so a path that became slower for good is relearnt.
+//! jitter stays well within three times. The smallest round trip is that of the smoothed round
+//! trip (so a lone fast answer does not set the bar), over the last `MIN_RTT_PERIOD` (so a path
+//! that became slower for good is relearnt).
 //!
 //! Invariant: the semaphore holds `max` permits in all; those the window holds back (to keep
 //! it below `max`) are owned by the window, so a stop that waits for every permit first
@@ -41,7 +42,9 @@ struct State {
     held: Vec<OwnedSemaphorePermit>,
     /// Permits to hold back as sends give them back.
     to_hold: usize,
-    /// The smallest round trip of the previous period and this one so far.
+    /// The round trip, smoothed (an eighth of each answer's difference).
+    smoothed: Option<Duration>,
+    /// The smallest smoothed round trip of the previous period and this one so far.
     min_rtt: Option<Duration>,
     /// The smallest of this period.
     period_min: Option<Duration>,
@@ -67,6 +70,7 @@ impl Window {
             state: Mutex::new(State {
                 held,
                 to_hold: 0,
+                smoothed: None,
                 min_rtt: None,
                 period_min: None,
                 period_end: None,
@@ -96,8 +100,15 @@ impl Window {
             s.min_rtt = s.period_min.take().or(s.min_rtt);
             s.period_end = Some(now + MIN_RTT_PERIOD);
         }
-        s.period_min = Some(s.period_min.map_or(rtt, |m| m.min(rtt)));
-        let min = s.min_rtt.map_or(rtt, |m| m.min(rtt));
+        // Smoothed, so that one answer faster than any other cannot set the bar for the rest.
+        let smoothed = match s.smoothed {
+            Some(before) if rtt >= before => before + (rtt - before) / 8,
+            Some(before) => before - (before - rtt) / 8,
+            None => rtt,
+        };
+        s.smoothed = Some(smoothed);
+        s.period_min = Some(s.period_min.map_or(smoothed, |m| m.min(smoothed)));
+        let min = s.min_rtt.map_or(smoothed, |m| m.min(smoothed));
         s.min_rtt = Some(min);
         if rtt <= min * SLOWER {
             if s.to_hold > 0 {
@@ -174,6 +185,19 @@ mod tests {
         assert_eq!(window.limit(), MIN_WINDOW);
         // Once the slow answers are all that was seen for a period, they are the new normal.
         rounds(&window, 10 * MS, 3000, &mut now).await;
+        assert_eq!(window.limit(), 512);
+    }
+
+    #[tokio::test]
+    async fn one_answer_much_faster_than_the_rest_does_not_close_the_window() {
+        let window = Window::new(512);
+        let mut now = Instant::now();
+        rounds(&window, 200 * MS, 6, &mut now).await;
+        assert_eq!(window.limit(), 512);
+        let permit = window.acquire().await.unwrap();
+        window.answered(MS, now);
+        window.release(permit);
+        rounds(&window, 200 * MS, 3, &mut now).await;
         assert_eq!(window.limit(), 512);
     }
 
