@@ -162,21 +162,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn steady_answers_open_the_window_to_its_maximum_within_a_few_round_trips() {
+    /// A window of 512 that started at the minimum and was opened fully by steady answers of
+    /// `rtt` within a few round trips.
+    async fn opened(rtt: Duration) -> (Window, Instant) {
         let window = Window::new(512);
         assert_eq!(window.limit(), MIN_WINDOW);
         let mut now = Instant::now();
-        rounds(&window, 50 * MS, 6, &mut now).await;
+        rounds(&window, rtt, 6, &mut now).await;
         assert_eq!(window.limit(), 512);
+        (window, now)
+    }
+
+    #[tokio::test]
+    async fn steady_answers_open_the_window_to_its_maximum_within_a_few_round_trips() {
+        opened(50 * MS).await;
     }
 
     #[tokio::test]
     async fn answers_slowing_down_close_it_to_the_minimum_and_jitter_leaves_it() {
-        let window = Window::new(512);
-        let mut now = Instant::now();
-        rounds(&window, MS, 6, &mut now).await;
-        assert_eq!(window.limit(), 512);
+        let (window, mut now) = opened(MS).await;
         // Up to three times the fastest: jitter, not a queue.
         rounds(&window, 3 * MS, 3, &mut now).await;
         assert_eq!(window.limit(), 512);
@@ -190,10 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_answer_much_faster_than_the_rest_does_not_close_the_window() {
-        let window = Window::new(512);
-        let mut now = Instant::now();
-        rounds(&window, 200 * MS, 6, &mut now).await;
-        assert_eq!(window.limit(), 512);
+        let (window, mut now) = opened(200 * MS).await;
         let permit = window.acquire().await.unwrap();
         window.answered(MS, now);
         window.release(permit);
