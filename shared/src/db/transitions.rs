@@ -312,10 +312,10 @@ const RECORD_SENT: &str = "WITH locked AS (
      ), moved AS (
         UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
         FROM input i WHERE m.id = i.id
-        RETURNING m.id, m.campaign_id, i.old
+        RETURNING m.id, m.campaign_id, i.old, i.wa_id
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
-        SELECT i.wa_id, i.id FROM input i JOIN moved USING (id)
+        SELECT wa_id, id FROM moved
         ON CONFLICT DO NOTHING
      )
      SELECT id, campaign_id, old FROM moved";
@@ -340,20 +340,22 @@ const APPLY: &str = "WITH input AS (
      ), resolved AS (
         -- A receipt applies only to a message its number sent.
         SELECT * FROM looked WHERE number IS NULL OR NOT known OR sender = number
-     ), locked AS (
+     ), plan AS (
         -- Only rows the transition changes: a repeated receipt (Meta repeats them) must
         -- cost a lookup, not a lock and a new row version. Statuses only advance and
-        -- timestamps are only ever set, so a row that needs nothing now never will.
-        SELECT m.id, m.status AS old_status FROM messages m JOIN resolved r ON r.id = m.id
+        -- timestamps are only ever set, so a row that needs nothing now never will. A row
+        -- another transaction changed meanwhile is judged, and its old status read, in its
+        -- latest version once locked. The plan carries what the update needs, so that no
+        -- later step joins two of these steps' results: the planner cannot estimate their
+        -- sizes and would join them by comparing every row with every other.
+        SELECT r.*, m.status AS old_status, message_status_advances(m.status, r.status) AS moves
+        FROM messages m JOIN resolved r ON r.id = m.id
         WHERE message_status_advances(m.status, r.status)
            OR r.attempts <> 0
            OR (r.status IN ('sent', 'delivered', 'read') AND m.sent_at IS NULL)
            OR (r.status IN ('delivered', 'read') AND m.delivered_at IS NULL)
            OR (r.status = 'read' AND m.read_at IS NULL)
         ORDER BY m.id FOR UPDATE OF m
-     ), plan AS (
-        SELECT r.*, l.old_status, message_status_advances(l.old_status, r.status) AS moves
-        FROM resolved r JOIN locked l ON l.id = r.id
      ), changed AS (
         UPDATE messages m SET
             status = CASE WHEN p.moves THEN p.status ELSE m.status END,
