@@ -12,6 +12,7 @@ pub mod phone;
 pub mod server;
 pub mod settings;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod stream;
 pub mod suppress;
 pub mod tasks;

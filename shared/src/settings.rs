@@ -153,6 +153,22 @@ pub struct IngestSettings {
     pub statement_timeout_ms: u64,
     /// Where ingest serves `/metrics`: never on the public API port.
     pub metrics: HttpListener,
+    pub notifications: NotificationSettings,
+}
+
+/// The delivery of events to tenants' webhook endpoints (every ingest replica delivers).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// How often a replica looks for due deliveries when it found none.
+    pub poll_ms: u64,
+    /// Deliveries taken at once (each to a different endpoint or subject) and sent together.
+    pub batch: i64,
+    /// Longest an endpoint may take to answer.
+    pub timeout_ms: u64,
+    /// Waits after each failed attempt; after the last, the delivery is given up on and its
+    /// endpoint disabled.
+    #[serde(deserialize_with = "list")]
+    pub retry_delays_s: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

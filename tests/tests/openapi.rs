@@ -50,6 +50,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", &id)
         .replace("{upload_id}", &id)
         .replace("{phone}", "%2B14155550100")
+        .replace("{delivery}", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod catalog;
 mod error;
 mod fanout;
 mod limits;
+mod notifications;
 pub mod progress;
 mod routes;
 mod scheduler;
@@ -79,6 +80,7 @@ pub struct App {
     schedule_poll: std::time::Duration,
     overdue_grace: std::time::Duration,
     http: herald_shared::settings::HttpTimeouts,
+    deliverer: notifications::Deliverer,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -103,6 +105,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         .with_context(|| format!("ingest cannot listen on {address}"))?;
     let metrics =
         herald_shared::telemetry::bind_metrics(&settings.ingest.metrics, "ingest").await?;
+    let deliverer = notifications::Deliverer::new(
+        pool.clone(),
+        cipher.clone(),
+        &settings.ingest.notifications,
+    )?;
     let state = Arc::new(AppState {
         probes: herald_shared::health::Probes::new(pool.clone(), redis.clone()),
         pool,
@@ -129,6 +136,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         schedule_poll: std::time::Duration::from_millis(settings.ingest.schedule_poll_ms),
         overdue_grace: std::time::Duration::from_secs(settings.ingest.overdue_grace_s),
         http: settings.http.clone(),
+        deliverer,
     })
 }
 
@@ -190,6 +198,10 @@ impl App {
             });
         }
         tasks.spawn("fan-out", self.fanout.run(shutdown.clone()));
+        tasks.spawn(
+            "the delivery of events",
+            self.deliverer.run(shutdown.clone()),
+        );
         tasks.spawn(
             "the metrics listener",
             herald_shared::telemetry::serve_metrics(

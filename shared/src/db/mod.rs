@@ -6,6 +6,7 @@ pub mod counters;
 pub mod engagement;
 pub mod idempotency;
 pub mod messages;
+pub mod notifications;
 pub mod numbers;
 pub mod repairs;
 pub mod suppressions;

@@ -11,6 +11,7 @@ pub mod operations;
 pub mod page;
 pub mod suppressions;
 pub mod templates;
+pub mod webhook_endpoints;
 pub mod webhook_events;
 
 use std::sync::Arc;
@@ -52,6 +53,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .routes(routes!(templates::list))
         .routes(routes!(templates::sync))
         .routes(routes!(webhook_events::list))
+        .routes(routes!(webhook_endpoints::create))
+        .routes(routes!(webhook_endpoints::list))
+        .routes(routes!(webhook_endpoints::get))
+        .routes(routes!(webhook_endpoints::update))
+        .routes(routes!(webhook_endpoints::delete))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::deliveries))
+        .routes(routes!(webhook_endpoints::retry))
         .routes(routes!(campaigns::create))
         .routes(routes!(campaigns::list))
         .routes(routes!(campaigns::get))

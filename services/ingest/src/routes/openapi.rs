@@ -56,6 +56,10 @@ pub fn base() -> OpenApi {
         ),
         ("messages", "a campaign's messages, listed or exported"),
         ("webhook-events", "what Meta's webhooks sent"),
+        (
+            "webhook-endpoints",
+            "where Herald tells the tenant of campaigns, numbers and opt-outs",
+        ),
         ("operations", "probes, metrics and this document"),
     ]
     .map(|(name, about)| {
