@@ -55,6 +55,8 @@ CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt_at) WHERE st
 CREATE INDEX event_deliveries_line ON event_deliveries (endpoint_id, subject, id)
     WHERE state = 'pending';
 CREATE INDEX event_deliveries_endpoint ON event_deliveries (endpoint_id, id);
+CREATE INDEX event_deliveries_event ON event_deliveries (event_id);
+CREATE INDEX outbox_events_created ON outbox_events (created_at);
 
 -- An event, with a delivery to each of the tenant's enabled endpoints that subscribe to it.
 CREATE FUNCTION emit_event(tenant uuid, kind text, subject text, data jsonb)

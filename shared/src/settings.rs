@@ -169,6 +169,8 @@ pub struct NotificationSettings {
     /// endpoint disabled.
     #[serde(deserialize_with = "list")]
     pub retry_delays_s: Vec<u64>,
+    /// Events and their deliveries are kept this long once none is pending.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -407,3 +407,72 @@ async fn endpoints_are_made_changed_rotated_and_deleted_and_bad_ones_refused() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn events_past_their_retention_go_unless_a_delivery_is_pending() {
+    use herald_shared::db::notifications::{self, NewEndpoint};
+    let ctx = TestContext::new().await;
+    let (paused, _) = herald_tests::seed_campaign(&ctx, 1).await;
+    let (completed, _) = herald_tests::seed_campaign(&ctx, 1).await;
+    let tenants: Vec<herald_shared::domain::TenantId> =
+        sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = ANY($1) ORDER BY id")
+            .bind([paused, completed])
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap();
+    for tenant in tenants {
+        let events = [
+            "campaign.paused".to_owned(),
+            "campaign.completed".to_owned(),
+        ];
+        notifications::insert_endpoint(
+            &ctx.pool,
+            &NewEndpoint {
+                id: uuid::Uuid::now_v7(),
+                tenant,
+                url: "http://127.0.0.1:9/hook",
+                events: &events,
+                description: None,
+                secret: b"sealed",
+            },
+        )
+        .await
+        .unwrap();
+    }
+    for (campaign, state) in [(paused, "paused"), (completed, "completed")] {
+        sqlx::query("UPDATE campaigns SET state = $2::campaign_state WHERE id = $1")
+            .bind(campaign)
+            .bind(state)
+            .execute(&ctx.pool)
+            .await
+            .unwrap();
+    }
+    // Both happened long ago; the completion was delivered, the pause is still being tried.
+    sqlx::query("UPDATE outbox_events SET created_at = now() - interval '40 days'")
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE event_deliveries d SET state = 'delivered' FROM outbox_events o
+         WHERE o.id = d.event_id AND o.type = 'campaign.completed'",
+    )
+    .execute(&ctx.pool)
+    .await
+    .unwrap();
+    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    assert_eq!(
+        notifications::prune(&ctx.pool, day_ago - chrono::Duration::days(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(notifications::prune(&ctx.pool, day_ago).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT o.type FROM outbox_events o JOIN event_deliveries d ON d.event_id = o.id",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, vec!["campaign.paused"]);
+    ctx.cleanup().await;
+}

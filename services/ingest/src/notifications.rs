@@ -17,6 +17,9 @@ use herald_shared::standard_webhooks;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+/// How often events past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Deliverer {
     pool: PgPool,
     cipher: TokenCipher,
@@ -53,7 +56,17 @@ impl Deliverer {
 
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                let days = chrono::Duration::days(i64::from(this.settings.retention_days));
+                match notifications::prune(&this.pool, chrono::Utc::now() - days).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "pruned delivered events"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune delivered events"),
+                }
+            }
             let taken = match this.deliver_due().await {
                 Ok(n) => n,
                 Err(e) => {

@@ -325,3 +325,18 @@ pub async fn attempt_failed(
     .await?;
     Ok(())
 }
+
+/// Deletes events older than `before` that have no delivery still pending, with their
+/// deliveries; returns how many events went.
+pub async fn prune(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM outbox_events o
+         WHERE o.created_at < $1
+           AND NOT EXISTS (SELECT 1 FROM event_deliveries d
+                           WHERE d.event_id = o.id AND d.state = 'pending')",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
