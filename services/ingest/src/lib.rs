@@ -1,5 +1,6 @@
-//! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress;
-//! and the fan-out worker that moves a running campaign's messages into the number streams.
+//! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress,
+//! webhook endpoints; the fan-out worker that moves a running campaign's messages into the
+//! number streams; and the delivery of events to the tenants' endpoints.
 
 mod admission;
 mod audience;
@@ -162,7 +163,8 @@ impl App {
     }
 
     /// Serves until `shutdown`. A background task (fan-out, the scheduler, the rate sampler,
-    /// the pruning of idempotency keys) that ends before then ends ingest with an error.
+    /// the pruning of idempotency keys, the delivery of events) that ends before then ends
+    /// ingest with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.probes.drain_on(shutdown.clone());
         let mut tasks = Tasks::new(shutdown.clone());
