@@ -107,14 +107,13 @@ impl Deliverer {
     }
 
     async fn attempt(&self, d: &Due) -> Attempt {
+        let unsigned = |error: String| Attempt::Failed {
+            status: None,
+            error,
+        };
         let secret = match self.cipher.decrypt(&d.secret, d.endpoint_id.as_bytes()) {
             Ok(secret) => secret,
-            Err(e) => {
-                return Attempt::Failed {
-                    status: None,
-                    error: e.to_string(),
-                };
-            }
+            Err(e) => return unsigned(e.to_string()),
         };
         let body = serde_json::to_vec(&serde_json::json!({
             "type": d.kind,
@@ -126,12 +125,7 @@ impl Deliverer {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = match standard_webhooks::sign(&secret, &id, timestamp, &body) {
             Ok(signature) => signature,
-            Err(e) => {
-                return Attempt::Failed {
-                    status: None,
-                    error: e.to_string(),
-                };
-            }
+            Err(e) => return unsigned(e.to_string()),
         };
         let sent = self
             .http

@@ -145,23 +145,22 @@ pub async fn delete_endpoint(
     Ok(done.rows_affected() == 1)
 }
 
-/// Replaces the signing secret (encrypted); `false` when there is no such endpoint.
+/// Replaces the signing secret (encrypted); the endpoint, or `None` when there is none.
 pub async fn set_secret(
     pool: &PgPool,
     tenant: TenantId,
     id: uuid::Uuid,
     secret: &[u8],
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+) -> sqlx::Result<Option<EndpointRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET secret = $3, updated_at = now()
-         WHERE tenant_id = $1 AND id = $2",
-    )
+         WHERE tenant_id = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
+    )))
     .bind(tenant)
     .bind(id)
     .bind(secret)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(pool)
+    .await
 }
 
 /// A delivery as the endpoint's log shows it.

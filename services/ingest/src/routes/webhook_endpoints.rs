@@ -269,13 +269,10 @@ pub async fn rotate_secret(
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let secret = standard_webhooks::new_secret();
     let sealed = state.cipher.encrypt(&secret, id.as_bytes());
-    if !notifications::set_secret(&state.pool, tenant, id, &sealed).await? {
-        return Err(ApiError::NotFound("webhook endpoint"));
-    }
-    tracing::info!(endpoint = %id, "webhook endpoint secret rotated");
-    let endpoint = notifications::endpoint(&state.pool, tenant, id)
+    let endpoint = notifications::set_secret(&state.pool, tenant, id, &sealed)
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    tracing::info!(endpoint = %id, "webhook endpoint secret rotated");
     Ok(Json(EndpointWithSecret {
         endpoint,
         secret: secret.expose_secret().to_owned(),
