@@ -117,14 +117,30 @@ struct World {
     secret: SecretString,
 }
 
+/// The events of campaigns and numbers.
+const LIFECYCLE: &[&str] = &[
+    "campaign.started",
+    "campaign.paused",
+    "campaign.resumed",
+    "campaign.completed",
+    "number.paused",
+    "number.resumed",
+];
+
 impl World {
-    async fn start(mut ctx: TestContext) -> Self {
+    async fn start(ctx: TestContext) -> Self {
+        Self::receiving(ctx, LIFECYCLE, false).await
+    }
+
+    /// A stack whose tenant has an endpoint for `events`; with the webhook role when
+    /// `webhooks` (statuses and inbound messages then reach Herald).
+    async fn receiving(mut ctx: TestContext, events: &[&str], webhooks: bool) -> Self {
         // A receiver may be down for a while in these tests: tried every second meanwhile.
         ctx.settings.ingest.notifications.retry_delays_s = vec![1; 60];
         let roles = Roles {
             ingest: true,
             sender: true,
-            webhook: false,
+            webhook: webhooks,
             simulator: true,
         };
         let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
@@ -134,9 +150,7 @@ impl World {
         let created: Value = api
             .post(
                 "/v1/webhook-endpoints",
-                &json!({"url": url, "description": "tests",
-                        "events": ["campaign.started", "campaign.paused", "campaign.resumed",
-                                   "campaign.completed", "number.paused", "number.resumed"]}),
+                &json!({"url": url, "description": "tests", "events": events}),
             )
             .await
             .unwrap();
@@ -474,5 +488,396 @@ async fn events_past_their_retention_go_unless_a_delivery_is_pending() {
     .await
     .unwrap();
     assert_eq!(left, vec!["campaign.paused"]);
+    ctx.cleanup().await;
+}
+
+/// Makes a user of the simulator send `message` to the number.
+async fn user_sends(stack: &Stack, phone_number_id: &str, from: &str, message: Value) -> String {
+    let mut body = json!({"phone_number_id": phone_number_id, "from": from});
+    body.as_object_mut()
+        .unwrap()
+        .extend(message.as_object().unwrap().clone());
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/sim/inbound", stack.simulator_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn failures_replies_and_opt_outs_reach_the_endpoint_and_replies_are_listed() {
+    let events = [
+        "campaign.completed",
+        "message.failed",
+        "inbound.message",
+        "recipient.opted_out",
+    ];
+    let w = World::receiving(TestContext::new().await, &events, true).await;
+    let number = w
+        .api
+        .create_number("310000000019", "t", 1000)
+        .await
+        .unwrap()
+        .id;
+    // A campaign whose every message Meta accepts and then fails.
+    configure_simulator(
+        &w.stack,
+        json!({"faults": [{"kind": "async_failure", "code": 131026, "probability": 1.0}]}),
+    )
+    .await;
+    let failing = w
+        .api
+        .create_campaign("failing", "spring_sale_2026", "en_GB", &[number])
+        .await
+        .unwrap()
+        .id;
+    w.api.upload(failing, &recipients(30)).await.unwrap();
+    w.api.start(failing).await.unwrap();
+    let failing = failing.to_string();
+    // Meta's failures come after the sends, so some may be told after the completion.
+    let received = eventually("every failure told", Duration::from_secs(30), || async {
+        let received = w.receiver.received(&w.secret);
+        let told: usize = received
+            .iter()
+            .filter(|r| r.kind == "message.failed")
+            .map(|r| r.data["messages"].as_array().unwrap().len())
+            .sum();
+        let completed = received.iter().any(|r| r.kind == "campaign.completed");
+        (told >= 30 && completed).then_some(received)
+    })
+    .await;
+    let failures: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.kind == "message.failed")
+        .collect();
+    let mut failed: Vec<i64> = Vec::new();
+    for event in &failures {
+        assert_eq!(event.subject, failing);
+        let messages = event.data["messages"].as_array().unwrap();
+        assert_eq!(event.data["count"].as_u64(), Some(messages.len() as u64));
+        assert!(messages.len() <= 100);
+        for m in messages {
+            assert_eq!(m["error_code"], 131026, "{m}");
+            assert!(
+                m["error_title"].as_str().is_some_and(|t| !t.is_empty()),
+                "{m}"
+            );
+            assert!(m["recipient"].as_str().unwrap().starts_with("+4474"), "{m}");
+            failed.push(m["message_id"].as_i64().unwrap());
+        }
+    }
+    let told = failed.len();
+    failed.sort_unstable();
+    failed.dedup();
+    assert_eq!((told, failed.len()), (30, 30), "each failure told once");
+    let counters = w
+        .api
+        .campaign(failing.parse().unwrap())
+        .await
+        .unwrap()
+        .counters;
+    assert_eq!(counters.failed, 30);
+
+    // A campaign that reaches its users; they answer.
+    configure_simulator(&w.stack, json!({"faults": []})).await;
+    let replied = w
+        .api
+        .create_campaign("replied", "spring_sale_2026", "en_GB", &[number])
+        .await
+        .unwrap()
+        .id;
+    let people = vec![
+        (
+            "+447900000001".to_owned(),
+            vec!["Ann".to_owned(), "5%".to_owned()],
+        ),
+        (
+            "+447900000002".to_owned(),
+            vec!["Bo".to_owned(), "5%".to_owned()],
+        ),
+    ];
+    w.api.upload(replied, &people).await.unwrap();
+    w.api.start(replied).await.unwrap();
+    eventually("both sent", Duration::from_secs(20), || async {
+        let c = w.api.campaign(replied).await.unwrap().counters;
+        (c.sent + c.delivered + c.read == 2).then_some(())
+    })
+    .await;
+    let messages: Value = w
+        .api
+        .get(&format!("/v1/campaigns/{replied}/messages"))
+        .await
+        .unwrap();
+    let wamid = |to: &str| {
+        messages["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["recipient"] == to)
+            .and_then(|m| m["wamid"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let (ann, bo) = (wamid("+447900000001"), wamid("+447900000002"));
+    // Each sent once the one before is in Herald's inbox (Meta does not keep the order of
+    // messages sent close together, and neither does the simulator).
+    let mut said = Vec::new();
+    for (from, message) in [
+        (
+            "447900000001",
+            json!({"type": "text", "body": "Is it on sale in blue?", "context": ann}),
+        ),
+        (
+            "447900000002",
+            json!({"type": "image", "caption": "this one"}),
+        ),
+        (
+            "447900000002",
+            json!({"type": "interactive", "id": "blue", "title": "Blue", "context": bo}),
+        ),
+        (
+            "447900000001",
+            json!({"type": "reaction", "message_id": ann, "emoji": "👍"}),
+        ),
+        (
+            "447900000002",
+            json!({"type": "document", "filename": "order.pdf"}),
+        ),
+        ("447900000001", json!({"type": "text", "body": "STOP"})),
+    ] {
+        let id = user_sends(&w.stack, "310000000019", from, message).await;
+        eventually(
+            "the message in the inbox",
+            Duration::from_secs(20),
+            || async {
+                let page: Value = w.api.get("/v1/inbound?limit=1").await.unwrap();
+                (page["items"][0]["wa_message_id"] == id.as_str()).then_some(())
+            },
+        )
+        .await;
+        said.push(id);
+    }
+    let inbound = eventually("every reply forwarded", Duration::from_secs(30), || async {
+        let got: Vec<Received> = w
+            .receiver
+            .received(&w.secret)
+            .into_iter()
+            .filter(|r| r.kind == "inbound.message")
+            .collect();
+        (got.len() == said.len()).then_some(got)
+    })
+    .await;
+    // One event each, in the order each user sent them.
+    for from in ["+447900000001", "+447900000002"] {
+        let theirs: Vec<&str> = inbound
+            .iter()
+            .filter(|r| r.data["from"] == from)
+            .map(|r| r.data["wa_message_id"].as_str().unwrap())
+            .collect();
+        let sent: Vec<&str> = said
+            .iter()
+            .map(String::as_str)
+            .filter(|id| theirs.contains(id))
+            .collect();
+        assert_eq!(theirs, sent, "{from}'s messages in order");
+    }
+    let by_id = |id: &str| {
+        inbound
+            .iter()
+            .find(|r| r.data["wa_message_id"] == id)
+            .unwrap()
+            .data
+            .clone()
+    };
+    let replied = replied.to_string();
+    let text = by_id(&said[0]);
+    assert_eq!(
+        (
+            &text["type"],
+            &text["text"],
+            &text["campaign_id"],
+            &text["context_wa_message_id"]
+        ),
+        (
+            &json!("text"),
+            &json!("Is it on sale in blue?"),
+            &json!(replied),
+            &json!(ann)
+        )
+    );
+    assert_eq!(text["profile_name"], "Simulated User");
+    assert_eq!(text["number_id"], json!(number.to_string()));
+    let image = by_id(&said[1]);
+    assert_eq!(
+        (&image["type"], &image["text"]),
+        (&json!("image"), &json!("this one"))
+    );
+    assert!(
+        image["media"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{image}"
+    );
+    assert_eq!(image["media"]["mime_type"], "image/jpeg");
+    assert_eq!(
+        image["campaign_id"],
+        json!(replied),
+        "the last campaign to reach them"
+    );
+    let tap = by_id(&said[2]);
+    assert_eq!(
+        (&tap["text"], &tap["payload"]),
+        (&json!("Blue"), &json!("blue"))
+    );
+    let reaction = by_id(&said[3]);
+    assert_eq!(
+        (&reaction["text"], &reaction["context_wa_message_id"]),
+        (&json!("👍"), &json!(ann))
+    );
+    assert_eq!(by_id(&said[4])["media"]["filename"], "order.pdf");
+    assert_eq!(
+        by_id(&said[4])["message"]["document"]["filename"],
+        "order.pdf"
+    );
+    // The STOP opted Ann out, after her reply was told.
+    eventually("the opt-out told", Duration::from_secs(30), || async {
+        w.receiver
+            .received(&w.secret)
+            .iter()
+            .find(|r| r.kind == "recipient.opted_out")
+            .map(|r| assert_eq!(r.data["recipient"], "+447900000001"))
+    })
+    .await;
+
+    // The inbox lists what the events carried, newest first; filtered by campaign and sender.
+    let page: Value = w.api.get("/v1/inbound?limit=4").await.unwrap();
+    let items = page["items"].as_array().unwrap();
+    let newest: Vec<&str> = items
+        .iter()
+        .map(|i| i["wa_message_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = said.iter().rev().take(4).map(String::as_str).collect();
+    assert_eq!(newest, expected);
+    assert_eq!(
+        items[0],
+        by_id(&said[5]),
+        "the list and the event say the same"
+    );
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = w
+        .api
+        .get(&format!("/v1/inbound?limit=4&cursor={cursor}"))
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+    assert!(rest["next_cursor"].is_null());
+    let bos: Value = w
+        .api
+        .get("/v1/inbound?from=%2B44%207900%20000002")
+        .await
+        .unwrap();
+    assert_eq!(bos["items"].as_array().unwrap().len(), 3);
+    let answering: Value = w
+        .api
+        .get(&format!("/v1/inbound?campaign_id={failing}"))
+        .await
+        .unwrap();
+    assert_eq!(answering["items"], json!([]));
+    let bad = w
+        .api
+        .get::<Value>("/v1/inbound?from=call-me")
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("from"), "{bad}");
+    // Counted on the campaign: two replies (a text, an image… the reaction and the
+    // document too) and a tap.
+    let counters = w
+        .api
+        .campaign(replied.parse().unwrap())
+        .await
+        .unwrap()
+        .counters;
+    assert_eq!((counters.replied, counters.clicked), (5, 1), "{counters:?}");
+    // Another tenant's inbox is its own.
+    let other = w.ctx.tenant(&w.stack.ingest_url).await;
+    let theirs: Value = other.get("/v1/inbound").await.unwrap();
+    assert_eq!(theirs["items"], json!([]));
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn failures_are_told_a_hundred_at_a_time_and_not_written_when_nobody_listens() {
+    use herald_shared::db::notifications::{self, NewEndpoint};
+    use herald_shared::db::transitions::{self, Transition};
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = herald_tests::seed_campaign(&ctx, 250).await;
+    let failures = |ids: &[herald_shared::domain::MessageId]| -> Vec<Transition> {
+        ids.iter()
+            .map(|&id| {
+                Transition::failed(
+                    id,
+                    131026,
+                    "Message undeliverable".into(),
+                    chrono::Utc::now(),
+                )
+            })
+            .collect()
+    };
+    let outbox = || async {
+        sqlx::query_scalar::<_, Value>("SELECT data FROM outbox_events ORDER BY id")
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap()
+    };
+    // Nobody listens: nothing written.
+    transitions::apply(&ctx.pool, &failures(&ids[..50]))
+        .await
+        .unwrap();
+    assert!(outbox().await.is_empty());
+    let tenant: herald_shared::domain::TenantId =
+        sqlx::query_scalar("SELECT tenant_id FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    notifications::insert_endpoint(
+        &ctx.pool,
+        &NewEndpoint {
+            id: uuid::Uuid::now_v7(),
+            tenant,
+            url: "http://127.0.0.1:9/hook",
+            events: &["message.failed".to_owned()],
+            description: None,
+            secret: b"sealed",
+        },
+    )
+    .await
+    .unwrap();
+    // 200 failures in one batch, and 50 the batch repeats: two events of 100, in id order.
+    let mut batch = failures(&ids[50..]);
+    batch.extend(failures(&ids[..50]));
+    transitions::apply(&ctx.pool, &transitions::reduce(batch))
+        .await
+        .unwrap();
+    let events = outbox().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let told: Vec<i64> = events
+        .iter()
+        .flat_map(|e| {
+            assert_eq!(e["count"], 100);
+            assert_eq!(e["campaign_id"], json!(campaign));
+            e["messages"].as_array().unwrap().clone()
+        })
+        .map(|m| m["message_id"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = ids[50..].iter().map(|m| m.0).collect();
+    assert_eq!(told, expected);
     ctx.cleanup().await;
 }

@@ -521,3 +521,45 @@ async fn a_large_batch_is_recorded_and_applied_without_comparing_every_row_with_
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
+
+/// A webhook batch records a reply to a campaign (a row referencing it) before it moves the
+/// campaign's counters; another batch moving the same campaign meanwhile must not wait for it,
+/// or the first, taking its own counter lock behind the second, deadlocks with it.
+#[tokio::test]
+async fn a_row_referencing_a_campaign_does_not_hold_up_its_counters() {
+    let ctx = TestContext::new().await;
+    let (campaign, _) = seed_campaign(&ctx, 1).await;
+    let mut replying = ctx.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO engagements (wa_message_id, campaign_id, kind, recipient)
+         VALUES ('wamid.reply', $1, 'replied', '+447400000000')",
+    )
+    .bind(campaign)
+    .execute(&mut *replying)
+    .await
+    .unwrap();
+    let mut counting = ctx.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *counting)
+        .await
+        .unwrap();
+    let mut engine = Engine::default();
+    engine.deltas().of(campaign).clicked += 1;
+    engine
+        .finish(&mut counting)
+        .await
+        .expect("the counters move while the reply's transaction is open");
+    counting.commit().await.unwrap();
+    let mut engine = Engine::default();
+    engine.deltas().of(campaign).replied += 1;
+    engine.finish(&mut replying).await.unwrap();
+    replying.commit().await.unwrap();
+    let (replied, clicked): (i64, i64) =
+        sqlx::query_as("SELECT replied, clicked FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!((replied, clicked), (1, 1));
+    ctx.cleanup().await;
+}

@@ -55,6 +55,28 @@ pub enum Inbound {
         text: String,
         payload: String,
     },
+    /// A reply button or list row chosen in an interactive message.
+    Interactive {
+        id: String,
+        title: String,
+        #[serde(default)]
+        list: bool,
+    },
+    /// A photo or a file, with the media id Meta gives it.
+    Image {
+        #[serde(default)]
+        caption: Option<String>,
+    },
+    Document {
+        filename: String,
+        #[serde(default)]
+        caption: Option<String>,
+    },
+    /// An emoji on a business message.
+    Reaction {
+        message_id: String,
+        emoji: String,
+    },
 }
 
 enum Work {
@@ -91,6 +113,27 @@ impl Ord for Scheduled {
     }
 }
 
+/// A media item a user sent, as Meta describes it: an id to download it by, its type and hash.
+fn media(
+    rand: &mut Rand,
+    mime_type: &str,
+    caption: Option<String>,
+    filename: Option<String>,
+) -> Value {
+    let mut item = json!({
+        "id": format!("{}", 100_000_000_000_000 + rand.next_u64() % 900_000_000_000_000),
+        "mime_type": mime_type,
+        "sha256": format!("{:016x}{:016x}", rand.next_u64(), rand.next_u64()),
+    });
+    if let Some(caption) = caption {
+        item["caption"] = json!(caption);
+    }
+    if let Some(filename) = filename {
+        item["filename"] = json!(filename);
+    }
+    item
+}
+
 /// Where the API hands accepted and inbound messages.
 #[derive(Clone)]
 pub struct Queue {
@@ -125,6 +168,23 @@ impl Queue {
             Inbound::Button { text, payload } => {
                 m["type"] = json!("button");
                 m["button"] = json!({"text": text, "payload": payload});
+            }
+            Inbound::Interactive { id, title, list } => {
+                let kind = if list { "list_reply" } else { "button_reply" };
+                m["type"] = json!("interactive");
+                m["interactive"] = json!({"type": kind, kind: {"id": id, "title": title}});
+            }
+            Inbound::Image { caption } => {
+                m["type"] = json!("image");
+                m["image"] = media(&mut rand, "image/jpeg", caption, None);
+            }
+            Inbound::Document { filename, caption } => {
+                m["type"] = json!("document");
+                m["document"] = media(&mut rand, "application/pdf", caption, Some(filename));
+            }
+            Inbound::Reaction { message_id, emoji } => {
+                m["type"] = json!("reaction");
+                m["reaction"] = json!({"message_id": message_id, "emoji": emoji});
             }
         }
         if let Some(context) = context {

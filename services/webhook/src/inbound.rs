@@ -1,5 +1,6 @@
-//! What users and Meta tell Herald besides statuses: replies count as `replied` and
-//! quick-reply taps as `clicked` on their campaign; a STOP keyword, or Meta's marketing
+//! What users and Meta tell Herald besides statuses: every inbound message is stored for the
+//! tenant (and forwarded as `inbound.message`); replies count as `replied` and taps as
+//! `clicked` on their campaign; a STOP keyword, or Meta's marketing
 //! opt-out, suppresses the user for the number's tenant (and a `resume` lifts it); a template
 //! Meta paused or disabled pauses the running campaigns that send it.
 
@@ -79,40 +80,39 @@ pub async fn apply(
     counted: &mut Counted,
     changes: &mut Vec<Announced>,
 ) -> anyhow::Result<Vec<TemplatePause>> {
-    for (number, message) in notification.inbound() {
+    for item in notification.inbound() {
+        let (number, message) = (item.number, &item.message);
         let recipient = format!("+{}", message.from.trim_start_matches('+'));
-        let (kind, said) = match (&message.button, &message.text) {
-            (Some(button), _) => (Engagement::Clicked, [&button.text, &button.payload]),
-            (None, Some(text)) => (Engagement::Replied, [&text.body, &text.body]),
-            // Media, reactions, locations…: a reply all the same.
-            (None, None) => (Engagement::Replied, [&String::new(), &String::new()]),
+        let kind = if message.payload().is_some() {
+            Engagement::Clicked
+        } else {
+            Engagement::Replied
         };
+        let at = unix_seconds(&message.timestamp);
         let inbound = Inbound {
-            phone_number_id: number,
-            recipient: recipient.clone(),
-            wa_message_id: &message.id,
-            context: message.context.as_ref().map(|c| c.id.as_str()),
+            item: &item,
+            recipient,
+            sent_at: at,
             kind,
         };
-        let campaign = engagement::record_inbound(&mut *tx, &inbound)
+        let stored = engagement::record_inbound(&mut *tx, &inbound)
             .await
-            .context("counting a reply")?;
-        if let Some(campaign) = campaign {
+            .context("recording an inbound message")?;
+        if let Some((_, Some(campaign))) = stored {
             *kind.counter(engine.deltas().of(campaign)) += 1;
             counted.engagements += 1;
         }
+        let said = [message.said(), message.payload()];
         if said
-            .iter()
+            .into_iter()
+            .flatten()
             .any(|s| engagement::is_stop_keyword(s, stop_keywords))
-        {
-            let at = unix_seconds(&message.timestamp);
-            if opt(&mut *tx, number, &message.from, true, at, changes)
+            && opt(&mut *tx, number, &message.from, true, at, changes)
                 .await
                 .context("recording an opt-out")?
-            {
-                counted.opt_outs += 1;
-                tracing::info!(number, "recipient opted out");
-            }
+        {
+            counted.opt_outs += 1;
+            tracing::info!(number, "recipient opted out");
         }
     }
     for (number, preference) in notification.preferences() {

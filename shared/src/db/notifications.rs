@@ -41,6 +41,25 @@ pub struct NewEndpoint<'a> {
     pub secret: &'a [u8],
 }
 
+/// Writes an event of `kind` about `subject` for the tenant's enabled endpoints that subscribe
+/// to it, in the caller's transaction (nothing when none does).
+pub async fn emit(
+    db: impl sqlx::PgExecutor<'_>,
+    tenant: TenantId,
+    kind: &str,
+    subject: &str,
+    data: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT emit_event($1, $2, $3, $4)")
+        .bind(tenant)
+        .bind(kind)
+        .bind(subject)
+        .bind(data)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn insert_endpoint(pool: &PgPool, e: &NewEndpoint<'_>) -> sqlx::Result<EndpointRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_endpoints (id, tenant_id, url, events, description, secret)

@@ -5,7 +5,9 @@
 //! first statement that touches them (`Engine::record_sent` locks the whole batch it is given,
 //! `Engine::apply` the rows it changes); campaigns are locked once, all together and in id
 //! order, by `Engine::finish` (the SQL function `apply_campaign_deltas`). A statement that
-//! changes a campaign's state after that (a pause) touches only campaigns it locked.
+//! changes a campaign's state after that (a pause) touches only campaigns it locked. Rows that
+//! reference a campaign (a reply, an event) take a key-share lock on it whenever they are
+//! written; the counters' lock (`FOR NO KEY UPDATE`) does not wait for those.
 //!
 //! Statuses only move forward (the Postgres function `message_status_advances`); timestamps
 //! and Meta's ids are recorded even when the status does not move (a late `sent` after a
@@ -129,10 +131,24 @@ pub struct Applied {
     pub foreign: i64,
 }
 
+/// What `APPLY` answers.
+#[derive(sqlx::FromRow)]
+struct ApplyOutcome {
+    changed: i64,
+    unmatched: i64,
+    unmatched_wamids: Vec<String>,
+    foreign: i64,
+    deltas: sqlx::types::Json<Vec<Row>>,
+    /// The messages that failed, as JSON rows; null when none did.
+    failures: Option<sqlx::types::Json<Vec<serde_json::Value>>>,
+}
+
 /// One transaction's changes to messages and campaigns, in the lock order above.
 #[derive(Debug, Default)]
 pub struct Engine {
     deltas: Deltas,
+    /// The messages that failed, as JSON rows for `message.failed` events.
+    failures: Vec<serde_json::Value>,
 }
 
 impl Engine {
@@ -208,13 +224,7 @@ impl Engine {
             attempts.push(t.attempts);
             numbers.push(t.number.as_deref());
         }
-        let (changed, unmatched, unmatched_wamids, foreign, deltas): (
-            i64,
-            i64,
-            Vec<String>,
-            i64,
-            sqlx::types::Json<Vec<Row>>,
-        ) = sqlx::query_as(APPLY)
+        let outcome: ApplyOutcome = sqlx::query_as(APPLY)
             .bind(ids)
             .bind(wa_ids)
             .bind(statuses)
@@ -225,12 +235,14 @@ impl Engine {
             .bind(numbers)
             .fetch_one(&mut *conn)
             .await?;
-        self.deltas.extend(deltas.0);
+        self.deltas.extend(outcome.deltas.0);
+        self.failures
+            .extend(outcome.failures.into_iter().flat_map(|f| f.0));
         Ok(Applied {
-            changed,
-            unmatched,
-            unmatched_wamids,
-            foreign,
+            changed: outcome.changed,
+            unmatched: outcome.unmatched,
+            unmatched_wamids: outcome.unmatched_wamids,
+            foreign: outcome.foreign,
         })
     }
 
@@ -240,9 +252,16 @@ impl Engine {
         &mut self.deltas
     }
 
-    /// Locks the campaigns and moves their counters: the transaction's last change to
-    /// messages or counters.
+    /// Writes the `message.failed` events of the messages that failed (before the counters,
+    /// so that a campaign's failures precede its completion), then locks the campaigns and
+    /// moves their counters: the transaction's last change to messages or counters.
     pub async fn finish(self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        if !self.failures.is_empty() {
+            sqlx::query(EMIT_FAILURES)
+                .bind(sqlx::types::Json(&self.failures))
+                .execute(&mut *conn)
+                .await?;
+        }
         counters::apply(conn, &self.deltas).await
     }
 }
@@ -374,7 +393,8 @@ const APPLY: &str = "WITH input AS (
             error_title = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_title
                                ELSE m.error_title END
         FROM plan p WHERE m.id = p.id
-        RETURNING m.campaign_id, p.old_status, m.status AS new_status
+        RETURNING m.id, m.campaign_id, p.old_status, m.status AS new_status, m.recipient,
+                  m.error_code, m.error_title, m.failed_at
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
         SELECT r.wa_id, r.id FROM resolved r
@@ -390,10 +410,36 @@ const APPLY: &str = "WITH input AS (
      ), unmatched AS (
         SELECT r.by_id, r.wa_id FROM resolved r WHERE NOT r.known
      )
-     SELECT (SELECT coalesce(sum(n), 0)::bigint FROM moves),
-            (SELECT count(*) FROM unmatched),
-            (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id),
-            (SELECT count(*) FROM named) - (SELECT count(*) FROM resolved),
+     SELECT (SELECT coalesce(sum(n), 0)::bigint FROM moves) AS changed,
+            (SELECT count(*) FROM unmatched) AS unmatched,
+            (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id)
+                AS unmatched_wamids,
+            (SELECT count(*) FROM named) - (SELECT count(*) FROM resolved) AS foreign,
             (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id) || counts), '[]')
              FROM (SELECT id, jsonb_object_agg(status::text, n) AS counts
-                   FROM deltas GROUP BY id) g)";
+                   FROM deltas GROUP BY id) g) AS deltas,
+            (SELECT jsonb_agg(jsonb_build_object('campaign_id', campaign_id, 'message_id', id,
+                        'recipient', recipient, 'error_code', error_code,
+                        'error_title', error_title, 'failed_at', failed_at))
+             FROM changed WHERE new_status = 'failed' AND old_status <> 'failed') AS failures";
+
+/// Writes `message.failed` events for the failures `Engine::apply` returned ($1): one per
+/// campaign and 100 messages, ordered by message id, for the tenant's endpoints that subscribe
+/// (`emit_event` writes nothing when none does).
+const EMIT_FAILURES: &str = "WITH failed AS (
+        SELECT f.*, (row_number() OVER (PARTITION BY f.campaign_id ORDER BY f.message_id) - 1)
+                    / 100 AS chunk
+        FROM jsonb_to_recordset($1) AS f(campaign_id uuid, message_id bigint, recipient text,
+                                         error_code int, error_title text,
+                                         failed_at timestamptz)
+     ), events AS (
+        SELECT campaign_id, chunk, count(*) AS n,
+               jsonb_agg(jsonb_build_object('message_id', message_id, 'recipient', recipient,
+                   'error_code', error_code, 'error_title', error_title,
+                   'failed_at', failed_at) ORDER BY message_id) AS messages
+        FROM failed GROUP BY campaign_id, chunk
+     )
+     SELECT emit_event(c.tenant_id, 'message.failed', c.id::text, jsonb_build_object(
+                'campaign_id', c.id, 'name', c.name, 'count', e.n, 'messages', e.messages))
+     FROM events e JOIN campaigns c ON c.id = e.campaign_id
+     ORDER BY c.id, e.chunk";

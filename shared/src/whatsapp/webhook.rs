@@ -70,6 +70,71 @@ pub struct InboundMessage {
     /// A template quick-reply button tap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub button: Option<InboundButton>,
+    /// A reply to an interactive message: a reply button or a list row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<InboundInteractive>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<InboundMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<InboundMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<InboundMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<InboundMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticker: Option<InboundMedia>,
+    /// A reaction to a business message: its emoji and the message it reacts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<InboundReaction>,
+}
+
+impl InboundMessage {
+    /// What the user said or chose: a text's body, a tapped button's or list row's title, a
+    /// media item's caption, a reaction's emoji.
+    pub fn said(&self) -> Option<&str> {
+        self.text
+            .as_ref()
+            .map(|t| t.body.as_str())
+            .or(self.button.as_ref().map(|b| b.text.as_str()))
+            .or(self
+                .interactive
+                .as_ref()
+                .and_then(|i| i.reply())
+                .map(|r| r.title.as_str()))
+            .or(self.media().and_then(|m| m.caption.as_deref()))
+            .or(self.reaction.as_ref().map(|r| r.emoji.as_str()))
+    }
+
+    /// What the tap carries for the business: a quick-reply button's payload, a reply
+    /// button's or list row's id.
+    pub fn payload(&self) -> Option<&str> {
+        self.button.as_ref().map(|b| b.payload.as_str()).or(self
+            .interactive
+            .as_ref()
+            .and_then(|i| i.reply())
+            .map(|r| r.id.as_str()))
+    }
+
+    /// The media item it carries, if any.
+    pub fn media(&self) -> Option<&InboundMedia> {
+        [
+            &self.image,
+            &self.video,
+            &self.audio,
+            &self.document,
+            &self.sticker,
+        ]
+        .into_iter()
+        .find_map(Option::as_ref)
+    }
+
+    /// The business message it answers: the one quoted or tapped, or the one reacted to.
+    pub fn answers(&self) -> Option<&str> {
+        self.context
+            .as_ref()
+            .map(|c| c.id.as_str())
+            .or(self.reaction.as_ref().map(|r| r.message_id.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +154,64 @@ pub struct InboundButton {
     pub payload: String,
     #[serde(default)]
     pub text: String,
+}
+
+/// `interactive`: which reply button or list row the user chose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundInteractive {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button_reply: Option<InboundReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_reply: Option<InboundReply>,
+}
+
+impl InboundInteractive {
+    pub fn reply(&self) -> Option<&InboundReply> {
+        self.button_reply.as_ref().or(self.list_reply.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundReply {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+}
+
+/// A media item a user sent: Meta's media id (to download through the Graph API), its type
+/// and hash, and a caption or file name where it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InboundMedia {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundReaction {
+    /// The wamid of the message reacted to.
+    pub message_id: String,
+    #[serde(default)]
+    pub emoji: String,
+}
+
+/// One inbound message as a notification carries it.
+#[derive(Debug, Clone)]
+pub struct InboundItem<'a> {
+    /// The business number it was sent to (`metadata.phone_number_id`).
+    pub number: &'a str,
+    pub message: InboundMessage,
+    /// The item as Meta sent it.
+    pub raw: &'a serde_json::Value,
+    /// The sender's profile name (`contacts[].profile.name`).
+    pub profile_name: Option<&'a str>,
 }
 
 /// One `user_preferences[]` item.
@@ -226,14 +349,26 @@ pub struct WebhookError {
 }
 
 impl Notification {
-    /// Every inbound message, with the business `phone_number_id` it was sent to. Items that
-    /// do not read as messages (a shape Meta added) are skipped.
-    pub fn inbound(&self) -> impl Iterator<Item = (&str, InboundMessage)> {
+    /// Every inbound message, with the business `phone_number_id` it was sent to and the
+    /// sender's profile name. Items that do not read as messages (a shape Meta added) are
+    /// skipped.
+    pub fn inbound(&self) -> impl Iterator<Item = InboundItem<'_>> {
         self.values("messages").flat_map(|(number, value)| {
-            value
-                .messages
-                .iter()
-                .filter_map(move |m| Some((number?, InboundMessage::deserialize(m).ok()?)))
+            value.messages.iter().filter_map(move |raw| {
+                let message = InboundMessage::deserialize(raw).ok()?;
+                let profile_name = value
+                    .contacts
+                    .iter()
+                    .find(|c| c["wa_id"].as_str() == Some(message.from.as_str()))
+                    .or(value.contacts.first())
+                    .and_then(|c| c["profile"]["name"].as_str());
+                Some(InboundItem {
+                    number: number?,
+                    message,
+                    raw,
+                    profile_name,
+                })
+            })
         })
     }
 

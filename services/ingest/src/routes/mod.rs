@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod campaigns;
 pub mod events;
 pub mod idempotency;
+pub mod inbound;
 pub mod messages;
 pub mod numbers;
 pub mod openapi;
@@ -53,6 +54,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .routes(routes!(templates::list))
         .routes(routes!(templates::sync))
         .routes(routes!(webhook_events::list))
+        .routes(routes!(inbound::list))
         .routes(routes!(webhook_endpoints::create))
         .routes(routes!(webhook_endpoints::list))
         .routes(routes!(webhook_endpoints::get))

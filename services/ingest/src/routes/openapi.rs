@@ -56,9 +56,10 @@ pub fn base() -> OpenApi {
         ),
         ("messages", "a campaign's messages, listed or exported"),
         ("webhook-events", "what Meta's webhooks sent"),
+        ("inbound", "what users sent to the tenant's numbers"),
         (
             "webhook-endpoints",
-            "where Herald tells the tenant of campaigns, numbers and opt-outs",
+            "where Herald tells the tenant of campaigns, numbers, failures, replies and opt-outs",
         ),
         ("operations", "probes, metrics and this document"),
     ]

@@ -31,6 +31,8 @@ pub const EVENTS: &[&str] = &[
     "campaign.failed",
     "number.paused",
     "number.resumed",
+    "message.failed",
+    "inbound.message",
     "recipient.opted_out",
     "recipient.opted_in",
 ];
