@@ -10,6 +10,10 @@ command -v redis-server >/dev/null || herald_install redis-server
 command -v openssl >/dev/null || herald_install openssl
 # ... and a PostgreSQL of their own (tests/tests/faults.rs restarts it).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || herald_install postgresql
+# The console's browser test drives Debian's Chromium through ChromeDriver (skipped, saying
+# so, when they are missing and cannot be installed).
+{ [ -x /usr/bin/chromium ] && command -v chromedriver >/dev/null; } ||
+  herald_install chromium chromium-driver || herald_log "the console's browser test will be skipped"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 scripts/chart-check.sh

@@ -154,6 +154,15 @@ pub struct IngestSettings {
     /// Where ingest serves `/metrics`: never on the public API port.
     pub metrics: HttpListener,
     pub notifications: NotificationSettings,
+    pub console: ConsoleSettings,
+}
+
+/// The web console, served by the ingest role.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// Where it is mounted: `/`, or a prefix such as `/console`.
+    pub path: String,
 }
 
 /// The delivery of events to tenants' webhook endpoints (every ingest replica delivers).

@@ -7,7 +7,7 @@ async fn the_demo_campaign_ends_with_every_message_final_and_exact_counters() {
     let ctx = TestContext::new().await;
     let mut settings = ctx.settings.clone();
     settings.demo.recipients = 300;
-    let summary = herald::demo::run(settings).await.unwrap();
+    let summary = herald::demo::run(settings, false).await.unwrap();
     assert!(summary.all_final());
     assert!(summary.counters_match);
     assert_eq!(summary.campaign.counters.read, 300);

@@ -43,9 +43,9 @@ impl Summary {
     }
 }
 
-/// Runs the demo campaign; `Ok(summary)` even when it did not finish, so the caller can show
-/// what happened.
-pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
+/// Runs the demo campaign and prints its summary; `Ok(summary)` even when it did not finish.
+/// With `serve`, the stack (and the console on it) keeps running until Ctrl-C.
+pub async fn run(settings: Settings, serve: bool) -> anyhow::Result<Summary> {
     check_services(&settings).await?;
     // A fresh key prefix per run: earlier runs' streams cannot interfere.
     let world = World::isolate(settings, "demo").await?;
@@ -53,11 +53,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     let deadlocks_before = db::deadlocks(&world.pool).await?;
     let stack = Stack::start(world.settings.clone(), Roles::ALL_WITH_SIMULATOR).await?;
     let outcome = drive(&stack, &world.pool, &demo).await;
+    let summary = match outcome {
+        Ok(mut summary) => {
+            summary.deadlocks = db::deadlocks(&world.pool).await? - deadlocks_before;
+            print_summary(&summary);
+            Ok(summary)
+        }
+        Err(e) => Err(e),
+    };
+    if serve && summary.is_ok() {
+        println!("Serving the console at {}/ until Ctrl-C.", stack.ingest_url);
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+    }
     stack.stop().await?;
     world.clear_keys().await?;
-    let mut summary = outcome?;
-    summary.deadlocks = db::deadlocks(&world.pool).await? - deadlocks_before;
-    Ok(summary)
+    summary
 }
 
 async fn drive(
@@ -66,11 +78,17 @@ async fn drive(
     demo: &herald_shared::settings::DemoSettings,
 ) -> anyhow::Result<Summary> {
     let (tenant, key) = crate::tenant::create(pool, "Herald demo").await?;
-    let api = ApiClient::new(stack.ingest_url.clone(), key);
     println!(
         "Tenant {tenant}: {} sender numbers, {} recipients",
         demo.numbers, demo.recipients
     );
+    // The demo tenant's own key, shown so that its console can be signed in to.
+    println!(
+        "Console: {}/  (sign in with the API key {})",
+        stack.ingest_url,
+        secrecy::ExposeSecret::expose_secret(&key)
+    );
+    let api = ApiClient::new(stack.ingest_url.clone(), key);
 
     let run_id: u32 = rand::random::<u32>() % 1_000_000;
     let mut numbers = Vec::new();
@@ -159,7 +177,7 @@ async fn drive(
 }
 
 /// Prints the summary table.
-pub fn print_summary(s: &Summary) {
+fn print_summary(s: &Summary) {
     let c = &s.campaign.counters;
     let secs = s.elapsed.as_secs_f64().max(0.001);
     println!();

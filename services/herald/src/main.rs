@@ -36,8 +36,13 @@ enum Command {
     Simulator,
     /// Creates the database if needed and applies migrations.
     Migrate,
-    /// Runs a campaign through the whole pipeline against the simulator, with live progress.
-    Demo,
+    /// Runs a campaign through the whole pipeline against the simulator, with live progress,
+    /// and prints the web console's address and a key to sign in with.
+    Demo {
+        /// Keeps the stack and its console running after the campaign, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Runs a benchmark workload against the simulator at --simulator (b5 needs none, but
     /// takes the flag) and prints its figures as JSON.
     Bench {
@@ -98,7 +103,7 @@ impl Command {
     /// only make sense against the simulator on a developer's machine.
     fn default_profile(&self) -> &'static str {
         match self {
-            Command::Demo | Command::Bench { .. } => "local",
+            Command::Demo { .. } | Command::Bench { .. } => "local",
             _ => "production",
         }
     }
@@ -113,7 +118,7 @@ impl Command {
             Command::Simulator => Uses::SIMULATOR,
             Command::Migrate | Command::Tenant { .. } => Uses::DATABASE,
             Command::Lag { .. } | Command::Top { .. } | Command::Repair { .. } => Uses::STORES,
-            Command::Demo | Command::Bench { .. } => {
+            Command::Demo { .. } | Command::Bench { .. } => {
                 Uses::INGEST.and(Uses::WEBHOOK).and(Uses::SIMULATOR)
             }
         }
@@ -132,7 +137,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo) {
+    if matches!(cli.command, Command::Demo { .. }) {
         // The demo's screen shows progress and its summary, nothing else: the roles' logs go
         // to a file it names at the end.
         let log = herald::demo::log_path();
@@ -180,9 +185,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             println!("migrations applied");
             return Ok(std::process::ExitCode::SUCCESS);
         }
-        Command::Demo => {
-            let summary = herald::demo::run(settings).await?;
-            herald::demo::print_summary(&summary);
+        Command::Demo { serve } => {
+            let summary = herald::demo::run(settings, serve).await?;
             let ok = summary.all_final() && summary.counters_match;
             return Ok(if ok {
                 std::process::ExitCode::SUCCESS

@@ -142,7 +142,7 @@ pub async fn top(pool: &sqlx::PgPool, interval: Duration) -> anyhow::Result<Vec<
         let failed_by_code = campaigns::failures_by_code(pool, c.id)
             .await?
             .into_iter()
-            .map(|(code, count)| (code.map_or("none".into(), |c| c.to_string()), count))
+            .map(|f| (f.code.map_or("none".into(), |c| c.to_string()), f.count))
             .collect();
         rows.push(CampaignTop {
             id: c.id,

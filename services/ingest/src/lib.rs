@@ -1,10 +1,11 @@
 //! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress,
-//! webhook endpoints; the fan-out worker that moves a running campaign's messages into the
+//! webhook endpoints; the web console on top of it; the fan-out worker that moves a running campaign's messages into the
 //! number streams; and the delivery of events to the tenants' endpoints.
 
 mod admission;
 mod audience;
 mod catalog;
+mod console;
 mod error;
 mod fanout;
 mod limits;
@@ -25,7 +26,7 @@ pub mod views {
     pub use crate::routes::templates::{ParameterView, SyncReport, TemplateDetail};
     pub use crate::routes::webhook_events::WebhookEventView;
     pub use crate::upload::{RowError, UploadReport};
-    pub use herald_shared::db::campaigns::{Counters, NumberShare};
+    pub use herald_shared::db::campaigns::{Counters, FailureGroup, NumberShare};
     pub use herald_shared::db::messages::MessageView;
     pub use herald_shared::db::suppressions::SuppressionRow;
     pub use herald_shared::db::tenants::ApiKeyRow;
@@ -82,6 +83,8 @@ pub struct App {
     overdue_grace: std::time::Duration,
     http: herald_shared::settings::HttpTimeouts,
     deliverer: notifications::Deliverer,
+    /// Where the web console is mounted, when it is served.
+    console: Option<String>,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<App> {
@@ -92,6 +95,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let statement_timeout = std::time::Duration::from_millis(settings.ingest.statement_timeout_ms);
     let pool = herald_shared::db::pool_with_timeout(&settings.database, statement_timeout)?;
     let cipher = TokenCipher::from_base64(&settings.security.token_encryption_key)?;
+    let console = &settings.ingest.console;
+    if console.enabled && !console.path.starts_with('/') {
+        anyhow::bail!(
+            "ingest.console.path must start with /, as in \"/\" or \"/console\"; it is {:?}",
+            console.path
+        );
+    }
     let fanout_wake = Arc::new(Notify::new());
     let fanout = FanOut::new(
         pool.clone(),
@@ -138,6 +148,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         overdue_grace: std::time::Duration::from_secs(settings.ingest.overdue_grace_s),
         http: settings.http.clone(),
         deliverer,
+        console: console.enabled.then(|| console.path.clone()),
     })
 }
 
@@ -212,7 +223,12 @@ impl App {
                 shutdown.clone(),
             ),
         );
-        let router = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
+        let cipher = self.state.cipher.clone();
+        let api = routes::router(self.state, self.max_body_bytes, self.max_upload_bytes);
+        let router = match &self.console {
+            Some(path) => api.clone().merge(console::router(api, cipher, path)),
+            None => api,
+        };
         let serve = herald_shared::server::serve(
             self.listener,
             router,

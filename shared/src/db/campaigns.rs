@@ -424,15 +424,33 @@ pub async fn by_number(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<
     .await
 }
 
+/// A campaign's failed messages with one error code.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::FromRow,
+    utoipa::ToSchema,
+)]
+pub struct FailureGroup {
+    /// The Cloud API's error code; `null` for failures that carried none.
+    pub code: Option<i32>,
+    /// The error's title as Meta gave it (the most frequent, when they differ).
+    pub title: Option<String>,
+    pub count: i64,
+}
+
 /// A campaign's failed messages by error code, most first.
-pub async fn failures_by_code(
-    pool: &PgPool,
-    id: CampaignId,
-) -> sqlx::Result<Vec<(Option<i32>, i64)>> {
+pub async fn failures_by_code(pool: &PgPool, id: CampaignId) -> sqlx::Result<Vec<FailureGroup>> {
     sqlx::query_as(
-        "SELECT error_code, count(*) AS n FROM messages
+        "SELECT error_code AS code, mode() WITHIN GROUP (ORDER BY error_title) AS title,
+                count(*) AS count
+         FROM messages
          WHERE campaign_id = $1 AND status = 'failed'
-         GROUP BY error_code ORDER BY n DESC, error_code",
+         GROUP BY error_code ORDER BY count DESC, error_code",
     )
     .bind(id)
     .fetch_all(pool)

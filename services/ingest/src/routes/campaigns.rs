@@ -10,7 +10,9 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_shared::db::campaigns::{self, CampaignRow, Counters, NewCampaign, NumberShare};
+use herald_shared::db::campaigns::{
+    self, CampaignRow, Counters, FailureGroup, NewCampaign, NumberShare,
+};
 use herald_shared::db::messages;
 use herald_shared::db::numbers;
 use herald_shared::db::templates;
@@ -95,6 +97,9 @@ pub struct CampaignView {
     /// and still has to send (not in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberShare>,
+    /// Its failed messages by the Cloud API's error code, most first (not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<FailureGroup>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -168,6 +173,7 @@ impl CampaignView {
             eta: eta_seconds.map(|s| now + chrono::Duration::milliseconds((s * 1000.0) as i64)),
             eta_seconds,
             numbers: Vec::new(),
+            failures: Vec::new(),
             created_at: c.created_at,
             started_at: c.started_at,
             completed_at: c.completed_at,
@@ -401,6 +407,9 @@ async fn view(
     let rate = state.progress.rate(id);
     let mut view = CampaignView::new(row, shares, rate);
     view.numbers = campaigns::by_number(&state.pool, id).await?;
+    if view.counters.failed > 0 {
+        view.failures = campaigns::failures_by_code(&state.pool, id).await?;
+    }
     Ok(view)
 }
 
