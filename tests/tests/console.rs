@@ -192,6 +192,13 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
         .await
         .unwrap();
     assert!(removed.contains("may be sent to again") && removed.contains("+447400000008"));
+    let found = console.page("/suppressions?search=7400%20000008").await;
+    assert!(found.contains("+447400000008"), "{found}");
+    let none = console.page("/suppressions?search=999999").await;
+    assert!(!none.contains("+447400000008") && none.contains("Nobody suppressed matches"));
+    let bad = console.get("/suppressions?search=abc").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("search"));
 
     // Another site's form cannot act with the session.
     let forged = console

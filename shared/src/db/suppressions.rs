@@ -145,20 +145,24 @@ pub struct SuppressionRow {
     pub changed_at: DateTime<Utc>,
 }
 
-/// The tenant's active suppressions after `after` (by recipient), at most `limit`.
+/// The tenant's active suppressions after `after` (by recipient), at most `limit`; only
+/// those whose number contains `digits`, when given.
 pub async fn page(
     pool: &PgPool,
     tenant: TenantId,
     after: &str,
+    digits: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<SuppressionRow>> {
     sqlx::query_as(
         "SELECT recipient, reason::text AS reason, note, changed_at FROM suppressions
          WHERE tenant_id = $1 AND active AND recipient > $2
-         ORDER BY recipient LIMIT $3",
+           AND ($3::text IS NULL OR strpos(recipient, $3) > 0)
+         ORDER BY recipient LIMIT $4",
     )
     .bind(tenant)
     .bind(after)
+    .bind(digits)
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -211,7 +211,7 @@ fn cursor_param(cursor: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -700,30 +700,63 @@ struct CursorQuery {
     cursor: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+struct SuppressionsQuery {
+    search: Option<String>,
+    cursor: Option<String>,
+}
+
 async fn suppressions_page(
     console: &Console,
     api: &Api,
-    cursor: Option<&str>,
+    q: &SuppressionsQuery,
     notice: Option<Notice>,
 ) -> PageResult {
-    let path = format!("/v1/suppressions?limit=100{}", cursor_param(cursor));
-    let page: Page<SuppressionRow> = need(console, "Suppressions", api.get(&path)).await?;
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let filter = search
+        .map(|s| format!("&search={}", urlencode(s)))
+        .unwrap_or_default();
+    let path = format!(
+        "/v1/suppressions?limit=100{filter}{}",
+        cursor_param(q.cursor.as_deref())
+    );
+    let page: Page<SuppressionRow> = match api.get(&path).await {
+        Ok(page) => page,
+        // A search that is no number: say so above an empty list.
+        Err(r) if r.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let ctx = console.ctx();
+            let empty = Page {
+                items: Vec::new(),
+                next_cursor: None,
+            };
+            let mut page = html(pages::layout(
+                ctx,
+                "Suppressions",
+                "/suppressions",
+                Some(&Notice::Refused(r)),
+                pages::suppressions(ctx, &empty, search),
+            ));
+            *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(page);
+        }
+        Err(r) => return Err(refused(console, "Suppressions", r)),
+    };
     let ctx = console.ctx();
     Ok(html(pages::layout(
         ctx,
         "Suppressions",
         "/suppressions",
         notice.as_ref(),
-        pages::suppressions(ctx, &page),
+        pages::suppressions(ctx, &page, search),
     )))
 }
 
 async fn suppressions(
     State(console): State<Arc<Console>>,
     Signed(api): Signed,
-    Query(q): Query<CursorQuery>,
+    Query(q): Query<SuppressionsQuery>,
 ) -> PageResult {
-    suppressions_page(&console, &api, q.cursor.as_deref(), None).await
+    suppressions_page(&console, &api, &q, None).await
 }
 
 #[derive(Deserialize)]
@@ -769,7 +802,7 @@ async fn suppress(
         })
         .map_err(|r| refused(&console, "", r))?,
     };
-    suppressions_page(&console, &api, None, Some(notice)).await
+    suppressions_page(&console, &api, &SuppressionsQuery::default(), Some(notice)).await
 }
 
 #[derive(Deserialize)]
@@ -788,7 +821,7 @@ async fn unsuppress(
         .await;
     let notice = outcome(done, |()| format!("{phone} may be sent to again."))
         .map_err(|r| refused(&console, "", r))?;
-    suppressions_page(&console, &api, None, Some(notice)).await
+    suppressions_page(&console, &api, &SuppressionsQuery::default(), Some(notice)).await
 }
 
 async fn inbox(

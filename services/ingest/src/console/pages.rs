@@ -556,8 +556,16 @@ pub fn templates(ctx: Ctx, templates: &[TemplateDetail]) -> Markup {
     }
 }
 
-pub fn suppressions(ctx: Ctx, page: &Page<SuppressionRow>) -> Markup {
+pub fn suppressions(ctx: Ctx, page: &Page<SuppressionRow>, search: Option<&str>) -> Markup {
+    let extra = search
+        .map(|s| format!("search={}&", super::urlencode(s)))
+        .unwrap_or_default();
     html! {
+        form.search method="get" action=(ctx.href("/suppressions")) {
+            label for="search" { "Find a number" }
+            input #search name="search" type="search" inputmode="tel" value=[search];
+            button type="submit" { "Find" }
+        }
         section {
             h2 { "Add or import" }
             form method="post" action=(ctx.href("/suppressions")) {
@@ -568,7 +576,9 @@ pub fn suppressions(ctx: Ctx, page: &Page<SuppressionRow>) -> Markup {
                 button type="submit" { "Suppress" }
             }
         }
-        @if page.items.is_empty() { p { "Nobody is suppressed." } }
+        @if page.items.is_empty() {
+            p { @if search.is_some() { "Nobody suppressed matches." } @else { "Nobody is suppressed." } }
+        }
         div.scroll { table.suppressions {
             thead { tr { th { "Recipient" } th { "Why" } th { "Note" } th { "Since" } th {} } }
             tbody { @for s in &page.items { tr {
@@ -579,7 +589,7 @@ pub fn suppressions(ctx: Ctx, page: &Page<SuppressionRow>) -> Markup {
                 } }
             } } }
         } }
-        (next_link(ctx, "/suppressions", "", page.next_cursor.as_deref()))
+        (next_link(ctx, "/suppressions", &extra, page.next_cursor.as_deref()))
     }
 }
 

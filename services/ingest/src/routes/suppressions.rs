@@ -239,17 +239,50 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only the recipients whose number contains these digits (spaces, `+` and dashes aside).
+    search: Option<String>,
+    /// Items per page: 1 to 1,000 (100 when not given).
+    limit: Option<i64>,
+    /// The `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
 /// The tenant's active suppressions, by recipient, a page at a time.
 #[utoipa::path(get, path = "/v1/suppressions", tag = "suppressions", operation_id = "list_suppressions",
-    params(PageQuery),
+    params(ListQuery),
     responses((status = 200, description = "a page of suppressions", body = Page<SuppressionRow>)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Tenant(tenant): Tenant,
-    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<SuppressionRow>>, ApiError> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     let limit = page.limit()?;
     let after = page.after()?.unwrap_or_default();
-    let rows = suppressions::page(&state.pool, tenant, &after, limit + 1).await?;
+    let digits = q
+        .search
+        .as_deref()
+        .map(|s| {
+            let digits: String = s
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '+' | '-' | '(' | ')' | '.'))
+                .collect();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::invalid_field(
+                    "search",
+                    "must be digits of a phone number",
+                ));
+            }
+            Ok(digits)
+        })
+        .transpose()?;
+    let rows =
+        suppressions::page(&state.pool, tenant, &after, digits.as_deref(), limit + 1).await?;
     Ok(Json(Page::new(rows, limit, |r| r.recipient.clone())))
 }
