@@ -58,6 +58,27 @@ impl Plain {
     }
 }
 
+/// Every form control of a page that a person fills has a label naming it (`<label for>`).
+fn assert_labelled(path: &str, html: &str) {
+    for tag in ["<input", "<select", "<textarea"] {
+        for (at, _) in html.match_indices(tag) {
+            let element = &html[at..at + html[at..].find('>').unwrap()];
+            if element.contains(r#"type="hidden""#) {
+                continue;
+            }
+            let id = element
+                .split(r#"id=""#)
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: a control without an id: {element}"));
+            assert!(
+                html.contains(&format!(r#"<label for="{id}""#)),
+                "{path}: no label for {element}"
+            );
+        }
+    }
+}
+
 async fn stack_with_console(mut ctx: TestContext, path: &str) -> (TestContext, Stack) {
     ctx.settings.ingest.console.path = path.to_owned();
     let stack = ctx.start_stack().await;
@@ -106,6 +127,8 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
         "{list}"
     );
     let page = console.page(&format!("/campaigns/{}", campaign.id)).await;
+    assert_labelled("a campaign", &page);
+    assert_labelled("sign-in", &sign_in);
     for expected in [
         r#"data-counter="total""#,
         "Start now",
@@ -126,6 +149,7 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
     ] {
         let html = console.page(path).await;
         assert!(html.contains("<nav"), "{path}");
+        assert_labelled(path, &html);
         assert!(!html.contains(&key), "{path}");
     }
 
@@ -192,6 +216,31 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
         .await
         .unwrap();
     assert!(removed.contains("may be sent to again") && removed.contains("+447400000008"));
+    let import = reqwest::multipart::Form::new()
+        .text("reason", "from the old system")
+        .part(
+            "file",
+            reqwest::multipart::Part::text("phone\n+447400000007\nnobody\n")
+                .file_name("stop.csv")
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+    let imported = console
+        .http
+        .post(format!("{}/suppressions/import", console.base))
+        .header(COOKIE, console.cookie.as_deref().unwrap())
+        .multipart(import)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        imported.contains("1 suppressed") && imported.contains("row 3"),
+        "{imported}"
+    );
+    assert!(imported.contains("from the old system"), "{imported}");
     let found = console.page("/suppressions?search=7400%20000008").await;
     assert!(found.contains("+447400000008"), "{found}");
     let none = console.page("/suppressions?search=999999").await;
@@ -199,6 +248,84 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
     let bad = console.get("/suppressions?search=abc").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.text().await.unwrap().contains("search"));
+
+    let replaced = console
+        .post(
+            &format!("/numbers/{}/token", number.id),
+            &[("access_token", "a-new-token")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        replaced.contains("Token replaced") && !replaced.contains("a-new-token"),
+        "{replaced}"
+    );
+    sqlx::query(
+        "UPDATE sender_numbers SET state = 'paused_quality', state_reason = 'RED' WHERE id = $1",
+    )
+    .bind(number.id)
+    .execute(&ctx.pool)
+    .await
+    .unwrap();
+    let paused = console.page("/numbers").await;
+    assert!(
+        paused.contains("paused quality") && paused.contains(">Resume<"),
+        "{paused}"
+    );
+    let resumed = console
+        .post(&format!("/numbers/{}/resume", number.id), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(resumed.contains("The number sends again"), "{resumed}");
+    assert_eq!(
+        api.get::<serde_json::Value>(&format!("/v1/numbers/{}", number.id))
+            .await
+            .unwrap()["state"],
+        "active"
+    );
+    let scheduled = console
+        .post(
+            &format!("/campaigns/{}/schedule", campaign.id),
+            &[("at", "2030-01-02T09:30")],
+        )
+        .await;
+    assert_eq!(scheduled.status(), StatusCode::SEE_OTHER);
+    let view = api.campaign(campaign.id).await.unwrap();
+    assert_eq!(view.state.to_string(), "scheduled");
+    assert_eq!(
+        view.scheduled_at.unwrap().to_rfc3339(),
+        "2030-01-02T09:30:00+00:00"
+    );
+    let filtered = console.page("/?state=scheduled").await;
+    assert!(filtered.contains("Winter sale"));
+    assert!(
+        !console
+            .page("/?state=running")
+            .await
+            .contains("Winter sale")
+    );
+    let past = console
+        .post(
+            &format!("/campaigns/{}/schedule", campaign.id),
+            &[("at", "2001-01-01T00:00")],
+        )
+        .await;
+    assert_eq!(
+        past.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the API's refusal, shown"
+    );
+    console
+        .post(&format!("/campaigns/{}/unschedule", campaign.id), &[])
+        .await;
+    assert_eq!(
+        api.campaign(campaign.id).await.unwrap().state.to_string(),
+        "draft"
+    );
 
     // Another site's form cannot act with the session.
     let forged = console

@@ -515,9 +515,11 @@ async fn user_sends(stack: &Stack, phone_number_id: &str, from: &str, message: V
 async fn failures_replies_and_opt_outs_reach_the_endpoint_and_replies_are_listed() {
     let events = [
         "campaign.completed",
+        "campaign.cancelled",
         "message.failed",
         "inbound.message",
         "recipient.opted_out",
+        "recipient.opted_in",
     ];
     let w = World::receiving(TestContext::new().await, &events, true).await;
     let number = w
@@ -746,7 +748,7 @@ async fn failures_replies_and_opt_outs_reach_the_endpoint_and_replies_are_listed
         by_id(&said[4])["message"]["document"]["filename"],
         "order.pdf"
     );
-    // The STOP opted Ann out, after her reply was told.
+    // The STOP opted Ann out; she then asks for marketing messages again.
     eventually("the opt-out told", Duration::from_secs(30), || async {
         w.receiver
             .received(&w.secret)
@@ -755,6 +757,31 @@ async fn failures_replies_and_opt_outs_reach_the_endpoint_and_replies_are_listed
             .map(|r| assert_eq!(r.data["recipient"], "+447900000001"))
     })
     .await;
+    let resume = json!({"object": "whatsapp_business_account", "entry": [{"id": "1",
+        "changes": [{"field": "user_preferences", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "447400000000", "phone_number_id": "310000000019"},
+            "user_preferences": [{"wa_id": "447900000001", "detail": "marketing",
+                "category": "marketing_messages", "value": "resume",
+                "timestamp": chrono::Utc::now().timestamp() + 5}]}}]}]});
+    herald_tests::post_webhook(&w.ctx, &w.stack, &serde_json::to_vec(&resume).unwrap()).await;
+    eventually("the opt-in told", Duration::from_secs(30), || async {
+        w.receiver
+            .received(&w.secret)
+            .iter()
+            .find(|r| r.kind == "recipient.opted_in")
+            .map(|r| assert_eq!(r.data["recipient"], "+447900000001"))
+    })
+    .await;
+    // A campaign cancelled before it started.
+    let dropped = w
+        .api
+        .create_campaign("dropped", "spring_sale_2026", "en_GB", &[number])
+        .await
+        .unwrap()
+        .id;
+    w.api.cancel(dropped).await.unwrap();
+    w.wait_for(&dropped.to_string(), &["campaign.cancelled"])
+        .await;
 
     // The inbox lists what the events carried, newest first; filtered by campaign and sender.
     let page: Value = w.api.get("/v1/inbound?limit=4").await.unwrap();

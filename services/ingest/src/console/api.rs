@@ -4,6 +4,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::Field;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
@@ -127,30 +128,51 @@ impl Api {
         Self::read(self.call(Method::GET, path, None, Body::empty()).await).await
     }
 
-    pub async fn post<T: DeserializeOwned>(
+    /// Sends `json` with `method` (POST, PUT…) and reads the answer.
+    pub async fn send<T: DeserializeOwned>(
         &self,
+        method: Method,
         path: &str,
         json: &serde_json::Value,
     ) -> Result<T, Refusal> {
         let body = Body::from(serde_json::to_vec(json).expect("JSON serializes"));
         Self::read(
-            self.call(Method::POST, path, Some("application/json"), body)
+            self.call(method, path, Some("application/json"), body)
                 .await,
         )
         .await
     }
 
-    pub async fn put<T: DeserializeOwned>(
+    pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         json: &serde_json::Value,
     ) -> Result<T, Refusal> {
-        let body = Body::from(serde_json::to_vec(json).expect("JSON serializes"));
-        Self::read(
-            self.call(Method::PUT, path, Some("application/json"), body)
-                .await,
-        )
-        .await
+        self.send(Method::POST, path, json).await
+    }
+
+    /// POSTs a form's file field as `text/csv`, streamed as it arrives (never held whole).
+    pub async fn post_file(&self, path: &str, mut field: Field<'_>) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let pump = async move {
+            loop {
+                let chunk = match field.chunk().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    break;
+                }
+            }
+        };
+        let call = self.call(Method::POST, path, Some("text/csv"), body);
+        let ((), response) = tokio::join!(pump, call);
+        response
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), Refusal> {

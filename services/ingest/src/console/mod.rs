@@ -10,7 +10,7 @@ mod session;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Form, Multipart, Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -86,6 +86,7 @@ pub fn router(api: Router, cipher: TokenCipher, path: &str) -> Router {
         .route(&at("/templates/sync"), post(sync_templates))
         .route(&at("/suppressions"), get(suppressions).post(suppress))
         .route(&at("/suppressions/remove"), post(unsuppress))
+        .route(&at("/suppressions/import"), post(import_suppressions))
         .route(&at("/inbox"), get(inbox))
         .route(&at("/webhook-log"), get(webhook_log));
     if !console.base.is_empty() {
@@ -103,6 +104,29 @@ fn html(markup: Markup) -> Response {
         axum::response::Html(markup.into_string()),
     )
         .into_response()
+}
+
+/// A signed-in page; its status is that of the refusal it shows, if any.
+fn render(
+    console: &Console,
+    title: &str,
+    active: &str,
+    notice: Option<Notice>,
+    body: Markup,
+) -> Response {
+    let status = match &notice {
+        Some(Notice::Refused(r)) => r.status,
+        _ => StatusCode::OK,
+    };
+    let mut page = html(pages::layout(
+        console.ctx(),
+        title,
+        active,
+        notice.as_ref(),
+        body,
+    ));
+    *page.status_mut() = status;
+    page
 }
 
 /// What a refusal does to a page: a key the API no longer takes signs out; anything else is
@@ -237,13 +261,13 @@ async fn campaigns(
     );
     let page: Page<CampaignView> = need(&console, "Campaigns", api.get(&path)).await?;
     let ctx = console.ctx();
-    Ok(html(pages::layout(
-        ctx,
+    Ok(render(
+        &console,
         "Campaigns",
         "/",
         None,
         pages::campaigns(ctx, &page, state),
-    )))
+    ))
 }
 
 /// The template keys a campaign's CSV must give (the required parameters of its templates),
@@ -290,17 +314,13 @@ async fn campaign_page(
         need(console, "Campaign", api.get(&format!("/v1/campaigns/{id}"))).await?;
     let needs = needs(api, &c).await;
     let ctx = console.ctx();
-    let mut page = html(pages::layout(
-        ctx,
+    Ok(render(
+        console,
         &c.name,
         "/",
-        notice.as_ref(),
+        notice,
         pages::campaign(ctx, &c, report, &needs),
-    ));
-    if let Some(Notice::Refused(r)) = &notice {
-        *page.status_mut() = r.status;
-    }
-    Ok(page)
+    ))
 }
 
 async fn campaign(
@@ -336,17 +356,13 @@ async fn new_campaign_page(
         })
         .collect();
     let ctx = console.ctx();
-    let mut page = html(pages::layout(
-        ctx,
+    Ok(render(
+        console,
         "New campaign",
         "/",
-        notice.as_ref(),
+        notice,
         pages::new_campaign(ctx, &numbers.items, &offered, draft),
-    ));
-    if let Some(Notice::Refused(r)) = &notice {
-        *page.status_mut() = r.status;
-    }
-    Ok(page)
+    ))
 }
 
 async fn new_campaign(State(console): State<Arc<Console>>, Signed(api): Signed) -> PageResult {
@@ -409,7 +425,7 @@ async fn upload(
 ) -> PageResult {
     let mut country = String::new();
     let mut answer = None;
-    while let Ok(Some(mut field)) = form.next_field().await {
+    while let Ok(Some(field)) = form.next_field().await {
         match field.name() {
             Some("default_country") => country = field.text().await.unwrap_or_default(),
             Some("file") => {
@@ -419,28 +435,7 @@ async fn upload(
                     format!("?default_country={}", urlencode(country.trim()))
                 };
                 let path = format!("/v1/campaigns/{id}/recipients{query}");
-                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-                let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|chunk| (chunk, rx))
-                }));
-                let pump = async move {
-                    loop {
-                        match field.chunk().await {
-                            Ok(Some(chunk)) => {
-                                if tx.send(Ok(chunk)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                                break;
-                            }
-                        }
-                    }
-                };
-                let call = api.call(Method::POST, &path, Some("text/csv"), body);
-                let ((), response) = tokio::join!(pump, call);
+                let response = api.post_file(&path, field).await;
                 answer = Some(Api::read::<UploadReport>(response).await);
                 break;
             }
@@ -549,17 +544,13 @@ async fn numbers_page(
     let numbers: Page<NumberView> =
         need(console, "Numbers", api.get("/v1/numbers?limit=1000")).await?;
     let ctx = console.ctx();
-    let mut page = html(pages::layout(
-        ctx,
+    Ok(render(
+        console,
         "Numbers",
         "/numbers",
-        notice.as_ref(),
+        notice,
         pages::numbers(ctx, &numbers.items, tested),
-    ));
-    if let Some(Notice::Refused(r)) = &notice {
-        *page.status_mut() = r.status;
-    }
-    Ok(page)
+    ))
 }
 
 async fn numbers(State(console): State<Arc<Console>>, Signed(api): Signed) -> PageResult {
@@ -627,9 +618,9 @@ async fn resume_number(
     Path(id): Path<String>,
 ) -> PageResult {
     let done = api
-        .post::<NumberView>(&format!("/v1/numbers/{id}/resume"), &json!({}))
+        .post::<Value>(&format!("/v1/numbers/{id}/resume"), &json!({}))
         .await;
-    let notice = outcome(done, |n| format!("{} sends again.", n.display_number))
+    let notice = outcome(done, |_| "The number sends again.".to_owned())
         .map_err(|r| refused(&console, "", r))?;
     numbers_page(&console, &api, Some(notice), None).await
 }
@@ -648,9 +639,9 @@ async fn replace_token(
     use secrecy::ExposeSecret;
     let body = json!({"access_token": form.access_token.expose_secret()});
     let done = api
-        .put::<NumberView>(&format!("/v1/numbers/{id}/token"), &body)
+        .send::<Value>(Method::PUT, &format!("/v1/numbers/{id}/token"), &body)
         .await;
-    let notice = outcome(done, |n| format!("{}'s token replaced.", n.display_number))
+    let notice = outcome(done, |_| "Token replaced: the number is active.".to_owned())
         .map_err(|r| refused(&console, "", r))?;
     numbers_page(&console, &api, Some(notice), None).await
 }
@@ -659,13 +650,13 @@ async fn templates_page(console: &Console, api: &Api, notice: Option<Notice>) ->
     let templates: Page<TemplateDetail> =
         need(console, "Templates", api.get("/v1/templates?limit=1000")).await?;
     let ctx = console.ctx();
-    Ok(html(pages::layout(
-        ctx,
+    Ok(render(
+        console,
         "Templates",
         "/templates",
-        notice.as_ref(),
+        notice,
         pages::templates(ctx, &templates.items),
-    )))
+    ))
 }
 
 async fn templates(State(console): State<Arc<Console>>, Signed(api): Signed) -> PageResult {
@@ -720,35 +711,26 @@ async fn suppressions_page(
         "/v1/suppressions?limit=100{filter}{}",
         cursor_param(q.cursor.as_deref())
     );
-    let page: Page<SuppressionRow> = match api.get(&path).await {
-        Ok(page) => page,
+    let (page, notice) = match api.get(&path).await {
+        Ok(page) => (page, notice),
         // A search that is no number: say so above an empty list.
         Err(r) if r.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let ctx = console.ctx();
-            let empty = Page {
+            let empty = Page::<SuppressionRow> {
                 items: Vec::new(),
                 next_cursor: None,
             };
-            let mut page = html(pages::layout(
-                ctx,
-                "Suppressions",
-                "/suppressions",
-                Some(&Notice::Refused(r)),
-                pages::suppressions(ctx, &empty, search),
-            ));
-            *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            return Ok(page);
+            (empty, Some(Notice::Refused(r)))
         }
         Err(r) => return Err(refused(console, "Suppressions", r)),
     };
     let ctx = console.ctx();
-    Ok(html(pages::layout(
-        ctx,
+    Ok(render(
+        console,
         "Suppressions",
         "/suppressions",
-        notice.as_ref(),
+        notice,
         pages::suppressions(ctx, &page, search),
-    )))
+    ))
 }
 
 async fn suppressions(
@@ -784,25 +766,66 @@ async fn suppress(
     let done = api
         .post::<crate::views::AddReport>("/v1/suppressions", &body)
         .await;
-    let notice = match done {
-        Ok(r) if !r.rejected.is_empty() => Notice::Refused(Refusal {
+    let notice = added(done).map_err(|r| refused(&console, "", r))?;
+    suppressions_page(&console, &api, &SuppressionsQuery::default(), Some(notice)).await
+}
+
+/// The import form (`reason`, then `file`: a CSV with a `phone` column), streamed to the API.
+async fn import_suppressions(
+    State(console): State<Arc<Console>>,
+    Signed(api): Signed,
+    mut form: Multipart,
+) -> PageResult {
+    let mut reason = String::new();
+    let mut answer = None;
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("reason") => reason = field.text().await.unwrap_or_default(),
+            Some("file") => {
+                let query = if reason.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("?reason={}", urlencode(reason.trim()))
+                };
+                let response = api
+                    .post_file(&format!("/v1/suppressions{query}"), field)
+                    .await;
+                answer = Some(Api::read::<crate::views::AddReport>(response).await);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let answer = answer.unwrap_or_else(|| {
+        Err(Refusal {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: "choose a CSV file to import".into(),
+            fields: vec![("file".into(), "is missing".into())],
+        })
+    });
+    let notice = added(answer).map_err(|r| refused(&console, "", r))?;
+    suppressions_page(&console, &api, &SuppressionsQuery::default(), Some(notice)).await
+}
+
+/// What adding suppressions did, as the page shows it: the rows not read, if any.
+fn added(answer: Result<crate::views::AddReport, Refusal>) -> Result<Notice, Refusal> {
+    match answer {
+        Ok(r) if !r.rejected.is_empty() => Ok(Notice::Refused(Refusal {
             status: StatusCode::OK,
             message: format!(
-                "{} suppressed, {} already were; these were not read:",
+                "{} suppressed, {} already were; these rows were not read:",
                 r.added, r.already
             ),
             fields: r
                 .rejected
                 .iter()
-                .map(|e| (format!("line {}", e.row), e.reason.clone()))
+                .map(|e| (format!("row {}", e.row), e.reason.clone()))
                 .collect(),
-        }),
+        })),
         other => outcome(other, |r| {
             format!("{} suppressed, {} already were.", r.added, r.already)
-        })
-        .map_err(|r| refused(&console, "", r))?,
-    };
-    suppressions_page(&console, &api, &SuppressionsQuery::default(), Some(notice)).await
+        }),
+    }
 }
 
 #[derive(Deserialize)]
@@ -832,13 +855,13 @@ async fn inbox(
     let path = format!("/v1/inbound?limit=100{}", cursor_param(q.cursor.as_deref()));
     let page: Page<InboundRecord> = need(&console, "Inbox", api.get(&path)).await?;
     let ctx = console.ctx();
-    Ok(html(pages::layout(
-        ctx,
+    Ok(render(
+        &console,
         "Inbox",
         "/inbox",
         None,
         pages::inbox(ctx, &page),
-    )))
+    ))
 }
 
 async fn webhook_log(
@@ -852,11 +875,11 @@ async fn webhook_log(
     );
     let page: Page<WebhookEventView> = need(&console, "Webhook log", api.get(&path)).await?;
     let ctx = console.ctx();
-    Ok(html(pages::layout(
-        ctx,
+    Ok(render(
+        &console,
         "Webhook log",
         "/webhook-log",
         None,
         pages::webhook_log(ctx, &page),
-    )))
+    ))
 }

@@ -575,6 +575,13 @@ pub fn suppressions(ctx: Ctx, page: &Page<SuppressionRow>, search: Option<&str>)
                 input #reason name="reason" maxlength="200";
                 button type="submit" { "Suppress" }
             }
+            form method="post" enctype="multipart/form-data" action=(ctx.href("/suppressions/import")) {
+                label for="import-reason" { "Why, for rows without a reason (optional)" }
+                input #import-reason name="reason" maxlength="200";
+                label for="import-file" { "A CSV file with a " code { "phone" } " column (and, if you like, a " code { "reason" } " one)" }
+                input #import-file name="file" type="file" accept=".csv,text/csv" required;
+                button type="submit" { "Import" }
+            }
         }
         @if page.items.is_empty() {
             p { @if search.is_some() { "Nobody suppressed matches." } @else { "Nobody is suppressed." } }
