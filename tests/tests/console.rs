@@ -153,7 +153,24 @@ async fn the_console_reads_without_javascript_and_keeps_the_key_out_of_sight() {
         assert!(!html.contains(&key), "{path}");
     }
 
-    // Forms do what the API does, and show what it refused.
+    // Forms do what the API does, and show what it refused, given back as they were filled.
+    let number_id = number.id.to_string();
+    let refused = console
+        .post(
+            "/campaigns",
+            &[
+                ("name", "Spring again"),
+                ("number", &number_id),
+                ("template", "spring_sale_2026|en_GB"),
+                ("weight", "lots"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = refused.text().await.unwrap();
+    assert!(refused.contains("weight"), "{refused}");
+    assert!(refused.contains(r#"value="Spring again""#), "{refused}");
+    assert!(refused.contains(r#"value="lots""#), "{refused}");
     let upload = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::text(

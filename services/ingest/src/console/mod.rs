@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use herald_shared::crypto::TokenCipher;
 use herald_shared::db::engagement::InboundRecord;
+use herald_shared::domain::CampaignState;
 use maud::Markup;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -215,6 +216,9 @@ async fn sign_in(
 }
 
 async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if !session::same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "another site cannot sign out here").into_response();
+    }
     (
         [(SET_COOKIE, session::set_cookie(&console, None, &headers))],
         Redirect::to(&console.href("/sign-in")),
@@ -312,7 +316,12 @@ async fn campaign_page(
 ) -> PageResult {
     let c: CampaignView =
         need(console, "Campaign", api.get(&format!("/v1/campaigns/{id}"))).await?;
-    let needs = needs(api, &c).await;
+    // Only a campaign that still takes recipients shows what its CSV needs.
+    let needs = if matches!(c.state, CampaignState::Draft | CampaignState::Scheduled) {
+        needs(api, &c).await
+    } else {
+        pages::Needs::default()
+    };
     let ctx = console.ctx();
     Ok(render(
         console,
@@ -392,11 +401,11 @@ async fn create_campaign(
     for (i, template) in chosen.into_iter().enumerate() {
         let weight = weights.get(i).cloned().unwrap_or_else(|| "1".into());
         if let Some((name, language)) = template.split_once('|') {
+            // Not a number: sent as it is, for the API to say what is wrong with it.
             let w: Value = weight
                 .trim()
                 .parse::<u32>()
-                .map(Value::from)
-                .unwrap_or(Value::Null);
+                .map_or_else(|_| Value::from(weight.trim()), Value::from);
             templates.push(json!({"name": name, "language": language, "weight": w}));
             draft.templates.push((template.clone(), weight));
         } else {

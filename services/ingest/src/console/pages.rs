@@ -260,6 +260,7 @@ fn action(ctx: Ctx, c: &CampaignView, name: &str, label: &str) -> Markup {
 /// A campaign: live counters, its numbers, templates and failures, and what can be done.
 /// A campaign page's view of its templates: the keys its CSV must give, and the first
 /// template's text (for the upload preview's rendered first message).
+#[derive(Default)]
 pub struct Needs {
     pub keys: Vec<String>,
     pub body: String,
