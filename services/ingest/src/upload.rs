@@ -216,6 +216,16 @@ pub struct JsonRecipient {
     variables: Values,
 }
 
+impl JsonRecipient {
+    /// A recipient with no values of their own (the campaign's fixed values apply).
+    pub fn phone_only(phone: String) -> Self {
+        Self {
+            phone,
+            variables: Values::default(),
+        }
+    }
+}
+
 /// Checks JSON rows (CPU-bound: a blocking thread), refusing the whole upload when a key a
 /// template needs is given by no row.
 pub fn check_json(rows: Vec<JsonRecipient>, mix: &Mix) -> Result<Vec<Batch>, ApiError> {

@@ -177,6 +177,27 @@ pub async fn record_inbound(
     Ok(Some((record, counted)))
 }
 
+/// Everyone who wrote to the tenant's numbers (E.164, each once): only those answering
+/// `campaign`, or writing since `since`, when given.
+pub async fn senders(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    campaign: Option<CampaignId>,
+    since: Option<DateTime<Utc>>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT sender FROM inbound_messages
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR campaign_id = $2)
+           AND ($3::timestamptz IS NULL OR sent_at >= $3)
+         ORDER BY sender",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(since)
+    .fetch_all(db)
+    .await
+}
+
 /// A page of the tenant's inbound messages, newest first, after the one with id `before`;
 /// only those answering `campaign`, or sent by `from`, when given.
 pub async fn page(

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use herald_shared::db::campaigns::{
     self, CampaignRow, Counters, FailureGroup, NewCampaign, NumberShare,
 };
+use herald_shared::db::engagement;
 use herald_shared::db::messages;
 use herald_shared::db::numbers;
 use herald_shared::db::templates;
@@ -426,6 +427,49 @@ pub struct Recipients {
     recipients: Vec<JsonRecipient>,
 }
 
+/// Recipients from what users sent the tenant's numbers (`GET /v1/inbound`), each once.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InboundAudience {
+    /// Everyone who replied to, or tapped a button of, campaign `campaign_id`.
+    RepliedTo { campaign_id: CampaignId },
+    /// Everyone who wrote to one of the tenant's numbers since `since` (RFC 3339).
+    InboundSince {
+        since: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// A JSON upload: recipients listed, or drawn from the inbound side.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the body for the OpenAPI document; the handler reads each shape
+pub enum JsonUpload {
+    Listed(Recipients),
+    Inbound(InboundAudience),
+}
+
+/// The phones of an inbound audience; a campaign named that is not the tenant's is refused.
+async fn inbound_audience(
+    state: &AppState,
+    tenant: TenantId,
+    audience: InboundAudience,
+) -> Result<Vec<JsonRecipient>, ApiError> {
+    let (campaign, since) = match audience {
+        InboundAudience::RepliedTo { campaign_id } => {
+            if campaigns::tenant_of(&state.pool, campaign_id).await? != Some(tenant) {
+                return Err(ApiError::invalid_field(
+                    "campaign_id",
+                    "is no campaign of yours",
+                ));
+            }
+            (Some(campaign_id), None)
+        }
+        InboundAudience::InboundSince { since } => (None, Some(since)),
+    };
+    let phones = engagement::senders(&state.pool, tenant, campaign, since).await?;
+    Ok(phones.into_iter().map(JsonRecipient::phone_only).collect())
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
@@ -433,14 +477,16 @@ pub struct UploadQuery {
     default_country: Option<String>,
 }
 
-/// Adds recipients to a campaign not yet started, as JSON (`{"recipients": [...]}`), CSV
-/// (`text/csv`) or a CSV file in `multipart/form-data`. Valid rows are stored as `pending`
+/// Adds recipients to a campaign not yet started, as JSON (`{"recipients": [...]}`, or
+/// `{"from": "replied_to", "campaign_id": …}` / `{"from": "inbound_since", "since": …}` for
+/// the users who answered a campaign or wrote in since a time), CSV (`text/csv`) or a CSV file
+/// in `multipart/form-data`. Valid rows are stored as `pending`
 /// (`suppressed` for recipients who opted out); refused ones are reported by row and stored
 /// nowhere. A key some template needs that the upload never gives refuses it whole (422).
 #[utoipa::path(post, path = "/v1/campaigns/{id}/recipients", tag = "campaigns", operation_id = "add_recipients",
     params(CampaignPath, UploadQuery),
     request_body(content(
-        (Recipients = "application/json"),
+        (JsonUpload = "application/json"),
         (String = "text/csv", example = "phone,name\n+14155550100,Ada\n"),
         (UploadForm = "multipart/form-data"),
     )),
@@ -507,8 +553,12 @@ pub async fn add_recipients(
         "application/json" => {
             // Read whole: a JSON body is bounded by the smaller limit.
             let bytes = body_bytes(request, state.max_body_bytes).await?;
-            let req: Recipients = json_body(&bytes)?;
-            let rows = req.recipients;
+            let shape: serde_json::Value = json_body(&bytes)?;
+            let rows = if shape.get("from").is_some() {
+                inbound_audience(&state, tenant, json_body(&bytes)?).await?
+            } else {
+                json_body::<Recipients>(&bytes)?.recipients
+            };
             let batches = tokio::task::spawn_blocking(move || upload::check_json(rows, &mix))
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))??;
