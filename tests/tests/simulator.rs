@@ -70,6 +70,18 @@ impl Sim {
         self.send_as(NUMBER, Some("token"), body).await
     }
 
+    /// A user (digits) writes to the number: their customer-service window opens.
+    async fn user_writes(&self, from: &str) {
+        let r = self
+            .http
+            .post(self.url("/sim/inbound"))
+            .json(&json!({"phone_number_id": NUMBER, "from": from, "type": "text", "body": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+
     async fn stats(&self) -> StatsReport {
         self.http
             .get(self.url("/sim/stats"))
@@ -157,6 +169,7 @@ async fn an_open_sandbox_answers_like_the_cloud_api_and_counts_repeats() {
     assert_eq!(first["contacts"][0]["wa_id"], "447400000001");
     let (_, second) = sim.send(&template("+447400000001", &["Ann"])).await;
     assert_ne!(second["messages"][0]["id"], first["messages"][0]["id"]);
+    sim.user_writes("447400000002").await;
     let text = json!({"messaging_product": "whatsapp", "to": "+447400000002", "type": "text",
                       "text": {"body": "Your order has shipped"}});
     assert_eq!(sim.send(&text).await.0, 200);
@@ -746,6 +759,152 @@ async fn past_the_daily_cap_new_recipients_fail_and_known_ones_still_go() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["recipient_id"], "447400000003");
     assert_eq!(failed[0]["errors"][0]["code"], 131049);
+    sim.stop().await;
+    ctx.cleanup().await;
+}
+
+/// A free-form message of `kind` to `to` with `content` as its `kind` field.
+fn free_form(to: &str, kind: &str, content: Value) -> Value {
+    json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+           "type": kind, kind: content})
+}
+
+#[tokio::test]
+async fn free_form_messages_go_only_inside_the_window_in_meta_s_shapes() {
+    let ctx = TestContext::new().await;
+    let sim = Sim::start(&ctx, "", json!({})).await;
+    let text = free_form(
+        "+447400000005",
+        "text",
+        json!({"body": "Your order shipped"}),
+    );
+    // Never wrote: 131047, Meta's re-engagement error; a template goes all the same.
+    let (status, refused) = sim.send(&text).await;
+    assert_eq!((status, code(&refused)), (400, Some(131047)), "{refused}");
+    assert_eq!(sim.send(&template("+447400000005", &["Ann"])).await.0, 200);
+    sim.user_writes("447400000005").await;
+    assert_eq!(sim.send(&text).await.0, 200);
+    // Each kind in Meta's shape goes; each shape Meta refuses is a 100 naming the field.
+    let goes = [
+        ("text", json!({"body": "Hi", "preview_url": true})),
+        (
+            "image",
+            json!({"link": "https://example.com/a.jpg", "caption": "New"}),
+        ),
+        ("video", json!({"id": "1234567890"})),
+        ("audio", json!({"id": "1234567890"})),
+        (
+            "document",
+            json!({"link": "https://example.com/a.pdf", "filename": "a.pdf"}),
+        ),
+        ("sticker", json!({"id": "1234567890"})),
+        (
+            "location",
+            json!({"latitude": 51.5, "longitude": -0.12, "name": "Shop"}),
+        ),
+        (
+            "contacts",
+            json!([{"name": {"formatted_name": "Ann Lee", "first_name": "Ann"},
+                             "phones": [{"phone": "+447400000009", "type": "WORK"}]}]),
+        ),
+        (
+            "interactive",
+            json!({"type": "button", "body": {"text": "Which colour?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "b", "title": "Blue"}},
+                                   {"type": "reply", "reply": {"id": "r", "title": "Red"}}]}}),
+        ),
+        (
+            "interactive",
+            json!({"type": "list", "body": {"text": "Pick a size"},
+            "action": {"button": "Sizes", "sections": [{"title": "All",
+                "rows": [{"id": "s", "title": "Small"}, {"id": "m", "title": "Medium"}]}]}}),
+        ),
+        (
+            "interactive",
+            json!({"type": "cta_url", "body": {"text": "See the sale"},
+            "action": {"name": "cta_url", "parameters": {"display_text": "Open",
+                                                          "url": "https://example.com"}}}),
+        ),
+    ];
+    for (kind, content) in goes {
+        let (status, answer) = sim
+            .send(&free_form("+447400000005", kind, content.clone()))
+            .await;
+        assert_eq!(status, 200, "{kind} {content}: {answer}");
+    }
+    let four_buttons: Vec<Value> = (0..4)
+        .map(|i| json!({"type": "reply", "reply": {"id": i.to_string(), "title": "B"}}))
+        .collect();
+    let eleven_rows: Vec<Value> = (0..11)
+        .map(|i| json!({"id": i.to_string(), "title": "Row"}))
+        .collect();
+    let refused = [
+        ("text", json!({"body": "x".repeat(4097)}), "text.body"),
+        (
+            "image",
+            json!({"link": "https://example.com/a.jpg", "id": "1"}),
+            "not both",
+        ),
+        (
+            "image",
+            json!({"caption": "no media"}),
+            "image.id or image.link",
+        ),
+        (
+            "image",
+            json!({"id": "1", "caption": "x".repeat(1025)}),
+            "caption",
+        ),
+        ("sticker", json!({"id": "1", "caption": "no"}), "no caption"),
+        (
+            "interactive",
+            json!({"type": "button", "body": {"text": "?"},
+            "action": {"buttons": four_buttons}}),
+            "1 to 3 buttons",
+        ),
+        (
+            "interactive",
+            json!({"type": "list", "body": {"text": "?"},
+            "action": {"button": "Rows", "sections": [{"rows": eleven_rows}]}}),
+            "10 rows",
+        ),
+        (
+            "interactive",
+            json!({"type": "button", "action": {}}),
+            "body.text",
+        ),
+        (
+            "location",
+            json!({"latitude": 91.0, "longitude": 0.0}),
+            "latitude",
+        ),
+        ("contacts", json!([{"phones": []}]), "formatted_name"),
+    ];
+    for (kind, content, says) in refused {
+        let (status, answer) = sim.send(&free_form("+447400000005", kind, content)).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (400, Some(100)),
+            "{kind}: {answer}"
+        );
+        assert!(answer.to_string().contains(says), "{kind}: {answer}");
+    }
+    // A day later the window has closed.
+    let r = sim
+        .http
+        .post(sim.url("/sim/clock"))
+        .json(&json!({"advance_s": 24 * 3600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(code(&sim.send(&text).await.1), Some(131047));
+    sim.user_writes("447400000005").await;
+    assert_eq!(sim.send(&text).await.0, 200);
+    // Without the rule (a sandbox for free-form tests), anything goes.
+    sim.configure(json!({"window": false})).await;
+    let stranger = free_form("+447400000006", "text", json!({"body": "hello"}));
+    assert_eq!(sim.send(&stranger).await.0, 200);
     sim.stop().await;
     ctx.cleanup().await;
 }

@@ -83,7 +83,8 @@ pub struct InboundRequest {
     context: Option<String>,
 }
 
-/// Makes a user send a message to a business number: a reply, a quick-reply tap or `STOP`.
+/// Makes a user send a message to a business number (a reply, a tap, media, a reaction, a
+/// `STOP`); their customer-service window opens.
 pub async fn inbound(
     State(state): State<Arc<AppState>>,
     Json(req): Json<InboundRequest>,
@@ -92,6 +93,21 @@ pub async fn inbound(
         .queue
         .inbound(&req.phone_number_id, &req.from, req.message, req.context);
     (StatusCode::ACCEPTED, Json(json!({"id": wamid}))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ClockRequest {
+    /// Seconds to move the simulator's clock ahead (its customer-service windows close).
+    advance_s: i64,
+}
+
+/// Moves the simulator's clock ahead: users' windows close as if that much time had passed.
+pub async fn clock(State(state): State<Arc<AppState>>, Json(req): Json<ClockRequest>) -> Response {
+    if req.advance_s < 0 {
+        return bad_request("advance_s must not be negative: the clock only moves ahead");
+    }
+    let now = state.sim.advance_clock(req.advance_s);
+    Json(json!({"now": now})).into_response()
 }
 
 fn bad_request(message: &str) -> Response {

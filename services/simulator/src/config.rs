@@ -45,6 +45,10 @@ pub struct SimConfig {
     /// figures count). A stand-in that costs the machine as little as possible, so that a
     /// benchmark reads Herald's own cost.
     pub lean: bool,
+    /// Free-form messages (every type but `template`) go only to a user who wrote to the
+    /// number within the last 24 hours of the simulator's clock (`POST /sim/clock` moves it);
+    /// others get 131047, as Meta answers.
+    pub window: bool,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,7 @@ impl Default for SimConfig {
             template_page_size: 100,
             capture: 0,
             lean: false,
+            window: true,
         }
     }
 }

@@ -107,5 +107,6 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/sim/numbers/{phone_number_id}", put(admin::put_number))
         .route("/sim/inbound", post(admin::inbound))
+        .route("/sim/clock", post(admin::clock))
         .with_state(state)
 }

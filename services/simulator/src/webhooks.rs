@@ -159,7 +159,9 @@ impl Queue {
     ) -> String {
         let (seq, mut rand) = self.sim.next_rand();
         let wamid = format!("wamid.HBgIN{seq:012X}{:08X}", rand.next_u64() as u32);
-        let mut m = json!({"from": from, "id": wamid, "timestamp": now_s()});
+        self.sim.wrote_in(phone_number_id, from);
+        let at = self.sim.now_s().to_string();
+        let mut m = json!({"from": from, "id": wamid, "timestamp": at});
         match message {
             Inbound::Text { body } => {
                 m["type"] = json!("text");

@@ -9,7 +9,7 @@ pub use active::Active;
 pub use stats::{Duplicates, StatsReport};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -88,7 +88,14 @@ pub struct Sim {
     /// Numbers whose profile was read: those the configuration does not give a WABA of their
     /// own belong to any WABA (see `numbers_of`).
     profiled: Mutex<std::collections::BTreeSet<String>>,
+    /// How far the simulator's clock is ahead of the machine's, in seconds.
+    clock_offset_s: AtomicI64,
+    /// When each user (digits) last wrote to each number, on the simulator's clock.
+    last_inbound: Mutex<HashMap<(String, String), i64>>,
 }
+
+/// The customer-service window: a free-form message may go this long after the user's last.
+const SERVICE_WINDOW_S: i64 = 24 * 3600;
 
 /// Counts one send as in flight for as long as it lives.
 pub struct InFlight<'a>(&'a Sim);
@@ -170,7 +177,40 @@ impl Sim {
             intended: Mutex::default(),
             sent: Mutex::default(),
             profiled: Mutex::default(),
+            clock_offset_s: AtomicI64::new(0),
+            last_inbound: Mutex::default(),
         }
+    }
+
+    /// Now on the simulator's clock, in Unix seconds.
+    pub fn now_s(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.clock_offset_s.load(Relaxed)
+    }
+
+    /// Moves the simulator's clock `seconds` ahead; returns its new now.
+    pub fn advance_clock(&self, seconds: i64) -> i64 {
+        self.clock_offset_s.fetch_add(seconds, Relaxed);
+        self.now_s()
+    }
+
+    /// Notes that `user` wrote to `phone_number_id` now: their window opens.
+    pub fn wrote_in(&self, phone_number_id: &str, user: &str) {
+        let now = self.now_s();
+        self.last_inbound
+            .lock()
+            .expect("inbound lock")
+            .insert((phone_number_id.to_owned(), digits(user)), now);
+    }
+
+    /// Whether `to` wrote to `phone_number_id` within the customer-service window.
+    pub fn window_open(&self, phone_number_id: &str, to: &str) -> bool {
+        let last = self
+            .last_inbound
+            .lock()
+            .expect("inbound lock")
+            .get(&(phone_number_id.to_owned(), digits(to)))
+            .copied();
+        last.is_some_and(|at| self.now_s() - at < SERVICE_WINDOW_S)
     }
 
     /// Notes that the profile of `phone_number_id` was read.
@@ -425,4 +465,9 @@ pub fn http_status_of(code: i64) -> u16 {
         3 | 131000 | 131016 | 131045 | 131057 => 500,
         _ => 400,
     }
+}
+
+/// A phone number's digits: how Meta matches `to` with a user's `wa_id`.
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
 }
