@@ -35,6 +35,11 @@ pub async fn sent(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "sent": sent }))
 }
 
+/// The files uploaded for numbers' messages, oldest first.
+pub async fn media(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "media": state.sim.media() }))
+}
+
 pub async fn get_config(State(state): State<Arc<AppState>>) -> Json<SimConfig> {
     Json(state.sim.active().config.clone())
 }

@@ -245,6 +245,86 @@ pub async fn send_message(
     }
 }
 
+/// Meta's size limit for a media type, or `None` for a type it does not take.
+fn media_limit(mime_type: &str) -> Option<usize> {
+    const MB: usize = 1024 * 1024;
+    Some(match mime_type {
+        "image/jpeg" | "image/png" => 5 * MB,
+        "image/webp" => 500 * 1024,
+        "video/mp4" | "video/3gpp" | "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4"
+        | "audio/ogg" => 16 * MB,
+        "text/plain" | "application/pdf" => 100 * MB,
+        t if t.starts_with("application/vnd.") || t == "application/msword" => 100 * MB,
+        _ => return None,
+    })
+}
+
+/// `POST /{version}/{phone_number_id}/media`: a file for the number's messages, as Meta takes
+/// it (`multipart/form-data`: `messaging_product`, `type`, `file`); answers its media id.
+pub async fn upload_media(
+    State(state): State<Arc<AppState>>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let active = state.sim.active();
+    if let Err((code, details)) = authorize(&active, &headers, &phone_number_id) {
+        return graph_error(&state, code, &details);
+    }
+    let (mut product, mut declared, mut file) = (None, None, None);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return graph_error(&state, 100, &format!("Invalid parameter: {e}")),
+        };
+        match field.name() {
+            Some("messaging_product") => product = field.text().await.ok(),
+            Some("type") => declared = field.text().await.ok(),
+            Some("file") => {
+                let name = field.file_name().unwrap_or_default().to_owned();
+                let part_type = field.content_type().unwrap_or_default().to_owned();
+                match field.bytes().await {
+                    Ok(bytes) => file = Some((name, part_type, bytes)),
+                    Err(e) => return graph_error(&state, 100, &format!("Invalid parameter: {e}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    if product.as_deref() != Some("whatsapp") {
+        return graph_error(
+            &state,
+            100,
+            "Invalid parameter: messaging_product must be \"whatsapp\"",
+        );
+    }
+    let Some((file_name, part_type, bytes)) = file.filter(|(_, _, b)| !b.is_empty()) else {
+        return graph_error(&state, 100, "Required parameter is missing: file");
+    };
+    let mime_type = declared.unwrap_or(part_type);
+    let Some(most) = media_limit(&mime_type) else {
+        return graph_error(
+            &state,
+            100,
+            &format!("Invalid parameter: type {mime_type} is not supported"),
+        );
+    };
+    if bytes.len() > most {
+        return graph_error(
+            &state,
+            131053,
+            "Media upload error: the file is larger than its type allows",
+        );
+    }
+    let id = (100_000_000_000_000 + rand_id(&state) % 900_000_000_000_000).to_string();
+    state.sim.uploaded(json!({
+        "id": id, "phone_number_id": phone_number_id, "mime_type": mime_type,
+        "file_name": file_name, "bytes": bytes.len(),
+    }));
+    Json(json!({"id": id})).into_response()
+}
+
 /// Sleeps for `delay`, or less if the simulator is stopping.
 async fn wait(state: &AppState, delay: Duration) {
     if delay.is_zero() {

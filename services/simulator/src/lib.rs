@@ -99,8 +99,13 @@ fn router(state: Arc<AppState>) -> Router {
             get(account::waba_phone_numbers),
         )
         .route("/{version}/{phone_number_id}", get(account::phone_number))
+        .route(
+            "/{version}/{phone_number_id}/media",
+            post(api::upload_media).layer(axum::extract::DefaultBodyLimit::max(101 << 20)),
+        )
         .route("/sim/stats", get(admin::stats).delete(admin::reset_stats))
         .route("/sim/sent", get(admin::sent))
+        .route("/sim/media", get(admin::media))
         .route(
             "/sim/config",
             get(admin::get_config).post(admin::patch_config),

@@ -86,6 +86,64 @@ pub async fn phone_number(
         .await
 }
 
+/// A file uploaded to a number's WhatsApp Business Account: what Graph answers.
+#[derive(Debug, Clone, Deserialize)]
+struct Uploaded {
+    id: String,
+}
+
+/// Uploads a file for `phone_number_id`'s messages (`POST /{phone_number_id}/media`,
+/// `multipart/form-data`); answers Meta's media id, to send the file by.
+pub async fn upload_media(
+    client: &CloudApiClient,
+    phone_number_id: &str,
+    token: &SecretString,
+    file_name: &str,
+    mime_type: &str,
+    file: &[u8],
+) -> Result<String, GraphFailure> {
+    if !is_graph_id(phone_number_id) {
+        return Err(GraphFailure::Unreachable(
+            "the phone_number_id is not a Graph id (letters, digits, '-' and '_' only)".into(),
+        ));
+    }
+    let boundary = format!("herald-{:032x}", rand::random::<u128>());
+    // Quotes and line breaks would end the header they are in.
+    let file_name: String = file_name
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+        .collect();
+    let mut body = Vec::with_capacity(file.len() + 512);
+    for (name, value) in [("messaging_product", "whatsapp"), ("type", mime_type)] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {mime_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type =
+        hyper::header::HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+            .expect("a boundary of letters, digits and a dash");
+    let uploaded: Uploaded = client
+        .post_form(
+            &format!("{phone_number_id}/media"),
+            token,
+            content_type,
+            body.into(),
+        )
+        .await?;
+    Ok(uploaded.id)
+}
+
 /// A template as Graph lists it (reference §5.2); `components` are kept as Meta wrote them.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct GraphTemplate {

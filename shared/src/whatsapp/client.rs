@@ -124,7 +124,7 @@ impl CloudApiClient {
     /// lease holder with fencing token `fence`.
     pub async fn send_message(&self, endpoint: &Endpoint, fence: i64, body: Bytes) -> SendResult {
         let (status, retry_after, bytes) = match self
-            .exchange(Method::POST, endpoint, Some((fence, body)))
+            .exchange(Method::POST, endpoint, Payload::Send { fence, body })
             .await
         {
             Ok(answer) => answer,
@@ -165,15 +165,40 @@ impl CloudApiClient {
         path_and_query: &str,
         token: &SecretString,
     ) -> Result<T, GraphFailure> {
+        self.manage(Method::GET, path_and_query, token, Payload::Empty)
+            .await
+    }
+
+    /// POSTs a `multipart/form-data` body (its `content_type` naming the boundary) to `path`
+    /// with `token`: a media upload. Its 200 body parsed as `T`.
+    pub async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &SecretString,
+        content_type: HeaderValue,
+        body: Bytes,
+    ) -> Result<T, GraphFailure> {
+        let form = Payload::Form { content_type, body };
+        self.manage(Method::POST, path, token, form).await
+    }
+
+    /// A management call and its 200 body, or why there is none.
+    async fn manage<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        token: &SecretString,
+        payload: Payload,
+    ) -> Result<T, GraphFailure> {
         let endpoint = self.endpoint(path_and_query, token);
-        let (status, _, bytes) =
-            self.exchange(Method::GET, &endpoint, None)
-                .await
-                .map_err(|f| match f {
-                    TransportFailure::NotSent(why) | TransportFailure::Ambiguous(why) => {
-                        GraphFailure::Unreachable(why)
-                    }
-                })?;
+        let (status, _, bytes) = self
+            .exchange(method, &endpoint, payload)
+            .await
+            .map_err(|f| match f {
+                TransportFailure::NotSent(why) | TransportFailure::Ambiguous(why) => {
+                    GraphFailure::Unreachable(why)
+                }
+            })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| GraphFailure::Unreachable(format!("unreadable 200 body: {e}")));
@@ -187,13 +212,12 @@ impl CloudApiClient {
         }
     }
 
-    /// One request to `endpoint` and its whole answer, within the request timeout. A send
-    /// carries its fencing token and JSON body.
+    /// One request to `endpoint` and its whole answer, within the request timeout.
     async fn exchange(
         &self,
         method: Method,
         endpoint: &Endpoint,
-        send: Option<(i64, Bytes)>,
+        payload: Payload,
     ) -> Result<(hyper::StatusCode, Option<Duration>, Bytes), TransportFailure> {
         let not_sent = |why: &str| TransportFailure::NotSent(why.into());
         let (uri, auth) = endpoint.0.as_ref().map_err(|why| not_sent(why))?;
@@ -201,12 +225,15 @@ impl CloudApiClient {
             .method(method)
             .uri(uri.clone())
             .header(AUTHORIZATION, auth.clone());
-        let request = match send {
-            Some((fence, body)) => request
+        let request = match payload {
+            Payload::Send { fence, body } => request
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(FENCE_HEADER, fence)
                 .body(Full::new(body)),
-            None => request.body(Full::new(Bytes::new())),
+            Payload::Form { content_type, body } => request
+                .header(CONTENT_TYPE, content_type)
+                .body(Full::new(body)),
+            Payload::Empty => request.body(Full::new(Bytes::new())),
         };
         let Ok(request) = request else {
             return Err(not_sent("the request could not be built"));
@@ -236,6 +263,21 @@ impl CloudApiClient {
             ))),
         }
     }
+}
+
+/// What a request carries.
+enum Payload {
+    Empty,
+    /// A message: its JSON body, with the lease holder's fencing token.
+    Send {
+        fence: i64,
+        body: Bytes,
+    },
+    /// A form (a media upload), `content_type` naming its boundary.
+    Form {
+        content_type: HeaderValue,
+        body: Bytes,
+    },
 }
 
 /// Why a management read gave nothing.

@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod events;
 pub mod idempotency;
 pub mod inbound;
+pub mod media;
 pub mod messages;
 pub mod numbers;
 pub mod openapi;
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, max_upload_bytes: usi
         .routes(routes!(templates::sync))
         .routes(routes!(webhook_events::list))
         .routes(routes!(inbound::list))
+        .routes(routes!(media::upload).layer(DefaultBodyLimit::max(max_upload_bytes)))
         .routes(routes!(webhook_endpoints::create))
         .routes(routes!(webhook_endpoints::list))
         .routes(routes!(webhook_endpoints::get))

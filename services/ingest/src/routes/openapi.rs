@@ -57,6 +57,7 @@ pub fn base() -> OpenApi {
         ("messages", "a campaign's messages, listed or exported"),
         ("webhook-events", "what Meta's webhooks sent"),
         ("inbound", "what users sent to the tenant's numbers"),
+        ("media", "files uploaded to Meta, to send by id"),
         (
             "webhook-endpoints",
             "where Herald tells the tenant of campaigns, numbers, failures, replies and opt-outs",

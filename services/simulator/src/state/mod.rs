@@ -92,6 +92,8 @@ pub struct Sim {
     clock_offset_s: AtomicI64,
     /// When each user (digits) last wrote to each number, on the simulator's clock.
     last_inbound: Mutex<HashMap<(String, String), i64>>,
+    /// The files uploaded (`POST /{phone_number_id}/media`), as `GET /sim/media` lists them.
+    media: Mutex<Vec<serde_json::Value>>,
 }
 
 /// The customer-service window: a free-form message may go this long after the user's last.
@@ -179,7 +181,18 @@ impl Sim {
             profiled: Mutex::default(),
             clock_offset_s: AtomicI64::new(0),
             last_inbound: Mutex::default(),
+            media: Mutex::default(),
         }
+    }
+
+    /// Keeps an uploaded file's description.
+    pub fn uploaded(&self, media: serde_json::Value) {
+        self.media.lock().expect("media lock").push(media);
+    }
+
+    /// The files uploaded so far, oldest first.
+    pub fn media(&self) -> Vec<serde_json::Value> {
+        self.media.lock().expect("media lock").clone()
     }
 
     /// Now on the simulator's clock, in Unix seconds.
