@@ -84,9 +84,16 @@ impl Mix {
             .spec
             .check(&values, &template.fixed, &|k| self.takes(k));
         if let Some((key, reason)) = problems.into_iter().next() {
+            let whose = match template.message {
+                Some(_) => format!(
+                    "the {} message takes {{{{1}}}} to {{{{n}}}} as body.1 to body.n",
+                    template.name
+                ),
+                None => format!("template {}", template.name),
+            };
             return Err(Refusal {
                 field: key,
-                reason: format!("{reason} (template {})", template.name),
+                reason: format!("{reason} ({whose})"),
             });
         }
         Ok(NewMessage {

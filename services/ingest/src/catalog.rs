@@ -129,6 +129,7 @@ pub async fn resolve(
                 weight: choice.weight.unwrap_or(1) as i32,
                 spec: Json(spec),
                 fixed: Json(choice.values.clone()),
+                message: None,
             }),
             Err((part, reason)) => problems.push(FieldError {
                 row: None,
@@ -256,9 +257,13 @@ pub async fn recheck(
     wabas: &[String],
 ) -> Result<Vec<FieldError>, ApiError> {
     let mix = templates::campaign_templates(&state.pool, campaign).await?;
+    if mix.iter().all(|t| t.message.is_some()) {
+        return Ok(Vec::new());
+    }
     sync(state, tenant, wabas).await?;
     let mut problems = Vec::new();
-    for t in &mix {
+    // A free-form message has no template to read again.
+    for t in mix.iter().filter(|t| t.message.is_none()) {
         let field = if mix.len() == 1 {
             "template".to_owned()
         } else {

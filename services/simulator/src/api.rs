@@ -17,6 +17,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use herald_shared::whatsapp::message;
+
 use crate::AppState;
 use crate::state::{Acceptance, Active, Verdict, http_status_of};
 use crate::webhooks::Receipt;
@@ -431,162 +433,22 @@ fn validate<'a>(
                 None => {}
             }
         }
-        Some(kind) if FREE_FORM.contains(&kind) => {
+        Some(kind) if message::FREE_FORM.contains(&kind) => {
             let body: serde_json::Value = serde_json::from_slice(raw)
                 .map_err(|e| (100, format!("Invalid parameter: {e}")))?;
-            free_form(kind, &body[kind])?;
+            message::check(kind, &body[kind]).map_err(|p| {
+                let what = if p.missing {
+                    "Required parameter is missing"
+                } else {
+                    "Invalid parameter"
+                };
+                (100, format!("{what}: {} {}", p.field, p.reason))
+            })?;
         }
         Some(other) => return invalid(&format!("type {other} is not supported here")),
         None => return Err((100, "Required parameter is missing: type".into())),
     }
     Ok((to, m.biz_opaque_callback_data.as_deref()))
-}
-
-/// The message types other than `template`: Meta sends them only inside the user's 24-hour
-/// customer-service window.
-const FREE_FORM: &[&str] = &[
-    "text",
-    "image",
-    "video",
-    "audio",
-    "document",
-    "sticker",
-    "interactive",
-    "location",
-    "contacts",
-];
-
-/// Checks a free-form message's content (`body[kind]`) against Meta's shapes and limits.
-fn free_form(kind: &str, m: &serde_json::Value) -> Result<(), (i64, String)> {
-    let invalid = |what: String| Err((100, format!("Invalid parameter: {what}")));
-    let missing = |what: &str| Err((100, format!("Required parameter is missing: {what}")));
-    let present = |v: &serde_json::Value| v.as_str().is_some_and(|t| !t.trim().is_empty());
-    let longer =
-        |v: &serde_json::Value, most: usize| v.as_str().is_some_and(|t| t.chars().count() > most);
-    if !(m.is_object() || kind == "contacts" && m.is_array()) {
-        return missing(kind);
-    }
-    match kind {
-        "text" => {
-            if !present(&m["body"]) {
-                return missing("text.body");
-            }
-            if longer(&m["body"], 4096) {
-                return invalid("text.body is longer than 4096 characters".into());
-            }
-        }
-        "image" | "video" | "audio" | "document" | "sticker" => {
-            match (present(&m["id"]), present(&m["link"])) {
-                (false, false) => return missing(&format!("{kind}.id or {kind}.link")),
-                (true, true) => {
-                    return invalid(format!("{kind} takes an id or a link, not both"));
-                }
-                _ => {}
-            }
-            if !m["caption"].is_null() && matches!(kind, "audio" | "sticker") {
-                return invalid(format!("{kind} has no caption"));
-            }
-            if longer(&m["caption"], 1024) {
-                return invalid(format!("{kind}.caption is longer than 1024 characters"));
-            }
-        }
-        "interactive" => {
-            if !present(&m["body"]["text"]) {
-                return missing("interactive.body.text");
-            }
-            if longer(&m["body"]["text"], 1024) {
-                return invalid("interactive.body.text is longer than 1024 characters".into());
-            }
-            if longer(&m["footer"]["text"], 60) {
-                return invalid("interactive.footer.text is longer than 60 characters".into());
-            }
-            let action = &m["action"];
-            match m["type"].as_str() {
-                Some("button") => {
-                    let buttons = action["buttons"].as_array().map_or(&[][..], Vec::as_slice);
-                    if !(1..=3).contains(&buttons.len()) {
-                        return invalid("interactive.action.buttons takes 1 to 3 buttons".into());
-                    }
-                    for b in buttons {
-                        if b["type"] != "reply" || !present(&b["reply"]["id"]) {
-                            return missing("interactive.action.buttons[].reply.id");
-                        }
-                        if !present(&b["reply"]["title"]) || longer(&b["reply"]["title"], 20) {
-                            return invalid(
-                                "a reply button's title takes 1 to 20 characters".into(),
-                            );
-                        }
-                    }
-                }
-                Some("list") => {
-                    if !present(&action["button"]) || longer(&action["button"], 20) {
-                        return invalid(
-                            "interactive.action.button takes 1 to 20 characters".into(),
-                        );
-                    }
-                    let sections = action["sections"].as_array().map_or(&[][..], Vec::as_slice);
-                    let rows: Vec<&serde_json::Value> = sections
-                        .iter()
-                        .flat_map(|s| s["rows"].as_array().into_iter().flatten())
-                        .collect();
-                    if sections.is_empty()
-                        || sections.len() > 10
-                        || rows.is_empty()
-                        || rows.len() > 10
-                    {
-                        return invalid(
-                            "a list takes 1 to 10 sections and 1 to 10 rows in all".into(),
-                        );
-                    }
-                    for row in rows {
-                        if !present(&row["id"]) || !present(&row["title"]) {
-                            return missing("interactive.action.sections[].rows[].id and title");
-                        }
-                        if longer(&row["title"], 24) || longer(&row["description"], 72) {
-                            return invalid(
-                                "a row's title takes up to 24 characters, its description 72"
-                                    .into(),
-                            );
-                        }
-                    }
-                }
-                Some("cta_url") => {
-                    let p = &action["parameters"];
-                    if action["name"] != "cta_url" || !present(&p["url"]) {
-                        return missing("interactive.action.parameters.url");
-                    }
-                    if !present(&p["display_text"]) || longer(&p["display_text"], 20) {
-                        return invalid(
-                            "interactive.action.parameters.display_text takes 1 to 20 characters"
-                                .into(),
-                        );
-                    }
-                }
-                _ => return invalid("interactive.type must be button, list or cta_url".into()),
-            }
-        }
-        "location" => {
-            let (lat, long) = (m["latitude"].as_f64(), m["longitude"].as_f64());
-            match (lat, long) {
-                (Some(lat), Some(long))
-                    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&long) => {}
-                _ => return invalid("location takes a latitude and a longitude in range".into()),
-            }
-        }
-        _ => {
-            let contacts = m.as_array().map_or(&[][..], Vec::as_slice);
-            if contacts.is_empty() {
-                return missing("contacts");
-            }
-            if contacts
-                .iter()
-                .any(|c| !present(&c["name"]["formatted_name"]))
-            {
-                return missing("contacts[].name.formatted_name");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Checks a send's `components` against a template defined with Graph components, as Meta

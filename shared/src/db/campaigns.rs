@@ -508,7 +508,7 @@ pub async fn running_with_template(
         "SELECT c.id FROM campaigns c
          WHERE c.state = $4
            AND EXISTS (SELECT 1 FROM campaign_templates ct
-                       WHERE ct.campaign_id = c.id AND ct.name = $2
+                       WHERE ct.campaign_id = c.id AND ct.name = $2 AND ct.message IS NULL
                          AND ($3::text IS NULL OR ct.language = $3))
            AND EXISTS (SELECT 1 FROM campaign_numbers cn
                        JOIN sender_numbers n ON n.id = cn.sender_number_id

@@ -264,6 +264,9 @@ pub struct CampaignTemplate {
     pub weight: i32,
     pub spec: Json<Spec>,
     pub fixed: Json<Values>,
+    /// A free-form message's content (`{"body": "Hi {{1}}"}` for `text`; its type is `name`),
+    /// for a campaign that sends no template.
+    pub message: Option<Json<serde_json::Value>>,
 }
 
 impl CampaignTemplate {
@@ -276,6 +279,7 @@ impl CampaignTemplate {
             weight: 1,
             spec: Json(Spec::positional_body(n)),
             fixed: Json(Values::default()),
+            message: None,
         }
     }
 }
@@ -287,8 +291,9 @@ pub async fn insert_campaign_templates(
 ) -> sqlx::Result<()> {
     for t in templates {
         sqlx::query(
-            "INSERT INTO campaign_templates (campaign_id, position, name, language, weight, spec, fixed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO campaign_templates
+                 (campaign_id, position, name, language, weight, spec, fixed, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(campaign)
         .bind(t.position)
@@ -297,6 +302,7 @@ pub async fn insert_campaign_templates(
         .bind(t.weight)
         .bind(&t.spec)
         .bind(&t.fixed)
+        .bind(&t.message)
         .execute(&mut **tx)
         .await?;
     }
@@ -309,7 +315,7 @@ pub async fn campaign_templates(
     campaign: CampaignId,
 ) -> sqlx::Result<Vec<CampaignTemplate>> {
     sqlx::query_as(
-        "SELECT position, name, language, weight, spec, fixed FROM campaign_templates
+        "SELECT position, name, language, weight, spec, fixed, message FROM campaign_templates
          WHERE campaign_id = $1 ORDER BY position",
     )
     .bind(campaign)

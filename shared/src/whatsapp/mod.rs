@@ -4,6 +4,7 @@
 pub mod account;
 mod client;
 mod errors;
+pub mod message;
 pub mod webhook;
 
 pub use client::{

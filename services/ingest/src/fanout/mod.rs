@@ -32,6 +32,7 @@ use herald_shared::settings::IngestSettings;
 use herald_shared::stream::fanout::Expect;
 use herald_shared::stream::{Connection, Entry, Keys, fanout};
 use herald_shared::template::{Filling, Message};
+use herald_shared::whatsapp::message;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -244,19 +245,30 @@ impl FanOut {
                 .iter()
                 .find(|t| t.position == row.template)
                 .with_context(|| format!("campaign {campaign} has no template {}", row.template))?;
-            let filling = Filling {
-                name: &template.name,
-                language: &template.language,
-                spec: &template.spec,
-                fixed: &template.fixed,
+            let payload = match &template.message {
+                // A free-form message, the recipient's values written into it.
+                Some(content) => {
+                    let rendered = message::render(content, &row.variables);
+                    let body = message::body(&row.recipient, &template.name, rendered, &callback);
+                    serde_json::to_vec(&body)?
+                }
+                None => {
+                    let filling = Filling {
+                        name: &template.name,
+                        language: &template.language,
+                        spec: &template.spec,
+                        fixed: &template.fixed,
+                    };
+                    let body = Message::new(&row.recipient, filling, &row.variables, &callback);
+                    serde_json::to_vec(&body)?
+                }
             };
-            let payload = Message::new(&row.recipient, filling, &row.variables, &callback);
             entries.push(Entry {
                 message: row.id,
                 campaign,
                 attempt: 0,
                 recipient: row.recipient.clone(),
-                payload: Bytes::from(serde_json::to_vec(&payload)?),
+                payload: Bytes::from(payload),
             });
         }
         fanout::append(

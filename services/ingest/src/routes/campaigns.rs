@@ -33,6 +33,9 @@ use crate::error::FieldError;
 use crate::limits;
 use crate::upload::{self, JsonRecipient, Store, UploadReport};
 use crate::{ApiError, AppState};
+use herald_shared::db::templates::CampaignTemplate;
+use herald_shared::template::Spec;
+use herald_shared::whatsapp::message;
 
 /// Most templates one campaign shares its recipients between.
 const MAX_TEMPLATES: usize = 10;
@@ -40,6 +43,14 @@ const MAX_TEMPLATES: usize = 10;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateCampaign {
     name: String,
+    /// The message, written the way Meta writes one, `{{1}}`, `{{2}}`… standing for each
+    /// recipient's values (`body.1`, `body.2`…): `{"type": "text", "text": {"body": "Hi {{1}}"}}`,
+    /// or an `image`, `video`, `audio`, `document`, `sticker`, `interactive`, `location` or
+    /// `contacts` message. These free-form messages reach only users inside their 24-hour
+    /// window. `{"type": "template", "template": {"name", "language": {"code"}}}` is a template,
+    /// like `template`.
+    #[schema(value_type = Object)]
+    message: Option<serde_json::Value>,
     /// The one template…
     template: Option<Choice>,
     /// …or several, each with a `weight`.
@@ -75,8 +86,12 @@ pub struct CampaignView {
     pub state: CampaignState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
-    /// The (first) template.
+    /// The (first) template; for a free-form message, its type (and no language).
     pub template: TemplateView,
+    /// The free-form message it sends, as it was written (not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub message: Option<serde_json::Value>,
     /// Every template with its weight and its messages' counters (not in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<TemplateShare>,
@@ -166,6 +181,7 @@ impl CampaignView {
                 name: c.template_name,
                 language: c.template_language,
             },
+            message: None,
             templates,
             counters: c.counters,
             progress,
@@ -206,7 +222,39 @@ pub async fn create(
         problems.push(FieldError::new("name", "is required"));
     }
     problems.extend(limits::text("name", &req.name, limits::NAME).err());
-    let choices: Vec<(String, Choice)> = match (req.template, req.templates) {
+    let mut template = req.template;
+    let mut free_form = None;
+    match &req.message {
+        None => {}
+        Some(_) if template.is_some() || req.templates.is_some() => {
+            problems.push(FieldError::new(
+                "message",
+                "give the message, or template(s), not both",
+            ));
+        }
+        Some(m) => match m["type"].as_str() {
+            Some("template") => {
+                let t = &m["template"];
+                let language = t["language"]["code"].as_str().or(t["language"].as_str());
+                template = Some(Choice {
+                    name: t["name"].as_str().unwrap_or_default().to_owned(),
+                    language: language.unwrap_or_default().to_owned(),
+                    weight: None,
+                    values: Default::default(),
+                });
+            }
+            Some(kind) => match free_form_message(kind, &m[kind]) {
+                Ok(n) => free_form = Some((kind.to_owned(), m[kind].clone(), n)),
+                Err(problem) => problems.push(problem),
+            },
+            None => problems.push(FieldError::new("message.type", "is required")),
+        },
+    }
+    let choices: Vec<(String, Choice)> = match (template, req.templates) {
+        _ if free_form.is_some() => Vec::new(),
+        _ if req.message.is_some() && problems.iter().any(|p| p.field.starts_with("message")) => {
+            Vec::new()
+        }
         (Some(one), None) => vec![("template".to_owned(), one)],
         (None, Some(many)) => many
             .into_iter()
@@ -277,10 +325,23 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
-    let wabas = numbers::wabas(&state.pool, &wanted).await?;
-    let mix = catalog::resolve(&state, tenant, &wabas, &choices)
-        .await?
-        .map_err(invalid)?;
+    let mix = match free_form {
+        Some((kind, content, variables)) => vec![CampaignTemplate {
+            position: 0,
+            name: kind,
+            language: String::new(),
+            weight: 1,
+            spec: sqlx::types::Json(Spec::positional_body(variables)),
+            fixed: Default::default(),
+            message: Some(sqlx::types::Json(content)),
+        }],
+        None => {
+            let wabas = numbers::wabas(&state.pool, &wanted).await?;
+            catalog::resolve(&state, tenant, &wabas, &choices)
+                .await?
+                .map_err(invalid)?
+        }
+    };
     let id = CampaignId::new();
     let mut tx = state.pool.begin().await?;
     campaigns::insert_campaign(
@@ -298,6 +359,24 @@ pub async fn create(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view(&state, tenant, id).await?)))
+}
+
+/// Most bytes a free-form message's content may take, as JSON (Meta's send bodies stay far
+/// below).
+const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// A free-form message's variable count, or what is wrong with it (the field in Meta's words,
+/// under `message`).
+fn free_form_message(kind: &str, content: &serde_json::Value) -> Result<usize, FieldError> {
+    let problem = |p: message::Problem| FieldError::new(format!("message.{}", p.field), p.reason);
+    message::check(kind, content).map_err(problem)?;
+    if content.to_string().len() > MAX_MESSAGE_BYTES {
+        return Err(FieldError::new(
+            format!("message.{kind}"),
+            format!("is larger than {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    message::variables(content).map_err(problem)
 }
 
 /// A schedule must be in the future (a second of clock skew aside).
@@ -407,6 +486,10 @@ async fn view(
     }
     let rate = state.progress.rate(id);
     let mut view = CampaignView::new(row, shares, rate);
+    view.message = mix.iter().find_map(|t| {
+        let content = t.message.as_ref()?;
+        Some(serde_json::json!({"type": t.name, t.name.clone(): content.0}))
+    });
     view.numbers = campaigns::by_number(&state.pool, id).await?;
     if view.counters.failed > 0 {
         view.failures = campaigns::failures_by_code(&state.pool, id).await?;
