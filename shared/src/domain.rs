@@ -103,10 +103,13 @@ pub enum MessageStatus {
     Failed,
     Cancelled,
     Suppressed,
+    /// Not sent, by Herald's choice: a free-form message to a user outside their 24-hour
+    /// window.
+    Skipped,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 8] = [
+    pub const ALL: [MessageStatus; 9] = [
         Self::Pending,
         Self::Queued,
         Self::Sent,
@@ -115,6 +118,7 @@ impl MessageStatus {
         Self::Failed,
         Self::Cancelled,
         Self::Suppressed,
+        Self::Skipped,
     ];
 
     /// Whether a message in `self` may move to `new`. The same rule as the Postgres function
@@ -123,11 +127,11 @@ impl MessageStatus {
     pub fn advances_to(self, new: MessageStatus) -> bool {
         use MessageStatus::*;
         match (self, new) {
-            (Read | Failed | Suppressed, _) => false,
+            (Read | Failed | Suppressed | Skipped, _) => false,
             // A send already under way when the campaign was cancelled went out after all.
             (Cancelled, new) => matches!(new, Sent | Delivered | Read),
             (old, Failed) => matches!(old, Pending | Queued | Sent),
-            (old, Cancelled | Suppressed) => matches!(old, Pending | Queued),
+            (old, Cancelled | Suppressed | Skipped) => matches!(old, Pending | Queued),
             (old, new) => new.rank() > old.rank(),
         }
     }
@@ -140,7 +144,7 @@ impl MessageStatus {
         match self {
             Self::Pending => 0,
             Self::Queued => 1,
-            Self::Cancelled | Self::Suppressed => 2,
+            Self::Cancelled | Self::Suppressed | Self::Skipped => 2,
             Self::Sent => 3,
             Self::Failed => 4,
             Self::Delivered => 5,
@@ -158,6 +162,7 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Suppressed => "suppressed",
+            Self::Skipped => "skipped",
         }
     }
 }
@@ -370,6 +375,8 @@ mod tests {
         assert!(Cancelled.advances_to(Sent));
         assert!(!Cancelled.advances_to(Failed));
         assert!(!Suppressed.advances_to(Sent));
+        assert!(Pending.advances_to(Skipped) && Queued.advances_to(Skipped));
+        assert!(!Sent.advances_to(Skipped) && !Skipped.advances_to(Sent));
     }
 
     proptest! {

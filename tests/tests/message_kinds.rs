@@ -43,12 +43,48 @@ impl World {
         }
     }
 
-    /// A user writes to the number: their customer-service window opens.
+    /// A user writes to the number: their customer-service window opens, in the simulator
+    /// at once and in Herald once its webhook has stored the message.
     async fn user_writes(&self, from: &str) {
-        reqwest::Client::new()
+        let sent: Value = reqwest::Client::new()
             .post(format!("{}/sim/inbound", self.stack.simulator_url))
             .json(&json!({"phone_number_id": PHONE_NUMBER_ID, "from": from,
                           "type": "text", "body": "hello"}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = sent["id"].as_str().unwrap().to_owned();
+        let from = format!("%2B{from}");
+        eventually(
+            "the message stored by Herald",
+            Duration::from_secs(20),
+            || async {
+                let page: Value = self
+                    .api
+                    .get(&format!("/v1/inbound?from={from}"))
+                    .await
+                    .unwrap();
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["wa_message_id"] == id.as_str())
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Moves the simulator's clock a day and an hour ahead: the windows it knows close.
+    async fn a_day_passes_for_meta(&self) {
+        reqwest::Client::new()
+            .post(format!("{}/sim/clock", self.stack.simulator_url))
+            .json(&json!({"advance_s": 25 * 3600}))
             .send()
             .await
             .unwrap()
@@ -289,9 +325,12 @@ async fn meta_s_limits_are_422s_naming_the_field() {
 }
 
 #[tokio::test]
-async fn outside_the_window_meta_s_131047_fails_the_message_and_it_is_not_retried() {
+async fn a_window_closed_since_herald_looked_gives_131047_failed_with_the_reason_not_retried() {
     let w = World::start().await;
     w.user_writes("447400000001").await;
+    // Meta's clock moves on a day: Ann's window closed there; Bo writes afterwards.
+    w.a_day_passes_for_meta().await;
+    w.user_writes("447400000002").await;
     let c = w
         .run(
             json!({"type": "text", "text": {"body": "Thanks for writing, {{1}}"}}),
@@ -314,17 +353,69 @@ async fn outside_the_window_meta_s_131047_fails_the_message_and_it_is_not_retrie
             .unwrap()
             .clone()
     };
-    let outside = by("+447400000002");
+    let closed = by("+447400000001");
     assert_eq!(
         (
-            &outside["status"],
-            &outside["error_code"],
-            &outside["attempts"]
+            &closed["status"],
+            &closed["error_code"],
+            &closed["attempts"]
         ),
         (&json!("failed"), &json!(131047), &json!(1)),
-        "{outside}"
+        "{closed}"
     );
-    assert_ne!(by("+447400000001")["status"], "failed");
+    assert_ne!(by("+447400000002")["status"], "failed");
     assert_eq!(c["failures"][0]["code"], 131047);
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_text_campaign_reaches_those_inside_their_window_and_skips_the_rest() {
+    let w = World::start().await;
+    let people: Vec<String> = (0..100).map(|i| format!("4474000{i:05}")).collect();
+    for user in people
+        .iter()
+        .step_by(5)
+        .chain(people.iter().skip(1).step_by(5))
+    {
+        w.user_writes(user).await;
+    }
+    let recipients: Vec<Value> = people
+        .iter()
+        .map(|p| json!({"phone": format!("+{p}"), "variables": ["friend"]}))
+        .collect();
+    let c = w
+        .run(
+            json!({"type": "text", "text": {"body": "Thanks, {{1}}: here is your answer"}}),
+            json!(recipients),
+        )
+        .await;
+    let n = &c["counters"];
+    assert_eq!(n["skipped"], 60, "{c}");
+    assert_eq!(n["failed"], 0, "{c}");
+    assert_eq!(
+        n["sent"].as_i64().unwrap()
+            + n["delivered"].as_i64().unwrap()
+            + n["read"].as_i64().unwrap(),
+        40,
+        "{c}"
+    );
+    assert_eq!(c["state"], "completed");
+    let id: herald_shared::domain::CampaignId = c["id"].as_str().unwrap().parse().unwrap();
+    herald_tests::assert_counters_match(&w.ctx.pool, id).await;
+    // Nothing reached those outside; the skipped say why.
+    assert_eq!(w.sent_for(&c).await.len(), 40);
+    let skipped: Value = w
+        .api
+        .get(&format!(
+            "/v1/campaigns/{id}/messages?status=skipped&limit=1000"
+        ))
+        .await
+        .unwrap();
+    let skipped = skipped["items"].as_array().unwrap();
+    assert_eq!(skipped.len(), 60);
+    assert!(
+        skipped.iter().all(|m| m["error_title"] == "outside_window"),
+        "{skipped:?}"
+    );
     w.finish().await;
 }

@@ -39,7 +39,7 @@ impl Summary {
     /// Every message is `read` or `failed` (nothing cancelled or suppressed in the demo).
     pub fn all_final(&self) -> bool {
         let c = &self.campaign.counters;
-        c.total > 0 && c.read + c.failed + c.cancelled + c.suppressed == c.total
+        c.total > 0 && c.read + c.failed + c.cancelled + c.suppressed + c.skipped == c.total
     }
 }
 
@@ -153,7 +153,9 @@ async fn drive(
         let view = api.campaign(campaign.id).await?;
         progress.show(&view, started.elapsed());
         let c = &view.counters;
-        if c.read + c.failed + c.cancelled + c.suppressed >= c.total || Instant::now() > deadline {
+        if c.read + c.failed + c.cancelled + c.suppressed + c.skipped >= c.total
+            || Instant::now() > deadline
+        {
             break view;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,7 +16,8 @@ const EVERY: Duration = Duration::from_secs(1);
 /// The window `send_rate` is measured over.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Messages that left the queue: sent, delivered, read, failed, cancelled, suppressed.
+/// Messages that left the queue: sent, delivered, read, failed, cancelled, suppressed,
+/// skipped.
 pub fn left_queue(c: &Counters) -> i64 {
     c.total - c.pending - c.queued
 }

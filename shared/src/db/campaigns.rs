@@ -51,6 +51,8 @@ pub struct Counters {
     pub failed: i64,
     pub cancelled: i64,
     pub suppressed: i64,
+    /// Not sent: a free-form message to a user outside their 24-hour window.
+    pub skipped: i64,
     pub clicked: i64,
     pub replied: i64,
 }
@@ -67,6 +69,7 @@ impl Counters {
             MessageStatus::Failed => self.failed,
             MessageStatus::Cancelled => self.cancelled,
             MessageStatus::Suppressed => self.suppressed,
+            MessageStatus::Skipped => self.skipped,
         }
     }
 }

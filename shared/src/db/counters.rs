@@ -31,6 +31,7 @@ impl Counters {
             MessageStatus::Failed => &mut self.failed,
             MessageStatus::Cancelled => &mut self.cancelled,
             MessageStatus::Suppressed => &mut self.suppressed,
+            MessageStatus::Skipped => &mut self.skipped,
         }
     }
 
@@ -45,6 +46,7 @@ impl Counters {
             failed,
             cancelled,
             suppressed,
+            skipped,
             replied,
             clicked,
         } = other;
@@ -57,6 +59,7 @@ impl Counters {
         self.failed += failed;
         self.cancelled += cancelled;
         self.suppressed += suppressed;
+        self.skipped += skipped;
         self.replied += replied;
         self.clicked += clicked;
     }

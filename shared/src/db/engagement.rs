@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::db::counters::Delta;
 use crate::db::notifications;
-use crate::domain::{CampaignId, TenantId};
+use crate::domain::{CampaignId, NumberId, TenantId};
 use crate::whatsapp::webhook::{InboundItem, InboundMedia};
 
 /// An inbound message, as the webhook role records it.
@@ -129,9 +129,9 @@ pub async fn record_inbound(
          ), stored AS (
             INSERT INTO inbound_messages (tenant_id, number_id, phone_number_id, wa_message_id,
                 sender, profile_name, kind, text, payload, media, context_wa_message_id,
-                campaign_id, sent_at, message)
+                campaign_id, sent_at, message, sender_key)
             SELECT n.tenant_id, n.id, n.phone_number_id, $3, $2, $6, $7, $8, $9, $10, $4,
-                   (SELECT campaign_id FROM campaign), $11, $12
+                   (SELECT campaign_id FROM campaign), $11, $12, $13
             FROM number n
             ON CONFLICT (wa_message_id) DO NOTHING
             RETURNING *
@@ -156,6 +156,7 @@ pub async fn record_inbound(
     .bind(message.media().map(Json))
     .bind(inbound.sent_at)
     .bind(Json(item.raw))
+    .bind(crate::suppress::key(&inbound.recipient))
     .fetch_optional(&mut *conn)
     .await?;
     let Some(Stored {
@@ -175,6 +176,25 @@ pub async fn record_inbound(
     )
     .await?;
     Ok(Some((record, counted)))
+}
+
+/// Of the users `keys` (`suppress::key` forms), those who wrote to `number` since `since`:
+/// the ones inside their customer-service window.
+pub async fn wrote_since(
+    db: impl PgExecutor<'_>,
+    number: NumberId,
+    keys: &[String],
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT sender_key FROM inbound_messages
+         WHERE number_id = $1 AND sender_key = ANY($2) AND sent_at > $3",
+    )
+    .bind(number)
+    .bind(keys)
+    .bind(since)
+    .fetch_all(db)
+    .await
 }
 
 /// Everyone who wrote to the tenant's numbers (E.164, each once): only those answering

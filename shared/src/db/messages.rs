@@ -153,6 +153,31 @@ pub async fn claim_page(
     .await
 }
 
+/// Marks claimed (`queued`) messages `skipped` for `reason` (kept as their `error_title`) and
+/// moves the counters; in the claiming transaction, which holds their locks. Returns how many.
+pub async fn skip(
+    tx: &mut PgConnection,
+    campaign: CampaignId,
+    ids: &[MessageId],
+    reason: &str,
+) -> sqlx::Result<i64> {
+    let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
+    sqlx::query_scalar(
+        "WITH skipped AS (
+            UPDATE messages SET status = 'skipped', error_title = $3
+            WHERE id = ANY($2) AND status = 'queued'
+            RETURNING 1
+         ), n AS (SELECT count(*) AS n FROM skipped)
+         SELECT n.n FROM n, LATERAL (SELECT apply_campaign_deltas(jsonb_build_array(
+            jsonb_build_object('id', $1::uuid, 'queued', -n.n, 'skipped', n.n)))) a",
+    )
+    .bind(campaign)
+    .bind(ids)
+    .bind(reason)
+    .fetch_one(&mut *tx)
+    .await
+}
+
 /// Moves `n` of the campaign's messages from `pending` to `queued` in its counters: the
 /// claimed page's, last before its transaction commits (the engine's lock order: messages,
 /// then the campaign).

@@ -19,6 +19,13 @@ pub const FREE_FORM: &[&str] = &[
     "contacts",
 ];
 
+/// The customer-service window: a free-form message may reach a user this long after they
+/// last wrote to the number.
+pub const SERVICE_WINDOW_S: i64 = 24 * 3600;
+
+/// Why a message was skipped, or failed with Meta's 131047: its user's window had closed.
+pub const OUTSIDE_WINDOW: &str = "outside_window";
+
 /// Most variables (`{{1}}` … `{{n}}`) one message takes.
 pub const MAX_VARIABLES: usize = 20;
 

@@ -229,6 +229,7 @@ const COUNTERS: &[&str] = &[
     "failed",
     "cancelled",
     "suppressed",
+    "skipped",
     "replied",
     "clicked",
 ];
@@ -244,6 +245,7 @@ fn counter(c: &herald_shared::db::campaigns::Counters, name: &str) -> i64 {
         "failed" => c.failed,
         "cancelled" => c.cancelled,
         "suppressed" => c.suppressed,
+        "skipped" => c.skipped,
         "replied" => c.replied,
         _ => c.clicked,
     }

@@ -25,14 +25,15 @@ use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
 use herald_shared::db::campaigns::{self, FanoutRow, Lane};
-use herald_shared::db::messages;
 use herald_shared::db::templates::{self, CampaignTemplate};
+use herald_shared::db::{engagement, messages};
 use herald_shared::domain::{CampaignId, NumberId};
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::fanout::Expect;
 use herald_shared::stream::{Connection, Entry, Keys, fanout};
+use herald_shared::suppress;
 use herald_shared::template::{Filling, Message};
-use herald_shared::whatsapp::message;
+use herald_shared::whatsapp::message::{self, OUTSIDE_WINDOW, SERVICE_WINDOW_S};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -136,6 +137,7 @@ impl FanOut {
         };
         let mut lanes = campaigns::fanout_lanes(&self.pool, campaign).await?;
         let mix = templates::campaign_templates(&self.pool, campaign).await?;
+        let free_form = mix.iter().any(|t| t.message.is_some());
         let mut width = self.batch.min(FIRST_PAGE);
         let mut advancing = JoinSet::new();
         lanes.retain(|lane| lane.cursor < last);
@@ -161,7 +163,7 @@ impl FanOut {
                 // Claimed (marked `queued`) in a transaction that commits once the page is in
                 // the stream: a crash before that leaves it `pending`, to be read again.
                 let mut tx = self.pool.begin().await?;
-                let page = messages::claim_page(
+                let mut page = messages::claim_page(
                     &mut tx,
                     campaign,
                     lane.number,
@@ -171,24 +173,30 @@ impl FanOut {
                 )
                 .await?;
                 if !page.is_empty() {
+                    messages::count_queued(&mut tx, campaign, page.len() as i64).await?;
+                    if free_form {
+                        // Only users inside their window get a free-form message.
+                        self.skip_outside_window(&mut tx, campaign, lane.number, &mut page)
+                            .await?;
+                    }
                     let expect = Expect {
                         appended: lane.appended,
                         raise_to: 0,
                     };
-                    if self
-                        .append(campaign, &mix, lane.number, expect, &page)
-                        .await?
-                        .is_none()
+                    if !page.is_empty()
+                        && self
+                            .append(campaign, &mix, lane.number, expect, &page)
+                            .await?
+                            .is_none()
                     {
                         drop(tx);
                         self.found_lost(campaign, lane.number, lane.appended)
                             .await?;
                         continue;
                     }
-                    messages::count_queued(&mut tx, campaign, page.len() as i64).await?;
                     tx.commit().await?;
                     fanned.queued += page.len() as u64;
-                    let highest = page.last().map_or(0, |m| m.id.0);
+                    let highest = page.last().map_or(lane.appended, |m| m.id.0);
                     lane.appended = lane.appended.max(highest);
                     while advancing.len() >= ADVANCING {
                         advanced(advancing.join_next().await);
@@ -196,6 +204,7 @@ impl FanOut {
                     // The cursor moves beside the next page's work; a crash before that reads
                     // the page again and finds nothing `pending` in it.
                     let (pool, number) = (self.pool.clone(), lane.number);
+                    let highest = lane.appended;
                     advancing.spawn(async move {
                         campaigns::advance_fanout_cursor(&pool, campaign, number, through, highest)
                             .await
@@ -216,6 +225,39 @@ impl FanOut {
             tracing::info!(queued = fanned.queued, held = fanned.held, "fanned out");
         }
         Ok(fanned)
+    }
+
+    /// Marks `skipped` the page's messages to users who have not written to `number` within
+    /// the customer-service window, and keeps the others in `page`.
+    async fn skip_outside_window(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        campaign: CampaignId,
+        number: NumberId,
+        page: &mut Vec<FanoutRow>,
+    ) -> anyhow::Result<()> {
+        let keys: Vec<String> = page.iter().map(|r| suppress::key(&r.recipient)).collect();
+        let since = Utc::now() - chrono::Duration::seconds(SERVICE_WINDOW_S);
+        let inside: std::collections::HashSet<String> =
+            engagement::wrote_since(&mut *tx, number, &keys, since)
+                .await?
+                .into_iter()
+                .collect();
+        let mut outside = Vec::new();
+        let mut kept = Vec::with_capacity(page.len());
+        for (row, key) in page.drain(..).zip(keys) {
+            if inside.contains(&key) {
+                kept.push(row);
+            } else {
+                outside.push(row.id);
+            }
+        }
+        *page = kept;
+        if !outside.is_empty() {
+            let skipped = messages::skip(tx, campaign, &outside, OUTSIDE_WINDOW).await?;
+            tracing::info!(campaign = %campaign, skipped, "messages skipped: outside the window");
+        }
+        Ok(())
     }
 
     /// How many more entries each lane's stream may take.
