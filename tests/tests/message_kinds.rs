@@ -363,6 +363,13 @@ async fn a_window_closed_since_herald_looked_gives_131047_failed_with_the_reason
         (&json!("failed"), &json!(131047), &json!(1)),
         "{closed}"
     );
+    assert!(
+        closed["error_title"]
+            .as_str()
+            .unwrap()
+            .starts_with("outside_window: "),
+        "the reason a skipped message gives, with Meta's title: {closed}"
+    );
     assert_ne!(by("+447400000002")["status"], "failed");
     assert_eq!(c["failures"][0]["code"], 131047);
     w.finish().await;

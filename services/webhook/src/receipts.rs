@@ -12,6 +12,7 @@ use herald_shared::clock::Clock;
 use herald_shared::db::transitions::{self, MessageRef, Transition};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_shared::stream::{Connection, Keys, webhooks};
+use herald_shared::whatsapp::message;
 use herald_shared::whatsapp::webhook::{ReceiptStatus, StatusUpdate};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -46,7 +47,7 @@ pub fn transition(number: Option<&str>, update: &StatusUpdate) -> Option<Transit
     let error = update.errors.first();
     Some(Transition {
         error_code: error.and_then(|e| i32::try_from(e.code).ok()),
-        error_title: error.map(|e| e.title.clone()),
+        error_title: error.map(|e| message::failure_title(e.code, &e.title)),
         number: number.map(str::to_owned),
         ..Transition::receipt(message, status, update.id.clone(), at)
     })

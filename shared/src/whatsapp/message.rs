@@ -26,6 +26,15 @@ pub const SERVICE_WINDOW_S: i64 = 24 * 3600;
 /// Why a message was skipped, or failed with Meta's 131047: its user's window had closed.
 pub const OUTSIDE_WINDOW: &str = "outside_window";
 
+/// A failed message's title: Meta's, led by `outside_window` when the failure says the user's
+/// window had closed (131047, or 470 from older APIs), the reason a skipped message gives.
+pub fn failure_title(code: i64, title: &str) -> String {
+    match code {
+        131047 | 470 => format!("{OUTSIDE_WINDOW}: {title}"),
+        _ => title.to_owned(),
+    }
+}
+
 /// Most variables (`{{1}}` … `{{n}}`) one message takes.
 pub const MAX_VARIABLES: usize = 20;
 

@@ -9,6 +9,7 @@ use herald_shared::db::transitions::{Sent, Transition};
 use herald_shared::domain::{CampaignId, MessageStatus, NumberId, NumberState};
 use herald_shared::stream::{Entry, NumberQueue};
 use herald_shared::whatsapp::SendResult;
+use herald_shared::whatsapp::message::failure_title;
 
 use super::{Outcome, Tally};
 use crate::outcome::{Action, RetryPolicy, decide};
@@ -68,6 +69,7 @@ impl Plan {
                     if code == USER_STOPPED_MARKETING {
                         opted_out.push((outcome.entry.campaign, outcome.entry.recipient.clone()));
                     }
+                    let title = failure_title(code.into(), &title);
                     transitions.push(Transition::failed(message, code, title, now))
                 }
                 Action::Retry { delay, counts } => {
