@@ -1,6 +1,7 @@
 //! The HTTP API (`/v1`): sender numbers, campaigns, recipient upload and start, progress,
-//! webhook endpoints; the web console on top of it; the fan-out worker that moves a running campaign's messages into the
-//! number streams; and the delivery of events to the tenants' endpoints.
+//! webhook endpoints; the web console on top of it; the fan-out worker that moves a running
+//! campaign's messages into the number streams; and the delivery of events to the tenants'
+//! endpoints.
 
 mod admission;
 mod audience;

@@ -95,10 +95,10 @@ pub async fn apply(
             sent_at: at,
             kind,
         };
-        let stored = engagement::record_inbound(&mut *tx, &inbound)
+        let counted_on = engagement::record_inbound(&mut *tx, &inbound)
             .await
             .context("recording an inbound message")?;
-        if let Some((_, Some(campaign))) = stored {
+        if let Some(campaign) = counted_on {
             *kind.counter(engine.deltas().of(campaign)) += 1;
             counted.engagements += 1;
         }

@@ -101,14 +101,14 @@ struct Stored {
 
 /// Stores an inbound message for the tenant of the number it was sent to and counts it on
 /// the campaign it answers: the one of the message it names, else of the last message sent to
-/// that user from that number. Returns what was stored, and the campaign whose counter the
-/// caller moves (through the transition engine, with the transaction's other campaign
-/// changes); `None` when it was recorded before or was sent to a number Herald does not know.
-/// Emits `inbound.message` to the tenant's endpoints that subscribe.
+/// that user from that number. Returns the campaign whose counter the caller moves (through
+/// the transition engine, with the transaction's other campaign changes); `None` when it
+/// answers none, was recorded before or was sent to a number Herald does not know. Emits
+/// `inbound.message` to the tenant's endpoints that subscribe.
 pub async fn record_inbound(
     conn: &mut PgConnection,
     inbound: &Inbound<'_>,
-) -> sqlx::Result<Option<(InboundRecord, Option<CampaignId>)>> {
+) -> sqlx::Result<Option<CampaignId>> {
     let item = inbound.item;
     let message = &item.message;
     let row: Option<Stored> = sqlx::query_as(
@@ -175,7 +175,7 @@ pub async fn record_inbound(
         &serde_json::to_value(&record).expect("a record serializes"),
     )
     .await?;
-    Ok(Some((record, counted)))
+    Ok(counted)
 }
 
 /// Of the users `keys` (`suppress::key` forms), those who wrote to `number` since `since`:

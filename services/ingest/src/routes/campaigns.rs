@@ -16,10 +16,12 @@ use herald_shared::db::campaigns::{
 use herald_shared::db::engagement;
 use herald_shared::db::messages;
 use herald_shared::db::numbers;
-use herald_shared::db::templates;
+use herald_shared::db::templates::{self, CampaignTemplate};
 use herald_shared::db::transitions::{self, Transition};
 use herald_shared::db::uploads;
 use herald_shared::domain::{CampaignId, CampaignState, MessageStatus, NumberId, TenantId};
+use herald_shared::template::Spec;
+use herald_shared::whatsapp::message;
 use serde::{Deserialize, Serialize};
 
 use super::page::{Page, PageQuery};
@@ -33,9 +35,6 @@ use crate::error::FieldError;
 use crate::limits;
 use crate::upload::{self, JsonRecipient, Store, UploadReport};
 use crate::{ApiError, AppState};
-use herald_shared::db::templates::CampaignTemplate;
-use herald_shared::template::Spec;
-use herald_shared::whatsapp::message;
 
 /// Most templates one campaign shares its recipients between.
 const MAX_TEMPLATES: usize = 10;
@@ -250,11 +249,13 @@ pub async fn create(
             None => problems.push(FieldError::new("message.type", "is required")),
         },
     }
+    // A free-form message (given, or refused above) leaves no templates to choose.
+    let free_form_asked = req
+        .message
+        .as_ref()
+        .is_some_and(|m| m["type"] != "template");
     let choices: Vec<(String, Choice)> = match (template, req.templates) {
-        _ if free_form.is_some() => Vec::new(),
-        _ if req.message.is_some() && problems.iter().any(|p| p.field.starts_with("message")) => {
-            Vec::new()
-        }
+        _ if free_form_asked => Vec::new(),
         (Some(one), None) => vec![("template".to_owned(), one)],
         (None, Some(many)) => many
             .into_iter()
