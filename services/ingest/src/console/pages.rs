@@ -66,13 +66,7 @@ pub fn layout(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Herald" }
-                link rel="stylesheet" href=(ctx.href("/assets/console.css"));
-                script src=(ctx.href("/assets/console.js")) defer {}
-            }
+            (head(ctx, title, true))
             body {
                 header.top {
                     a.brand href=(ctx.href("/")) { "Herald" }
@@ -100,16 +94,24 @@ pub fn layout(
     }
 }
 
+/// A page's `<head>`: its title, the stylesheet and, on signed-in pages, the script.
+fn head(ctx: Ctx, title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Herald" }
+            link rel="stylesheet" href=(ctx.href("/assets/console.css"));
+            @if script { script src=(ctx.href("/assets/console.js")) defer {} }
+        }
+    }
+}
+
 pub fn sign_in(ctx: Ctx, error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Herald" }
-                link rel="stylesheet" href=(ctx.href("/assets/console.css"));
-            }
+            (head(ctx, "Sign in", false))
             body.signin {
                 main {
                     h1 { "Herald" }

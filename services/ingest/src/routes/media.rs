@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use herald_shared::db::numbers;
 use herald_shared::domain::NumberId;
 use herald_shared::whatsapp::account;
 use serde::{Deserialize, Serialize};
@@ -195,13 +194,7 @@ pub async fn upload(
     let number = number.ok_or_else(|| ApiError::invalid_field("number_id", "is required"))?;
     let (file_name, mime_type, kind, bytes) =
         file.ok_or_else(|| ApiError::invalid_field("file", "is required"))?;
-    let row = numbers::tenant_number(&state.pool, tenant, number)
-        .await?
-        .ok_or(ApiError::NotFound("number"))?;
-    let token = state
-        .cipher
-        .decrypt(&row.access_token, number.0.as_bytes())
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (row, token) = super::numbers::with_token(&state, tenant, number).await?;
     let id = account::upload_media(
         &state.graph,
         &row.phone_number_id,

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use herald_shared::db::numbers::{
     self, Deletion, NewNumber, NumberChanges, NumberRow, TestFindings,
 };
-use herald_shared::domain::{NumberId, NumberState};
+use herald_shared::domain::{NumberId, NumberState, TenantId};
 use herald_shared::stream::registry;
 use herald_shared::whatsapp::GraphFailure;
 use herald_shared::whatsapp::account::{self, PhoneNumberProfile};
@@ -287,11 +287,7 @@ fn findings(p: &PhoneNumberProfile) -> TestFindings {
     }
 }
 
-async fn load(
-    state: &AppState,
-    tenant: herald_shared::domain::TenantId,
-    id: NumberId,
-) -> Result<NumberView, ApiError> {
+async fn load(state: &AppState, tenant: TenantId, id: NumberId) -> Result<NumberView, ApiError> {
     numbers::tenant_number(&state.pool, tenant, id)
         .await?
         .map(NumberView::from)
@@ -474,13 +470,7 @@ pub async fn test(
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath<NumberId>,
 ) -> Result<Json<TestReport>, ApiError> {
-    let row = numbers::tenant_number(&state.pool, tenant, id)
-        .await?
-        .ok_or(ApiError::NotFound("number"))?;
-    let token = state
-        .cipher
-        .decrypt(&row.access_token, id.0.as_bytes())
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (row, token) = with_token(&state, tenant, id).await?;
     let report = match account::phone_number(&state.graph, &row.phone_number_id, &token).await {
         Ok(profile) => {
             numbers::record_test(&state.pool, id, &findings(&profile)).await?;
@@ -497,6 +487,22 @@ pub async fn test(
     };
     tracing::info!(number = %id, ok = report.ok, "number tested");
     Ok(Json(report))
+}
+
+/// The tenant's number `id` and its access token, decrypted; 404 for another's.
+pub(super) async fn with_token(
+    state: &AppState,
+    tenant: TenantId,
+    id: NumberId,
+) -> Result<(NumberRow, SecretString), ApiError> {
+    let row = numbers::tenant_number(&state.pool, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("number"))?;
+    let token = state
+        .cipher
+        .decrypt(&row.access_token, id.0.as_bytes())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((row, token))
 }
 
 /// What is wrong with the number's `waba_id`: Graph's list of the WABA's numbers lacks it, or
