@@ -343,6 +343,24 @@ pub async fn phone_number_of(pool: &PgPool, message: herald_shared::domain::Mess
     .expect("the message and its number exist")
 }
 
+/// The message of `campaign` to `recipient`, as `GET /v1/campaigns/{id}/messages` lists it
+/// (the first page: for campaigns of a few recipients).
+pub async fn message_to(
+    api: &herald::client::ApiClient,
+    campaign: impl std::fmt::Display,
+    recipient: &str,
+) -> serde_json::Value {
+    let page: serde_json::Value = api
+        .get(&format!("/v1/campaigns/{campaign}/messages"))
+        .await
+        .expect("the campaign's messages");
+    page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|m| m["recipient"] == recipient))
+        .unwrap_or_else(|| panic!("no message to {recipient} in {page}"))
+        .clone()
+}
+
 /// The status of one message.
 pub async fn status_of(
     pool: &PgPool,

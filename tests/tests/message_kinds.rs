@@ -9,7 +9,7 @@ use herald::client::ApiClient;
 use herald::fixtures::Simulator;
 use herald::stack::Stack;
 use herald_shared::domain::NumberId;
-use herald_tests::{TestContext, configure_simulator, eventually};
+use herald_tests::{TestContext, configure_simulator, eventually, message_to};
 use serde_json::{Value, json};
 
 const PHONE_NUMBER_ID: &str = "310000000071";
@@ -339,21 +339,7 @@ async fn a_window_closed_since_herald_looked_gives_131047_failed_with_the_reason
         )
         .await;
     let id = c["id"].as_str().unwrap();
-    let messages: Value = w
-        .api
-        .get(&format!("/v1/campaigns/{id}/messages"))
-        .await
-        .unwrap();
-    let by = |to: &str| {
-        messages["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["recipient"] == to)
-            .unwrap()
-            .clone()
-    };
-    let closed = by("+447400000001");
+    let closed = message_to(&w.api, id, "+447400000001").await;
     assert_eq!(
         (
             &closed["status"],
@@ -370,7 +356,10 @@ async fn a_window_closed_since_herald_looked_gives_131047_failed_with_the_reason
             .starts_with("outside_window: "),
         "the reason a skipped message gives, with Meta's title: {closed}"
     );
-    assert_ne!(by("+447400000002")["status"], "failed");
+    assert_ne!(
+        message_to(&w.api, id, "+447400000002").await["status"],
+        "failed"
+    );
     assert_eq!(c["failures"][0]["code"], 131047);
     w.finish().await;
 }

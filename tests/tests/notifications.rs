@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use herald::client::ApiClient;
 use herald::stack::{Roles, Stack};
 use herald_shared::standard_webhooks;
-use herald_tests::{TestContext, configure_simulator, eventually, recipients};
+use herald_tests::{TestContext, configure_simulator, eventually, message_to, recipients};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -612,22 +612,9 @@ async fn failures_replies_and_opt_outs_reach_the_endpoint_and_replies_are_listed
         (c.sent + c.delivered + c.read == 2).then_some(())
     })
     .await;
-    let messages: Value = w
-        .api
-        .get(&format!("/v1/campaigns/{replied}/messages"))
-        .await
-        .unwrap();
-    let wamid = |to: &str| {
-        messages["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["recipient"] == to)
-            .and_then(|m| m["wamid"].as_str())
-            .unwrap()
-            .to_owned()
-    };
-    let (ann, bo) = (wamid("+447900000001"), wamid("+447900000002"));
+    let wamid = |m: Value| m["wamid"].as_str().unwrap().to_owned();
+    let ann = wamid(message_to(&w.api, replied, "+447900000001").await);
+    let bo = wamid(message_to(&w.api, replied, "+447900000002").await);
     // Each sent once the one before is in Herald's inbox (Meta does not keep the order of
     // messages sent close together, and neither does the simulator).
     let mut said = Vec::new();
