@@ -4,7 +4,9 @@
 #
 #   scripts/bench.sh sim    the simulator's send endpoint under wrk (S1), and a cap of 80 msg/s
 #                           pushed as hard as wrk can (S2); 3 runs each, medians quoted
-#   scripts/bench.sh b1|b1-lat|b2|b2-40|b3
+#   scripts/bench.sh b1     B1 and the lean prototype of the same design (b1-prototype),
+#                           alternating run by run, 3 runs each: medians and Herald's share
+#   scripts/bench.sh b1-prototype|b1-lat|b2|b2-40|b3
 #                           a campaign through ingest and the sender against the simulator in
 #                           another process (`herald bench`; b1 against its lean mode, which
 #                           only answers), 3 runs, medians quoted; needs
@@ -79,7 +81,7 @@ start_simulator() {
 # its lean mode (each send answered at once with a wamid, nothing validated, counted or
 # scheduled), so that the machine's CPU goes to Herald and its cost can be read.
 scenario_of() {
-  if [ "$1" = b1 ]; then
+  if [ "$1" = b1 ] || [ "$1" = b1-prototype ]; then
     echo '{"lean": true}' >"$work/lean.json"
     echo "$PWD/$work/lean.json"
   fi
@@ -542,6 +544,53 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+# B1 is read against a lean prototype of the same design on the same machine
+# (../shared/benchmarks.md): the two alternate run by run, against the lean simulator; both
+# tables, their medians and Herald's share of the prototype's rate.
+bench_b1() {
+  local commit cores
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(commit_label)
+  cores=$(nproc)
+  local rows="" prototype=() herald=()
+  for run in $(seq 1 "$runs"); do
+    for workload in b1-prototype b1; do
+      start_simulator "$(scenario_of "$workload")"
+      out=$(target/release/herald bench "$workload" --simulator "http://127.0.0.1:$sim_port")
+      stop_simulator
+      if [ "$workload" = b1 ]; then herald+=("$out"); else prototype+=("$out"); fi
+      rows+=$(scripts/bench-figures.py row "$run ($workload)" "$out")$'\n'
+    done
+  done
+  local prototype_median herald_median share
+  prototype_median=$(printf '%s\n' "${prototype[@]}" | scripts/bench-figures.py median)
+  herald_median=$(printf '%s\n' "${herald[@]}" | scripts/bench-figures.py median)
+  share=$(awk -v a="${herald_median%% msg/s*}" -v b="${prototype_median%% msg/s*}" 'BEGIN { printf "%.2f", a / b }')
+  local report
+  report=$(cat <<MD
+
+## b1 against the lean prototype — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh b1\`: \`herald bench b1\` (ingest and sender in one release process: 100,000
+messages over 4 uncapped numbers, from the start call until every message is \`sent\` in
+Postgres) and \`herald bench b1-prototype\` (the same messages through a lean prototype of the
+design: per number one task, \`XREADGROUP\` 256 at a time, hyper POSTs with 64 in flight, one
+\`UPDATE … FROM UNNEST\` per 500 answers or 5 ms, \`XACK\`; rows and stream entries made before
+its clock starts), alternating run by run against the lean simulator in another process, each
+on a database of its own; $runs runs each. "Herald CPU" is the measured process's own.
+
+| run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$rows
+**Median, prototype: $prototype_median.**
+**Median, Herald: $herald_median: $share of the prototype's rate.**
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
 # #16's fifth point: B1 at 1,000,000 messages (autovacuum and all) against B1 at 100,000, the
 # two alternating run by run on one build; both tables, their medians and the ratio.
 bench_sustained() {
@@ -593,9 +642,10 @@ case "${1:-}" in
   b4) bench_upload ;;
   export) bench_export ;;
   b5) bench_webhook ;;
-  b1 | b1-lat | b2 | b2-40) bench_herald "$1" ;;
+  b1) bench_b1 ;;
+  b1-prototype | b1-lat | b2 | b2-40) bench_herald "$1" ;;
   b3) bench_adaptation ;;
   sustained) bench_sustained ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-lat|b2|b2-40|b3|b4|b5|sustained|export|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-prototype|b1-lat|b2|b2-40|b3|b4|b5|sustained|export|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

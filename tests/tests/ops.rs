@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use herald::bench;
 use herald::fixtures;
 use herald::ops;
+use herald::stack::{Roles, Stack};
 use herald_shared::domain::CampaignState;
 use herald_shared::stream::Keys;
 use herald_tests::{TestContext, eventually};
@@ -107,5 +109,36 @@ async fn a_bench_world_has_a_database_of_its_own_that_goes_with_it() {
         .await
         .unwrap();
     assert_eq!(exists, 0, "the run's keys are deleted");
+    ctx.cleanup().await;
+}
+
+/// `herald bench b1-prototype`, B1's yardstick: every message of its load is sent once and
+/// recorded with its wamid (a small load, against the lean simulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lean_prototype_sends_and_records_every_message_once() {
+    let ctx = TestContext::new().await;
+    let roles = Roles {
+        ingest: false,
+        sender: false,
+        webhook: false,
+        simulator: true,
+    };
+    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let simulator = fixtures::Simulator::new(stack.simulator_url.clone());
+    simulator
+        .configure(&serde_json::json!({"lean": true}))
+        .await
+        .unwrap();
+    let figures = bench::run(
+        ctx.settings.clone(),
+        bench::Workload::B1Prototype,
+        &stack.simulator_url,
+        Some(3_000),
+    )
+    .await
+    .expect("every message sent and recorded");
+    assert_eq!(figures["messages"], 3_000);
+    assert_eq!(figures["simulator"]["accepted_total"], 3_000, "{figures}");
+    stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

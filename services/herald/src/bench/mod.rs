@@ -4,6 +4,7 @@
 
 mod adaptation;
 mod measure;
+mod prototype;
 mod throughput;
 mod webhooks;
 
@@ -23,6 +24,10 @@ pub use self::webhooks::WebhookFigures;
 pub enum Workload {
     /// The ceiling: four uncapped numbers, no latency.
     B1,
+    /// B1's load through a lean prototype of Herald's hot path (streams → HTTP → one batched
+    /// UPDATE → XACK), the yardstick B1 is read against.
+    #[value(name = "b1-prototype")]
+    B1Prototype,
     /// B1 with the simulator answering after 50 ms.
     #[value(name = "b1-lat")]
     B1Lat,
@@ -49,7 +54,7 @@ pub async fn run(
     settings.whatsapp.base_url = simulator_url.to_owned();
     let simulator = Simulator::new(simulator_url);
     let load = match workload {
-        Workload::B1 => Load::ceiling(0),
+        Workload::B1 | Workload::B1Prototype => Load::ceiling(0),
         Workload::B1Lat => Load::ceiling(50),
         Workload::B2 => Load::capped(),
         Workload::B240 => Load::forty_at_the_ceiling(),
@@ -69,7 +74,11 @@ pub async fn run(
         recipients: recipients.unwrap_or(load.recipients),
         ..load
     };
-    let figures = throughput::run(settings, &simulator, &load).await?;
+    let figures = if workload == Workload::B1Prototype {
+        prototype::run(settings, &simulator, &load).await?
+    } else {
+        throughput::run(settings, &simulator, &load).await?
+    };
     Ok(serde_json::to_value(figures)?)
 }
 

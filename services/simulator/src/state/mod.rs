@@ -278,11 +278,14 @@ impl Sim {
     }
 
     /// A wamid for a send accepted in lean mode: unique, like every other (the sequence is
-    /// shared).
+    /// shared), and in no particular order, like Meta's (whose start encodes the recipient):
+    /// a sequence would make every insert into a wamid index land at its end, which real
+    /// traffic never does.
     pub fn lean_accept(&self) -> String {
         let seq = self.seq.fetch_add(1, Relaxed);
         self.lean_accepted.fetch_add(1, Relaxed);
-        format!("wamid.HBgE{seq:012X}")
+        let mixed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        format!("wamid.HBgE{mixed:016X}{seq:08X}")
     }
 
     /// A generator for the next request.
