@@ -544,6 +544,26 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+# alternate "A" "B": `herald bench A`, then `herald bench B` (each a workload and its
+# arguments), $runs times, each against a lean simulator of its own. Sets the caller's rows
+# (table rows labelled with each one's last word) and first_median and second_median.
+alternate() {
+  local a=$1 b=$2 first=() second=() run args out
+  rows=""
+  for run in $(seq 1 "$runs"); do
+    for args in "$a" "$b"; do
+      start_simulator "$(scenario_of "${args%% *}")"
+      # shellcheck disable=SC2086 # a workload and its arguments, as words
+      out=$(target/release/herald bench $args --simulator "http://127.0.0.1:$sim_port")
+      stop_simulator
+      if [ "$args" = "$a" ]; then first+=("$out"); else second+=("$out"); fi
+      rows+=$(scripts/bench-figures.py row "$run (${args##* })" "$out")$'\n'
+    done
+  done
+  first_median=$(printf '%s\n' "${first[@]}" | scripts/bench-figures.py median)
+  second_median=$(printf '%s\n' "${second[@]}" | scripts/bench-figures.py median)
+}
+
 # B1 is read against a lean prototype of the same design on the same machine
 # (../shared/benchmarks.md): the two alternate run by run, against the lean simulator; both
 # tables, their medians and Herald's share of the prototype's rate.
@@ -553,20 +573,10 @@ bench_b1() {
   cargo build --release --quiet -p herald
   commit=$(commit_label)
   cores=$(nproc)
-  local rows="" prototype=() herald=()
-  for run in $(seq 1 "$runs"); do
-    for workload in b1-prototype b1; do
-      start_simulator "$(scenario_of "$workload")"
-      out=$(target/release/herald bench "$workload" --simulator "http://127.0.0.1:$sim_port")
-      stop_simulator
-      if [ "$workload" = b1 ]; then herald+=("$out"); else prototype+=("$out"); fi
-      rows+=$(scripts/bench-figures.py row "$run ($workload)" "$out")$'\n'
-    done
-  done
-  local prototype_median herald_median share
-  prototype_median=$(printf '%s\n' "${prototype[@]}" | scripts/bench-figures.py median)
-  herald_median=$(printf '%s\n' "${herald[@]}" | scripts/bench-figures.py median)
-  share=$(awk -v a="${herald_median%% msg/s*}" -v b="${prototype_median%% msg/s*}" 'BEGIN { printf "%.2f", a / b }')
+  local rows first_median second_median
+  alternate "b1-prototype" "b1"
+  local share
+  share=$(awk -v a="${second_median%% msg/s*}" -v b="${first_median%% msg/s*}" 'BEGIN { printf "%.2f", a / b }')
   local report
   report=$(cat <<MD
 
@@ -583,8 +593,8 @@ on a database of its own; $runs runs each. "Herald CPU" is the measured process'
 | run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 $rows
-**Median, prototype: $prototype_median.**
-**Median, Herald: $herald_median: $share of the prototype's rate.**
+**Median, prototype: $first_median.**
+**Median, Herald: $second_median: $share of the prototype's rate.**
 MD
 )
   echo "$report"
@@ -603,20 +613,10 @@ bench_sustained() {
   # run's database is its own and dropped after it, so how often it vacuumed is not kept.
   local autovacuum
   autovacuum=$(psql "$(database_url_named postgres)" -Atc 'SHOW autovacuum' 2>/dev/null || echo unknown)
-  local rows="" short=() long=()
-  for run in $(seq 1 "$runs"); do
-    for recipients in 100000 1000000; do
-      start_simulator "$(scenario_of b1)"
-      out=$(target/release/herald bench b1 --recipients "$recipients" --simulator "http://127.0.0.1:$sim_port")
-      stop_simulator
-      if [ "$recipients" = 100000 ]; then short+=("$out"); else long+=("$out"); fi
-      rows+=$(scripts/bench-figures.py row "$run ($recipients)" "$out")$'\n'
-    done
-  done
-  local short_median long_median ratio
-  short_median=$(printf '%s\n' "${short[@]}" | scripts/bench-figures.py median)
-  long_median=$(printf '%s\n' "${long[@]}" | scripts/bench-figures.py median)
-  ratio=$(awk -v a="${long_median%% msg/s*}" -v b="${short_median%% msg/s*}" 'BEGIN { printf "%.0f", 100 * a / b }')
+  local rows first_median second_median
+  alternate "b1 --recipients 100000" "b1 --recipients 1000000"
+  local ratio
+  ratio=$(awk -v a="${second_median%% msg/s*}" -v b="${first_median%% msg/s*}" 'BEGIN { printf "%.0f", 100 * a / b }')
   local report
   report=$(cat <<MD
 
@@ -629,8 +629,8 @@ own. Postgres's autovacuum: $autovacuum.
 | run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 $rows
-**Median, 100,000: $short_median.**
-**Median, 1,000,000: $long_median: $ratio% of the 100,000-message rate.**
+**Median, 100,000: $first_median.**
+**Median, 1,000,000: $second_median: $ratio% of the 100,000-message rate.**
 MD
 )
   echo "$report"

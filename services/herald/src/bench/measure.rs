@@ -1,9 +1,47 @@
 //! What a run costs: this process's CPU, the whole machine's, and the peak memory.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 
+/// A run's costs from `start`: its wall time, this process's CPU and the whole machine's.
+pub struct Meter {
+    started: Instant,
+    cpu: f64,
+    all: f64,
+}
+
+/// What a run spent, in seconds.
+pub struct Spent {
+    pub seconds: f64,
+    pub cpu: f64,
+    pub all: f64,
+}
+
+impl Meter {
+    pub fn start() -> anyhow::Result<Self> {
+        Ok(Self {
+            cpu: own_cpu_seconds()?,
+            all: machine_busy_seconds()?,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn stop(&self) -> anyhow::Result<Spent> {
+        Ok(Spent {
+            seconds: self.started.elapsed().as_secs_f64(),
+            cpu: own_cpu_seconds()? - self.cpu,
+            all: machine_busy_seconds()? - self.all,
+        })
+    }
+}
+
 /// user + sys of this process, from /proc/self/stat (fields 14 and 15, in clock ticks).
-pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+fn own_cpu_seconds() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or(&stat);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -12,7 +50,7 @@ pub fn own_cpu_seconds() -> anyhow::Result<f64> {
 }
 
 /// Busy CPU of the whole machine, from /proc/stat's first line.
-pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+fn machine_busy_seconds() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let cpu: Vec<f64> = stat
         .lines()

@@ -10,7 +10,7 @@
 //! counters, suppressions or events: what Herald adds to this is what B1's share measures.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use super::measure::{machine_busy_seconds, own_cpu_seconds, peak_rss_kb};
+use super::measure::Meter;
 use super::throughput::{Figures, Load};
 use crate::fixtures::{Simulator, World};
 
@@ -70,8 +70,7 @@ pub async fn run(settings: Settings, simulator: &Simulator, w: &Load) -> anyhow:
     tcp.set_nodelay(true);
     let http: Http = Client::builder(TokioExecutor::new()).build(tcp);
 
-    let (cpu0, all0) = (own_cpu_seconds()?, machine_busy_seconds()?);
-    let started = Instant::now();
+    let meter = Meter::start()?;
     let (tx, rx) = mpsc::channel(FLUSH_MAX * 4);
     let mut senders = tokio::task::JoinSet::new();
     for (number, stream) in streams.iter().enumerate() {
@@ -89,8 +88,7 @@ pub async fn run(settings: Settings, simulator: &Simulator, w: &Load) -> anyhow:
     while let Some(sent) = senders.join_next().await {
         sent??;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let (cpu1, all1) = (own_cpu_seconds()?, machine_busy_seconds()?);
+    let spent = meter.stop()?;
 
     let sent: i64 =
         sqlx::query_scalar("SELECT count(*) FROM prototype_messages WHERE wamid IS NOT NULL")
@@ -103,17 +101,7 @@ pub async fn run(settings: Settings, simulator: &Simulator, w: &Load) -> anyhow:
     );
     let stats: serde_json::Value = simulator.stats_as().await?;
     world.drop().await?;
-    let per_1k = 1000.0 / w.recipients as f64;
-    Ok(Figures {
-        messages: w.recipients,
-        seconds,
-        messages_per_second: w.recipients as f64 / seconds,
-        herald_cpu_s_per_1k: (cpu1 - cpu0) * per_1k,
-        all_cpu_s_per_1k: (all1 - all0) * per_1k,
-        peak_rss_mb: peak_rss_kb()? / 1024.0,
-        in_flight_window: IN_FLIGHT * w.numbers,
-        simulator: stats,
-    })
+    Figures::of(w.recipients, spent, IN_FLIGHT * w.numbers, stats)
 }
 
 /// The untimed part: a row per message (`fillfactor` 50, as Herald's `messages`) and its

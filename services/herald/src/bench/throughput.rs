@@ -1,7 +1,7 @@
 //! B1, B1-lat and B2: a campaign sent as fast as the numbers' rates and the simulator allow,
 //! with the time, the messages a second and the CPU they cost.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use herald_shared::db::campaigns;
@@ -9,7 +9,7 @@ use herald_shared::settings::Settings;
 use serde::Serialize;
 use serde_json::json;
 
-use super::measure::{machine_busy_seconds, own_cpu_seconds, peak_rss_kb};
+use super::measure::{Meter, Spent, peak_rss_kb};
 use super::start_sending;
 use crate::fixtures::{self, Simulator, World};
 
@@ -97,8 +97,7 @@ pub async fn run(
         .await?;
     fixtures::upload_recipients(&api, campaign.id, w.recipients).await?;
 
-    let (cpu0, all0) = (own_cpu_seconds()?, machine_busy_seconds()?);
-    let started = Instant::now();
+    let meter = Meter::start()?;
     api.start(campaign.id).await?;
     loop {
         // The campaign's counters, read from Postgres: `GET /v1/campaigns/{id}` also counts
@@ -110,27 +109,38 @@ pub async fn run(
             break;
         }
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(900),
+            meter.elapsed() < Duration::from_secs(900),
             "the run took too long"
         );
         // Often enough that the poll adds little to a run of a few seconds.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let (cpu1, all1) = (own_cpu_seconds()?, machine_busy_seconds()?);
+    let spent = meter.stop()?;
     let stats: serde_json::Value = simulator.stats_as().await?;
     stack.stop().await?;
     let in_flight_window = world.settings.sender.in_flight * w.numbers;
     world.drop().await?;
-    let per_1k = 1000.0 / w.recipients as f64;
-    Ok(Figures {
-        messages: w.recipients,
-        seconds,
-        messages_per_second: w.recipients as f64 / seconds,
-        herald_cpu_s_per_1k: (cpu1 - cpu0) * per_1k,
-        all_cpu_s_per_1k: (all1 - all0) * per_1k,
-        peak_rss_mb: peak_rss_kb()? / 1024.0,
-        in_flight_window,
-        simulator: stats,
-    })
+    Figures::of(w.recipients, spent, in_flight_window, stats)
+}
+
+impl Figures {
+    /// The figures of `messages` sent for what `spent` measured.
+    pub fn of(
+        messages: usize,
+        spent: Spent,
+        in_flight_window: usize,
+        simulator: serde_json::Value,
+    ) -> anyhow::Result<Self> {
+        let per_1k = 1000.0 / messages as f64;
+        Ok(Self {
+            messages,
+            seconds: spent.seconds,
+            messages_per_second: messages as f64 / spent.seconds,
+            herald_cpu_s_per_1k: spent.cpu * per_1k,
+            all_cpu_s_per_1k: spent.all * per_1k,
+            peak_rss_mb: peak_rss_kb()? / 1024.0,
+            in_flight_window,
+            simulator,
+        })
+    }
 }
