@@ -132,9 +132,10 @@ async fn fan_out(
             .query_async(redis)
             .await?;
     }
-    for chunk in (1..=recipients as i64).collect::<Vec<_>>().chunks(1000) {
+    let last = recipients as i64;
+    for first in (1..=last).step_by(1000) {
         let mut pipe = redis::pipe();
-        for &id in chunk {
+        for id in first..=(first + 999).min(last) {
             let stream = &streams[id as usize % streams.len()];
             let body = format!(
                 r#"{{"messaging_product":"whatsapp","recipient_type":"individual","to":"+4474{id:08}","type":"template","biz_opaque_callback_data":"{id}","template":{{"name":"spring_sale_2026","language":{{"code":"en_GB"}},"components":[{{"type":"body","parameters":[{{"type":"text","text":"Customer {id}"}}]}}]}}}}"#
