@@ -361,16 +361,31 @@ pub async fn message_to(
         .clone()
 }
 
+/// Records `message`'s lane appended up to it, as fan-out does once a page is in its stream:
+/// the lane's messages up to it still `pending` are `queued` from then on. Returns how many.
+pub async fn queue_through(pool: &PgPool, message: herald_shared::domain::MessageId) -> i64 {
+    let (campaign, number): (
+        herald_shared::domain::CampaignId,
+        herald_shared::domain::NumberId,
+    ) = sqlx::query_as("SELECT campaign_id, sender_number_id FROM messages WHERE id = $1")
+        .bind(message)
+        .fetch_one(pool)
+        .await
+        .expect("the message exists");
+    herald_shared::db::messages::record_page(pool, campaign, number, message.0, message.0)
+        .await
+        .unwrap()
+}
+
 /// The status of one message.
 pub async fn status_of(
     pool: &PgPool,
     message: herald_shared::domain::MessageId,
 ) -> herald_shared::domain::MessageStatus {
-    sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
-        .bind(message)
-        .fetch_one(pool)
+    let statuses = herald_shared::db::messages::statuses(pool, &[message])
         .await
-        .unwrap()
+        .unwrap();
+    statuses.first().expect("the message exists").1
 }
 
 /// A Redis of the test's own, on a free port in a temp dir, that the test may stop and start

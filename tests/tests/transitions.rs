@@ -1,12 +1,14 @@
 //! The one statement that moves statuses: forward only, counters exact, under any order.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use herald_shared::db::counters::Delta;
-use herald_shared::db::messages;
 use herald_shared::db::transitions::{self, Engine, MessageRef, Sent, Transition};
 use herald_shared::domain::{CampaignState, MessageId, MessageStatus};
 use herald_tests::{
-    TestContext, assert_counters_match, phone_number_of, seed_campaign, set_status, status_of,
+    TestContext, assert_counters_match, phone_number_of, queue_through, seed_campaign, set_status,
+    status_of,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -180,23 +182,65 @@ async fn a_wamid_claimed_twice_is_recorded_once_and_the_batch_still_lands() {
 }
 
 #[tokio::test]
-async fn marking_queued_moves_only_pending_messages_and_their_counters() {
+async fn a_recorded_page_queues_its_lanes_pending_messages_once() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 4).await;
     // The sender got to one first.
     herald_tests::set_status(&ctx.pool, ids[0], MessageStatus::Sent, Some("wamid.first")).await;
-    let moved = messages::mark_queued(&ctx.pool, &ids, Utc::now())
+    assert_eq!(queue_through(&ctx.pool, ids[2]).await, 2);
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Sent);
+    assert_eq!(status_of(&ctx.pool, ids[2]).await, MessageStatus::Queued);
+    assert_eq!(status_of(&ctx.pool, ids[3]).await, MessageStatus::Pending);
+    assert_counters_match(&ctx.pool, campaign).await;
+    // Recorded again (two fan-outs, or one after a crash): nothing more is queued.
+    assert_eq!(queue_through(&ctx.pool, ids[2]).await, 0);
+    assert_eq!(queue_through(&ctx.pool, ids[3]).await, 1);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_page_recorded_while_its_send_is_recorded_counts_the_send_once() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 3).await;
+    // The sender sent the first before fan-out recorded its page: its transaction holds the
+    // lane's share lock until it commits.
+    let mut tx = ctx.pool.begin().await.unwrap();
+    let mut engine = Engine::default();
+    engine
+        .record_sent(&mut tx, &[sent(ids[0])], &[])
         .await
         .unwrap();
-    assert_eq!(moved, 3);
-    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Sent);
-    assert_eq!(status_of(&ctx.pool, ids[3]).await, MessageStatus::Queued);
-    assert_eq!(
-        messages::mark_queued(&ctx.pool, &ids, Utc::now())
+    let pool = ctx.pool.clone();
+    let through = ids[2];
+    let page = tokio::spawn(async move { queue_through(&pool, through).await });
+    // The page waits for the lane until the send commits, then counts the two still pending.
+    herald_tests::eventually(
+        "the page waits for the lane",
+        Duration::from_secs(10),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%record_fanout_page%'",
+            )
+            .fetch_one(&ctx.pool)
             .await
-            .unwrap(),
-        0
-    );
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    engine.finish(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(page.await.unwrap(), 2);
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Sent);
+    assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Queued);
+    assert_counters_match(&ctx.pool, campaign).await;
+
+    // A send recorded after the page: from `queued`.
+    transitions::record_sent(&ctx.pool, &[sent(ids[1])])
+        .await
+        .unwrap();
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
@@ -223,9 +267,7 @@ async fn wamids_of(ctx: &TestContext, id: MessageId) -> Vec<String> {
 async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 5).await;
-    messages::mark_queued(&ctx.pool, &ids[..3], Utc::now())
-        .await
-        .unwrap();
+    queue_through(&ctx.pool, ids[2]).await;
     // A receipt got to one first; another already failed.
     herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
     herald_tests::set_status(&ctx.pool, ids[2], MessageStatus::Failed, None).await;
@@ -265,9 +307,7 @@ async fn recording_sends_moves_queued_and_pending_ones_and_hands_back_the_rest()
 async fn the_recorder_moves_rows_first_and_counts_them_after() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 4).await;
-    messages::mark_queued(&ctx.pool, &ids[..2], Utc::now())
-        .await
-        .unwrap();
+    queue_through(&ctx.pool, ids[1]).await;
     herald_tests::set_status(&ctx.pool, ids[1], MessageStatus::Delivered, None).await;
     let batch: Vec<Sent> = ids.iter().rev().map(|id| sent(*id)).collect();
     let mut tx = ctx.pool.begin().await.unwrap();
@@ -328,9 +368,7 @@ async fn recording_the_last_sends_completes_a_running_campaign() {
         .execute(&ctx.pool)
         .await
         .unwrap();
-    messages::mark_queued(&ctx.pool, &ids, Utc::now())
-        .await
-        .unwrap();
+    queue_through(&ctx.pool, ids[ids.len() - 1]).await;
     let state = || async {
         sqlx::query_scalar::<_, CampaignState>("SELECT state FROM campaigns WHERE id = $1")
             .bind(campaign)

@@ -346,37 +346,20 @@ pub async fn next_message_id(
     .await
 }
 
-/// Moves the lane's cursor to `cursor` and records `appended` as appended to its stream.
-pub async fn advance_fanout_cursor(
-    pool: &PgPool,
-    campaign: CampaignId,
-    number: NumberId,
-    cursor: i64,
-    appended: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE campaign_numbers SET fanout_cursor = greatest(fanout_cursor, $3),
-                                     fanout_appended = greatest(fanout_appended, $4)
-         WHERE campaign_id = $1 AND sender_number_id = $2",
-    )
-    .bind(campaign)
-    .bind(number)
-    .bind(cursor)
-    .bind(appended)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// Messages per status, counted from `messages` itself: what the counters must equal.
 pub async fn count_by_status(
     pool: &PgPool,
     campaign: CampaignId,
 ) -> sqlx::Result<Vec<(MessageStatus, i64)>> {
-    sqlx::query_as("SELECT status, count(*) FROM messages WHERE campaign_id = $1 GROUP BY status")
-        .bind(campaign)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT message_status_now(m.status, m.id, cn.fanout_appended), count(*)
+         FROM messages m LEFT JOIN campaign_numbers cn
+             ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
+         WHERE m.campaign_id = $1 GROUP BY 1",
+    )
+    .bind(campaign)
+    .fetch_all(pool)
+    .await
 }
 
 /// Every campaign running or paused, of every tenant, oldest first (`herald top`).

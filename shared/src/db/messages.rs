@@ -1,13 +1,16 @@
-//! Messages: uploads add them, fan-out claims them (`queued`), a stream's repair marks them
-//! `queued` again. Every other status change goes through the transition engine
-//! (`transitions`).
+//! Messages: uploads add them, fan-out records the pages it appended (which makes them
+//! `queued`) and skips those it may not send. Every other status change goes through the
+//! transition engine (`transitions`).
+//!
+//! A `pending` row whose lane (campaign, number) has appended up to its id is `queued`:
+//! readers see statuses through the SQL function `message_status_now`.
 //!
 //! Every write here keeps the engine's lock order: message rows first (new ones, or existing
-//! ones in id order), then the campaign's counters through `apply_campaign_deltas` (in the
-//! same statement, or for a claimed page in the same transaction).
+//! ones in id order), then lanes, then the campaign's counters through `apply_campaign_deltas`
+//! (in the same statement).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 
 use super::campaigns::FanoutRow;
 
@@ -96,10 +99,15 @@ pub async fn statuses(
     ids: &[MessageId],
 ) -> sqlx::Result<Vec<(MessageId, MessageStatus)>> {
     let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
-    sqlx::query_as("SELECT id, status FROM messages WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(
+        "SELECT m.id, message_status_now(m.status, m.id, cn.fanout_appended)
+         FROM messages m LEFT JOIN campaign_numbers cn
+             ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
+         WHERE m.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
 }
 
 /// The messages of a campaign not yet sent (pending or queued), by id.
@@ -113,117 +121,84 @@ pub async fn unsent(db: impl PgExecutor<'_>, campaign: CampaignId) -> sqlx::Resu
     .await
 }
 
-/// Claims a page of a lane for fan-out: the campaign's `pending` messages for `number` with
-/// ids in `after..=through`, locked in id order and marked `queued`, returned by id. Runs in
-/// the transaction that commits once the page is in its stream (`count_queued` moves the
-/// counters just before), so a message is never `queued` without being there, and the sender
-/// recording a send waits for that commit rather than racing a marking of its own row.
+/// A page of a lane for fan-out: the campaign's `pending` messages for `number` with ids in
+/// `after..=through`, by id. Nothing is written: the page becomes `queued` when fan-out records
+/// it appended (`record_page`).
 ///
 /// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
 /// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
 /// campaign's rows and sort them, for every page (quadratic in the campaign's size). A range
 /// costs at most its width whatever the plan.
-pub async fn claim_page(
-    tx: &mut PgConnection,
+pub async fn read_page(
+    db: impl PgExecutor<'_>,
     campaign: CampaignId,
     number: NumberId,
     after: i64,
     through: i64,
-    at: DateTime<Utc>,
 ) -> sqlx::Result<Vec<FanoutRow>> {
     sqlx::query_as(
-        "WITH page AS (
-            SELECT id, recipient, variables, template FROM messages
-            WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
-              AND status = $6
-            ORDER BY id FOR UPDATE
-         ), marked AS (
-            UPDATE messages m SET status = $5, queued_at = $7 FROM page p WHERE m.id = p.id
-         )
-         SELECT * FROM page ORDER BY id",
+        "SELECT id, recipient, variables, template FROM messages
+         WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
+           AND status = 'pending'
+         ORDER BY id",
     )
     .bind(campaign)
     .bind(number)
     .bind(after)
     .bind(through)
-    .bind(MessageStatus::Queued)
-    .bind(MessageStatus::Pending)
-    .bind(at)
-    .fetch_all(tx)
+    .fetch_all(db)
     .await
 }
 
-/// Marks claimed (`queued`) messages `skipped` for `reason` (kept as their `error_title`) and
-/// moves the counters; in the claiming transaction, which holds their locks. Returns how many.
-pub async fn skip(
-    tx: &mut PgConnection,
+/// Records a page of the lane appended to its stream up to `highest` (the page reached
+/// `through`): the lane's messages up to `highest` still `pending` are `queued` from now on,
+/// and move so in the counters (the SQL function `record_fanout_page`). Returns how many.
+pub async fn record_page(
+    db: impl PgExecutor<'_>,
     campaign: CampaignId,
+    number: NumberId,
+    through: i64,
+    highest: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT record_fanout_page($1, $2, $3, $4)")
+        .bind(campaign)
+        .bind(number)
+        .bind(through)
+        .bind(highest)
+        .fetch_one(db)
+        .await
+}
+
+/// Marks messages of a page not yet appended `skipped` for `reason` (kept as their
+/// `error_title`) and moves the counters. Only those still `pending` above what the lane has
+/// appended (read under its share lock, so that a page being recorded meanwhile is seen):
+/// another fan-out may have appended the rest. Returns how many.
+pub async fn skip(
+    db: impl PgExecutor<'_>,
+    campaign: CampaignId,
+    number: NumberId,
     ids: &[MessageId],
     reason: &str,
 ) -> sqlx::Result<i64> {
     let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
     sqlx::query_scalar(
-        "WITH skipped AS (
-            UPDATE messages SET status = 'skipped', error_title = $3
-            WHERE id = ANY($2) AND status = 'queued'
+        "WITH lane AS (
+            SELECT fanout_appended AS appended FROM campaign_numbers
+            WHERE campaign_id = $1 AND sender_number_id = $2 FOR SHARE
+         ), skipped AS (
+            UPDATE messages SET status = 'skipped', error_title = $4
+            WHERE id = ANY($3) AND status = 'pending' AND id > (SELECT appended FROM lane)
             RETURNING 1
          ), n AS (SELECT count(*) AS n FROM skipped)
          SELECT n.n FROM n, LATERAL (SELECT apply_campaign_deltas(jsonb_build_array(
-            jsonb_build_object('id', $1::uuid, 'queued', -n.n, 'skipped', n.n)))) a",
+            jsonb_build_object('id', $1::uuid, 'pending', -n.n, 'skipped', n.n)))) a",
     )
     .bind(campaign)
+    .bind(number)
     .bind(ids)
     .bind(reason)
-    .fetch_one(&mut *tx)
-    .await
-}
-
-/// Moves `n` of the campaign's messages from `pending` to `queued` in its counters: the
-/// claimed page's, last before its transaction commits (the engine's lock order: messages,
-/// then the campaign).
-pub async fn count_queued(tx: &mut PgConnection, campaign: CampaignId, n: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT apply_campaign_deltas(jsonb_build_array(jsonb_build_object(
-            'id', $1::uuid, 'pending', -$2::bigint, 'queued', $2::bigint)))",
-    )
-    .bind(campaign)
-    .bind(n)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Marks appended messages `queued`, those still `pending`, and moves the counters: the cheap
-/// form of the engine's `apply` for the one transition whose old status is known. Returns how
-/// many moved.
-pub async fn mark_queued(
-    db: impl PgExecutor<'_>,
-    ids: &[MessageId],
-    at: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    let ids: Vec<i64> = ids.iter().map(|m| m.0).collect();
-    let (moved, _): (i64, i64) = sqlx::query_as(
-        "WITH locked AS (
-            SELECT id FROM messages WHERE id = ANY($1) AND status = $4 ORDER BY id FOR UPDATE
-         ), changed AS (
-            UPDATE messages m SET status = $3, queued_at = $2
-            FROM locked l WHERE m.id = l.id AND m.status = $4
-            RETURNING m.campaign_id
-         ), deltas AS (
-            SELECT campaign_id, count(*) AS n FROM changed GROUP BY campaign_id
-         )
-         SELECT coalesce(sum(n), 0)::bigint,
-                apply_campaign_deltas(coalesce(jsonb_agg(jsonb_build_object(
-                    'id', campaign_id, 'pending', -n, 'queued', n)), '[]'))
-         FROM deltas",
-    )
-    .bind(ids)
-    .bind(at)
-    .bind(MessageStatus::Queued)
-    .bind(MessageStatus::Pending)
     .fetch_one(db)
-    .await?;
-    Ok(moved)
+    .await
 }
 
 /// A message as the API lists and exports it.
@@ -250,13 +225,24 @@ pub struct MessageView {
 }
 
 /// The listing's query: `campaign`'s messages by id after `$3`, in status `$2` when given.
-const LISTING: &str = "SELECT m.id, m.recipient, m.status, m.attempts, m.error_code, m.error_title,
+/// A message appended to its stream was queued when its lane's first page reaching it was
+/// recorded (`fanout_pages`).
+const LISTING: &str = "SELECT m.id, m.recipient, s.status, m.attempts, m.error_code, m.error_title,
         (SELECT max(w.wa_message_id) FROM message_wamids w WHERE w.message_id = m.id) AS wamid,
-        m.sender_number_id AS number, t.name AS template, m.created_at, m.queued_at,
+        m.sender_number_id AS number, t.name AS template, m.created_at,
+        coalesce(m.queued_at, CASE WHEN m.id <= cn.fanout_appended
+                                    AND m.status NOT IN ('suppressed', 'skipped') THEN
+            (SELECT p.at FROM fanout_pages p
+             WHERE p.campaign_id = m.campaign_id AND p.sender_number_id = m.sender_number_id
+               AND p.through >= m.id
+             ORDER BY p.through LIMIT 1) END) AS queued_at,
         m.sent_at, m.delivered_at, m.read_at, m.failed_at
  FROM messages m
- LEFT JOIN campaign_templates t ON t.campaign_id = m.campaign_id AND t.position = m.template
- WHERE m.campaign_id = $1 AND ($2::message_status IS NULL OR m.status = $2) AND m.id > $3
+ LEFT JOIN campaign_numbers cn
+     ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
+ LEFT JOIN campaign_templates t ON t.campaign_id = m.campaign_id AND t.position = m.template,
+ LATERAL (SELECT message_status_now(m.status, m.id, cn.fanout_appended) AS status) s
+ WHERE m.campaign_id = $1 AND ($2::message_status IS NULL OR s.status = $2) AND m.id > $3
  ORDER BY m.id LIMIT $4";
 
 /// A page of `campaign`'s messages by id, after `after`, in `status` when given.

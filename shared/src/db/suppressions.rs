@@ -177,7 +177,10 @@ pub async fn pending_to(
 ) -> sqlx::Result<Vec<MessageId>> {
     sqlx::query_scalar(
         "SELECT m.id FROM messages m JOIN campaigns c ON c.id = m.campaign_id
+         JOIN campaign_numbers cn
+             ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
          WHERE c.tenant_id = $1 AND m.recipient = ANY($2) AND m.status = 'pending'
+           AND m.id > cn.fanout_appended
            AND c.state IN ('draft', 'scheduled', 'running', 'paused')
          ORDER BY m.id",
     )

@@ -347,8 +347,10 @@ pub async fn messages_missing(
     keys: &[String],
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM messages
-         WHERE campaign_id = $1 AND template = $2 AND status = 'pending'
+        "SELECT count(*) FROM messages m JOIN campaign_numbers cn
+             ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
+         WHERE m.campaign_id = $1 AND m.template = $2 AND m.status = 'pending'
+           AND m.id > cn.fanout_appended
            AND NOT (CASE jsonb_typeof(variables)
                         WHEN 'object' THEN variables ?& $3
                         ELSE jsonb_array_length(variables) >= cardinality($3) END)",
@@ -366,8 +368,11 @@ pub async fn counts_by_template(
     campaign: CampaignId,
 ) -> sqlx::Result<Vec<(i16, crate::domain::MessageStatus, i64)>> {
     sqlx::query_as(
-        "SELECT template, status, count(*) FROM messages WHERE campaign_id = $1
-         GROUP BY template, status ORDER BY template",
+        "SELECT m.template, message_status_now(m.status, m.id, cn.fanout_appended), count(*)
+         FROM messages m LEFT JOIN campaign_numbers cn
+             ON cn.campaign_id = m.campaign_id AND cn.sender_number_id = m.sender_number_id
+         WHERE m.campaign_id = $1
+         GROUP BY 1, 2 ORDER BY 1",
     )
     .bind(campaign)
     .fetch_all(pool)

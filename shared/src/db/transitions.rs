@@ -9,6 +9,11 @@
 //! reference a campaign (a reply, an event) take a key-share lock on it whenever they are
 //! written; the counters' lock (`FOR NO KEY UPDATE`) does not wait for those.
 //!
+//! Lanes (`campaign_numbers`, which say how far fan-out appended, and so whether a `pending`
+//! row is `queued`) are read under a share lock by whoever moves a `pending` row; the one
+//! writer that takes them exclusively while messages move (`record_fanout_page`) holds no
+//! message row and locks its campaign after, so a lane is never part of a cycle.
+//!
 //! Statuses only move forward (the Postgres function `message_status_advances`); timestamps
 //! and Meta's ids are recorded even when the status does not move (a late `sent` after a
 //! `delivered`); counters move by exactly the transitions that happened.
@@ -153,7 +158,7 @@ pub struct Engine {
 
 impl Engine {
     /// The recorder's common case, lean: moves still-`queued` (or still-`pending`, when the
-    /// fan-out's marking has not landed yet) messages to `sent` with one attempt more and
+    /// fan-out's page is not recorded yet) messages to `sent` with one attempt more and
     /// records their wamids. It first locks, in id order, the messages of `sent` and those of
     /// `also`: the rest of the batch, for `apply` in the same transaction. Returns the sends it
     /// did not record (their message had moved on: a receipt got there first), for `apply`.
@@ -319,14 +324,22 @@ pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
 
 /// `Engine::record_sent`'s statement. $1: every id the batch will touch, sorted; $2–$4: the
 /// sends. Returns each moved row's id, campaign and old status. The old status is the one
-/// locked, which is the row's latest (a fan-out claim committed while this waited for its
-/// lock is seen), and the update then applies to that latest version.
+/// locked, which is the row's latest, read against its lane under a share lock (so a page
+/// fan-out is recording meanwhile is either counted before or sees this send), and the update
+/// then applies to that latest version.
 const RECORD_SENT: &str = "WITH locked AS (
-        SELECT m.id, m.status FROM messages m WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
+        SELECT m.id, m.status, m.campaign_id, m.sender_number_id FROM messages m
+        WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
+     ), lanes AS (
+        SELECT cn.campaign_id, cn.sender_number_id, cn.fanout_appended FROM campaign_numbers cn
+        WHERE (cn.campaign_id, cn.sender_number_id) IN
+              (SELECT campaign_id, sender_number_id FROM locked WHERE status = 'pending')
+        ORDER BY 1, 2 FOR SHARE
      ), input AS (
-        SELECT t.*, l.status AS old
+        SELECT t.*, message_status_now(l.status, l.id, n.fanout_appended) AS old
         FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[]) AS t(id, wa_id, at)
         JOIN locked l USING (id)
+        LEFT JOIN lanes n USING (campaign_id, sender_number_id)
         WHERE l.status IN ('queued', 'pending')
      ), moved AS (
         UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
@@ -367,7 +380,7 @@ const APPLY: &str = "WITH input AS (
         -- latest version once locked. The plan carries what the update needs, so that no
         -- later step joins two of these steps' results: the planner cannot estimate their
         -- sizes and would join them by comparing every row with every other.
-        SELECT r.*, m.status AS old_status, message_status_advances(m.status, r.status) AS moves
+        SELECT r.*, m.status AS stored, m.campaign_id, m.sender_number_id
         FROM messages m JOIN resolved r ON r.id = m.id
         WHERE message_status_advances(m.status, r.status)
            OR r.attempts <> 0
@@ -375,6 +388,16 @@ const APPLY: &str = "WITH input AS (
            OR (r.status IN ('delivered', 'read') AND m.delivered_at IS NULL)
            OR (r.status = 'read' AND m.read_at IS NULL)
         ORDER BY m.id FOR UPDATE OF m
+     ), lanes AS (
+        -- A pending row's lane, under a share lock: whether it is `queued` (see RECORD_SENT).
+        SELECT cn.campaign_id, cn.sender_number_id, cn.fanout_appended FROM campaign_numbers cn
+        WHERE (cn.campaign_id, cn.sender_number_id) IN
+              (SELECT campaign_id, sender_number_id FROM plan WHERE stored = 'pending')
+        ORDER BY 1, 2 FOR SHARE
+     ), judged AS (
+        SELECT p.*, s.old AS old_status, message_status_advances(s.old, p.status) AS moves
+        FROM plan p LEFT JOIN lanes l USING (campaign_id, sender_number_id),
+             LATERAL (SELECT message_status_now(p.stored, p.id, l.fanout_appended) AS old) s
      ), changed AS (
         UPDATE messages m SET
             status = CASE WHEN p.moves THEN p.status ELSE m.status END,
@@ -392,8 +415,9 @@ const APPLY: &str = "WITH input AS (
                               ELSE m.error_code END,
             error_title = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_title
                                ELSE m.error_title END
-        FROM plan p WHERE m.id = p.id
-        RETURNING m.id, m.campaign_id, p.old_status, m.status AS new_status, m.recipient,
+        FROM judged p WHERE m.id = p.id
+        RETURNING m.id, m.campaign_id, p.old_status,
+                  CASE WHEN p.moves THEN p.status ELSE p.old_status END AS new_status, m.recipient,
                   m.error_code, m.error_title, m.failed_at
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)

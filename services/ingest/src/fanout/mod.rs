@@ -1,14 +1,16 @@
 //! Fan-out: moves a running campaign's `pending` messages into their numbers' streams.
 //!
 //! Invariants: a message is appended to its stream at most once, and is `queued` only once it
-//! is there. Each page is claimed (`messages::claim_page`: its `pending` messages locked and
-//! marked `queued`) in a transaction that commits after the page is appended through
-//! `stream::fanout::append`, which remembers per (number, campaign) the highest message id
-//! appended and skips anything at or below it. So a crash anywhere in a page is repaired by
-//! running fan-out again: the page is still `pending`, what of it was appended is skipped by
-//! the script, and it is claimed again. A message the sender sends before the claim commits
-//! is recorded once the claim's locks are released, from `queued`; one whose claim was lost
-//! (appended, still `pending`) is recorded from `pending`.
+//! is there. A page is read (its `pending` messages, nothing locked or written), appended
+//! through `stream::fanout::append`, which remembers per (number, campaign) the highest message
+//! id appended and skips anything at or below it, and then recorded (`messages::record_page`):
+//! the lane's `fanout_appended` rises to the page's last id, which makes its still-`pending`
+//! messages `queued` (`message_status_now`) and moves them so in the counters, in one
+//! statement. So a crash anywhere in a page is repaired by running fan-out again: the page is
+//! still `pending`, what of it was appended is skipped by the script, and it is recorded then.
+//! A message the sender sends before its page is recorded is recorded from `pending`: the
+//! recorder reads the lane under a share lock, so the page's count sees that send or the
+//! recorder sees the page.
 //!
 //! Each (campaign, number) has its own cursor, and a number holds at most `window` entries in
 //! Redis (its stream and its retry set, where retries and sends held by the daily cap wait):
@@ -36,7 +38,6 @@ use herald_shared::template::{Filling, Message};
 use herald_shared::whatsapp::message::{self, OUTSIDE_WINDOW, SERVICE_WINDOW_S};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -124,11 +125,9 @@ impl FanOut {
 
     /// Appends the campaign's pending messages, each number's in id order, a page per number
     /// in turn (a page is a span of ids), until each number is done or its stream has no
-    /// room left for a page within `window` entries. A page is claimed (`queued`) in a
-    /// transaction that commits after its append; moving the lane's cursor runs beside the
-    /// next page (up to `ADVANCING` at once).
+    /// room left for a page within `window` entries. A page is recorded `queued` once it is
+    /// in the stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<Fanned> {
-        const ADVANCING: usize = 2;
         // The first pages are narrow, doubling up to `batch`, so that sending starts at once.
         const FIRST_PAGE: i64 = 128;
         let mut fanned = Fanned::default();
@@ -139,7 +138,6 @@ impl FanOut {
         let mix = templates::campaign_templates(&self.pool, campaign).await?;
         let free_form = mix.iter().any(|t| t.message.is_some());
         let mut width = self.batch.min(FIRST_PAGE);
-        let mut advancing = JoinSet::new();
         lanes.retain(|lane| lane.cursor < last);
         while !lanes.is_empty() {
             let rooms = self.rooms(&lanes).await?;
@@ -160,55 +158,35 @@ impl FanOut {
                 // stream has room for (an upload stores each number's messages together, so
                 // the span is mostly the number's).
                 let through = last.min(next - 1 + width.min(room as i64));
-                // Claimed (marked `queued`) in a transaction that commits once the page is in
-                // the stream: a crash before that leaves it `pending`, to be read again.
-                let mut tx = self.pool.begin().await?;
-                let mut page = messages::claim_page(
-                    &mut tx,
-                    campaign,
-                    lane.number,
-                    next - 1,
-                    through,
-                    Utc::now(),
-                )
-                .await?;
+                let mut page =
+                    messages::read_page(&self.pool, campaign, lane.number, next - 1, through)
+                        .await?;
+                if free_form {
+                    // Only users inside their window get a free-form message.
+                    self.skip_outside_window(campaign, lane.number, &mut page)
+                        .await?;
+                }
                 if !page.is_empty() {
-                    messages::count_queued(&mut tx, campaign, page.len() as i64).await?;
-                    if free_form {
-                        // Only users inside their window get a free-form message.
-                        self.skip_outside_window(&mut tx, campaign, lane.number, &mut page)
-                            .await?;
-                    }
                     let expect = Expect {
                         appended: lane.appended,
                         raise_to: 0,
                     };
-                    if !page.is_empty()
-                        && self
-                            .append(campaign, &mix, lane.number, expect, &page)
-                            .await?
-                            .is_none()
+                    if self
+                        .append(campaign, &mix, lane.number, expect, &page)
+                        .await?
+                        .is_none()
                     {
-                        drop(tx);
                         self.found_lost(campaign, lane.number, lane.appended)
                             .await?;
                         continue;
                     }
-                    tx.commit().await?;
-                    fanned.queued += page.len() as u64;
+                    // Queued from here: a crash before leaves the page `pending`, to be read
+                    // again (what of it was appended, the stream's script skips).
                     let highest = page.last().map_or(lane.appended, |m| m.id.0);
+                    messages::record_page(&self.pool, campaign, lane.number, through, highest)
+                        .await?;
+                    fanned.queued += page.len() as u64;
                     lane.appended = lane.appended.max(highest);
-                    while advancing.len() >= ADVANCING {
-                        advanced(advancing.join_next().await);
-                    }
-                    // The cursor moves beside the next page's work; a crash before that reads
-                    // the page again and finds nothing `pending` in it.
-                    let (pool, number) = (self.pool.clone(), lane.number);
-                    let highest = lane.appended;
-                    advancing.spawn(async move {
-                        campaigns::advance_fanout_cursor(&pool, campaign, number, through, highest)
-                            .await
-                    });
                 }
                 lane.cursor = through;
                 if lane.cursor < last {
@@ -217,9 +195,6 @@ impl FanOut {
             }
             lanes = going;
             width = self.batch.min(width.saturating_mul(2));
-        }
-        while let Some(done) = advancing.join_next().await {
-            advanced(Some(done));
         }
         if fanned.queued > 0 {
             tracing::info!(queued = fanned.queued, held = fanned.held, "fanned out");
@@ -231,7 +206,6 @@ impl FanOut {
     /// the customer-service window, and keeps the others in `page`.
     async fn skip_outside_window(
         &self,
-        tx: &mut sqlx::PgConnection,
         campaign: CampaignId,
         number: NumberId,
         page: &mut Vec<FanoutRow>,
@@ -239,7 +213,7 @@ impl FanOut {
         let keys: Vec<String> = page.iter().map(|r| suppress::key(&r.recipient)).collect();
         let since = Utc::now() - chrono::Duration::seconds(SERVICE_WINDOW_S);
         let inside: std::collections::HashSet<String> =
-            engagement::wrote_since(&mut *tx, number, &keys, since)
+            engagement::wrote_since(&self.pool, number, &keys, since)
                 .await?
                 .into_iter()
                 .collect();
@@ -254,7 +228,8 @@ impl FanOut {
         }
         *page = kept;
         if !outside.is_empty() {
-            let skipped = messages::skip(tx, campaign, &outside, OUTSIDE_WINDOW).await?;
+            let skipped =
+                messages::skip(&self.pool, campaign, number, &outside, OUTSIDE_WINDOW).await?;
             tracing::info!(campaign = %campaign, skipped, "messages skipped: outside the window");
         }
         Ok(())
@@ -332,15 +307,4 @@ impl FanOut {
 pub struct Fanned {
     pub queued: u64,
     pub held: bool,
-}
-
-/// Logs a failed cursor move: not fatal, the page is read again (see `fan_out_campaign`).
-fn advanced(done: Option<Result<sqlx::Result<()>, tokio::task::JoinError>>) {
-    match done {
-        Some(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "could not move a fan-out cursor (the page is read again)")
-        }
-        Some(Err(e)) => tracing::error!(error = %e, "moving a fan-out cursor panicked"),
-        Some(Ok(Ok(()))) | None => {}
-    }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::Utc;
 use herald_shared::db::campaigns::FanoutRow;
 use herald_shared::db::repairs::{self, Repair};
-use herald_shared::db::{messages, templates};
-use herald_shared::domain::{CampaignId, MessageId, NumberId};
+use herald_shared::db::templates;
+use herald_shared::domain::{CampaignId, NumberId};
 use herald_shared::stream::NumberQueue;
 use herald_shared::stream::fanout::{self, Expect};
 
@@ -130,8 +130,6 @@ impl FanOut {
                 .await?
                 .unwrap_or(0);
             appended += added;
-            let ids: Vec<MessageId> = lost.iter().map(|m| m.id).collect();
-            messages::mark_queued(&self.pool, &ids, Utc::now()).await?;
             if last {
                 break;
             }
