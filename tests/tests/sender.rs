@@ -307,3 +307,38 @@ fn accepted_after(delay: Duration) -> ResponseTemplate {
             "messages": [{"id": "wamid.late"}]}))
         .set_delay(delay)
 }
+
+#[tokio::test]
+async fn sends_answered_with_a_wamid_another_message_holds_are_still_recorded() {
+    // Meta's ids are unique; a stand-in that repeats one must not hold up the recorder's batch.
+    let cloud_api = herald_tests::cloud_api().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp", "messages": [{"id": "wamid.SAME"}]})))
+        .mount(&cloud_api)
+        .await;
+    let (ctx, stack) = against(&cloud_api, |_| {}).await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api
+        .create_untested_number("300000000001", "the-token", 50)
+        .await
+        .unwrap();
+    let campaign = fixtures::campaign(&api, "c", &[number.id], 3)
+        .await
+        .unwrap();
+    api.start(campaign.id).await.unwrap();
+    eventually("all three sent", Duration::from_secs(20), || async {
+        (queued_and_sent(&ctx, campaign.id).await == (0, 3)).then_some(())
+    })
+    .await;
+    let holders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM message_wamids WHERE wa_message_id = 'wamid.SAME'",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(holders, 1, "the first holder keeps the wamid");
+    assert_counters_match(&ctx.pool, campaign.id).await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

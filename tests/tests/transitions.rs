@@ -245,6 +245,41 @@ async fn a_page_recorded_while_its_send_is_recorded_counts_the_send_once() {
     ctx.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_send_with_a_wamid_another_message_holds_is_recorded_and_the_wamid_stays() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 3).await;
+    transitions::record_sent(&ctx.pool, &[sent(ids[0])])
+        .await
+        .unwrap();
+    let same = Sent {
+        wa_message_id: format!("wamid.{}", ids[0].0),
+        ..sent(ids[1])
+    };
+    // The lean statement fails on the wamid; the batch is redone keeping its first holder.
+    let mut tx = ctx.pool.begin().await.unwrap();
+    let error = Engine::default()
+        .record_sent(&mut tx, &[same.clone(), sent(ids[2])], &[])
+        .await
+        .unwrap_err();
+    assert!(transitions::is_wamid_conflict(&error), "{error}");
+    drop(tx);
+    let unrecorded = transitions::record_sent(&ctx.pool, &[same, sent(ids[2])])
+        .await
+        .unwrap();
+    assert!(unrecorded.is_empty());
+    for id in &ids {
+        assert_eq!(status_of(&ctx.pool, *id).await, MessageStatus::Sent);
+    }
+    assert_eq!(
+        wamids_of(&ctx, ids[0]).await,
+        vec![format!("wamid.{}", ids[0].0)]
+    );
+    assert!(wamids_of(&ctx, ids[1]).await.is_empty());
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
 fn sent(id: MessageId) -> Sent {
     Sent {
         message: id,
