@@ -54,19 +54,29 @@ async fn against(
     (ctx, stack)
 }
 
-/// Runs a one-recipient campaign against `api` and returns the message's final row once it is
-/// no longer queued.
-async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, Option<String>) {
+/// A test's world sending to `cloud_api`, with a started campaign of `recipients` from one
+/// number whose token is `the-token`.
+async fn started_against(
+    cloud_api: &MockServer,
+    recipients: usize,
+) -> (TestContext, Stack, herald_shared::domain::CampaignId) {
     let (ctx, stack) = against(cloud_api, |_| {}).await;
     let api = ctx.tenant(&stack.ingest_url).await;
     let number = api
         .create_untested_number("300000000001", "the-token", 50)
         .await
         .unwrap();
-    let campaign = fixtures::campaign(&api, "c", &[number.id], 1)
+    let campaign = fixtures::campaign(&api, "c", &[number.id], recipients)
         .await
         .unwrap();
     api.start(campaign.id).await.unwrap();
+    (ctx, stack, campaign.id)
+}
+
+/// Runs a one-recipient campaign against `api` and returns the message's final row once it is
+/// no longer queued.
+async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, Option<String>) {
+    let (ctx, stack, campaign) = started_against(cloud_api, 1).await;
     let row = eventually(
         "the message leaves the queue",
         Duration::from_secs(20),
@@ -76,7 +86,7 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
                     (SELECT min(wa_message_id) FROM message_wamids WHERE message_id = m.id)
              FROM messages m WHERE campaign_id = $1",
             )
-            .bind(campaign.id)
+            .bind(campaign)
             .fetch_one(&ctx.pool)
             .await
             .unwrap();
@@ -84,7 +94,7 @@ async fn send_one(cloud_api: &MockServer) -> (MessageStatus, i32, Option<i32>, O
         },
     )
     .await;
-    assert_counters_match(&ctx.pool, campaign.id).await;
+    assert_counters_match(&ctx.pool, campaign).await;
     stack.stop().await.unwrap();
     ctx.cleanup().await;
     row
@@ -317,18 +327,9 @@ async fn sends_answered_with_a_wamid_another_message_holds_are_still_recorded() 
             "messaging_product": "whatsapp", "messages": [{"id": "wamid.SAME"}]})))
         .mount(&cloud_api)
         .await;
-    let (ctx, stack) = against(&cloud_api, |_| {}).await;
-    let api = ctx.tenant(&stack.ingest_url).await;
-    let number = api
-        .create_untested_number("300000000001", "the-token", 50)
-        .await
-        .unwrap();
-    let campaign = fixtures::campaign(&api, "c", &[number.id], 3)
-        .await
-        .unwrap();
-    api.start(campaign.id).await.unwrap();
+    let (ctx, stack, campaign) = started_against(&cloud_api, 3).await;
     eventually("all three sent", Duration::from_secs(20), || async {
-        (queued_and_sent(&ctx, campaign.id).await == (0, 3)).then_some(())
+        (queued_and_sent(&ctx, campaign).await == (0, 3)).then_some(())
     })
     .await;
     let holders: i64 = sqlx::query_scalar(
@@ -338,7 +339,7 @@ async fn sends_answered_with_a_wamid_another_message_holds_are_still_recorded() 
     .await
     .unwrap();
     assert_eq!(holders, 1, "the first holder keeps the wamid");
-    assert_counters_match(&ctx.pool, campaign.id).await;
+    assert_counters_match(&ctx.pool, campaign).await;
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -161,7 +161,7 @@ impl FanOut {
                 let mut page =
                     messages::read_page(&self.pool, campaign, lane.number, next - 1, through)
                         .await?;
-                if free_form {
+                if free_form && !page.is_empty() {
                     // Only users inside their window get a free-form message.
                     self.skip_outside_window(campaign, lane.number, &mut page)
                         .await?;
