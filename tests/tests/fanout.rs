@@ -266,3 +266,35 @@ async fn a_page_its_stream_refuses_stays_pending() {
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }
+
+/// A page holds up to `batch` of its number's messages however the campaign's ids interleave
+/// among its numbers: with ten numbers taking turns, a page bounded by `batch` ids would hold
+/// one message of its number, and a campaign over many numbers would cost a page (and its
+/// statements) per message or two.
+#[tokio::test]
+async fn a_page_holds_a_batch_of_its_numbers_messages_among_many_numbers_ids() {
+    let ctx = TestContext::new().await;
+    let (campaign, numbers) = seed_campaign_over(&ctx, 10, 200).await;
+    start(&ctx.pool, campaign).await;
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let mut redis = ctx.redis().await;
+    let mut fan_out = fan_out(&ctx, 8, 1000).await;
+
+    assert_eq!(fan_out.process_running().await.unwrap().queued, 200);
+    for &number in &numbers {
+        let ids = ids_of(&ctx.pool, campaign, number).await;
+        assert_eq!(ids.len(), 20);
+        assert_eq!(streamed(&mut redis, &keys, number).await, ids);
+        let pages: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM fanout_pages WHERE campaign_id = $1 AND sender_number_id = $2",
+        )
+        .bind(campaign)
+        .bind(number)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+        assert_eq!(pages, 3, "20 messages in pages of 8, 8 and 4");
+    }
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}

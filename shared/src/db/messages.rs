@@ -121,31 +121,33 @@ pub async fn unsent(db: impl PgExecutor<'_>, campaign: CampaignId) -> sqlx::Resu
     .await
 }
 
-/// A page of a lane for fan-out: the campaign's `pending` messages for `number` with ids in
-/// `after..=through`, by id. Nothing is written: the page becomes `queued` when fan-out records
-/// it appended (`record_page`).
+/// A page of a lane for fan-out: the first `limit` of the campaign's `pending` messages for
+/// `number` with ids in `after..=through`, by id. Nothing is written: the page becomes `queued`
+/// when fan-out records it appended (`record_page`).
 ///
-/// Bounded by id rather than by `LIMIT`: right after an upload the table's statistics still
-/// say the campaign has no rows, and with a `LIMIT` the planner then chose to read all of the
-/// campaign's rows and sort them, for every page (quadratic in the campaign's size). A range
-/// costs at most its width whatever the plan.
+/// Bounded by an id range, not by `LIMIT` alone: right after an upload the table's statistics
+/// still say the campaign has no rows, and with only a `LIMIT` the planner then chose to read
+/// all of the campaign's rows and sort them, for every page (quadratic in the campaign's size).
+/// A range costs at most its width whatever the plan.
 pub async fn read_page(
     db: impl PgExecutor<'_>,
     campaign: CampaignId,
     number: NumberId,
     after: i64,
     through: i64,
+    limit: i64,
 ) -> sqlx::Result<Vec<FanoutRow>> {
     sqlx::query_as(
         "SELECT id, recipient, variables, template FROM messages
          WHERE campaign_id = $1 AND sender_number_id = $2 AND id > $3 AND id <= $4
            AND status = 'pending'
-         ORDER BY id",
+         ORDER BY id LIMIT $5",
     )
     .bind(campaign)
     .bind(number)
     .bind(after)
     .bind(through)
+    .bind(limit)
     .fetch_all(db)
     .await
 }

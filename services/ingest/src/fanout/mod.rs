@@ -124,12 +124,17 @@ impl FanOut {
     }
 
     /// Appends the campaign's pending messages, each number's in id order, a page per number
-    /// in turn (a page is a span of ids), until each number is done or its stream has no
-    /// room left for a page within `window` entries. A page is recorded `queued` once it is
-    /// in the stream.
+    /// in turn (a page is a span of ids holding at most `width` of them), until each number is
+    /// done or its stream has no room left for a page within `window` entries. A page is
+    /// recorded `queued` once it is in the stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<Fanned> {
-        // The first pages are narrow, doubling up to `batch`, so that sending starts at once.
+        // The first pages are small, doubling up to `batch`, so that sending starts at once.
         const FIRST_PAGE: i64 = 128;
+        // How many ids a page's span may hold per message it is after: an upload spreads a
+        // campaign's messages over its numbers (each number's stored together, a batch at a
+        // time), so a number has about one id in `lanes`; twice that leaves room for a number
+        // given more than its share. The span bounds a page's cost whatever the plan.
+        const SPREAD: i64 = 2;
         let mut fanned = Fanned::default();
         let Some(last) = campaigns::last_message_id(&self.pool, campaign).await? else {
             return Ok(fanned);
@@ -139,6 +144,7 @@ impl FanOut {
         let free_form = mix.iter().any(|t| t.message.is_some());
         let mut width = self.batch.min(FIRST_PAGE);
         lanes.retain(|lane| lane.cursor < last);
+        let ids_per_message = SPREAD * lanes.len().max(1) as i64;
         while !lanes.is_empty() {
             let rooms = self.rooms(&lanes).await?;
             let mut going = Vec::with_capacity(lanes.len());
@@ -154,13 +160,23 @@ impl FanOut {
                 let Some(next) = next.filter(|next| *next <= last) else {
                     continue;
                 };
-                // A page is a span of ids from the number's next message, no wider than its
-                // stream has room for (an upload stores each number's messages together, so
-                // the span is mostly the number's).
-                let through = last.min(next - 1 + width.min(room as i64));
-                let mut page =
-                    messages::read_page(&self.pool, campaign, lane.number, next - 1, through)
-                        .await?;
+                // A page is a span of ids from the number's next message, holding no more of
+                // them than its stream has room for; when it is full, it ends at its last.
+                let limit = width.min(room as i64);
+                let span_end = last.min((next - 1).saturating_add(limit * ids_per_message));
+                let mut page = messages::read_page(
+                    &self.pool,
+                    campaign,
+                    lane.number,
+                    next - 1,
+                    span_end,
+                    limit,
+                )
+                .await?;
+                let through = match page.last() {
+                    Some(row) if page.len() as i64 == limit => row.id.0,
+                    _ => span_end,
+                };
                 if free_form && !page.is_empty() {
                     // Only users inside their window get a free-form message.
                     self.skip_outside_window(campaign, lane.number, &mut page)

@@ -120,13 +120,17 @@ impl Recorder {
     pub async fn run(mut self) {
         let mut flushing = JoinSet::new();
         let mut batch = Vec::with_capacity(self.flush_max);
-        while let Some(first) = self.rx.recv().await {
-            batch.push(first);
-            let deadline = self.clock.now() + self.flush_interval;
+        // Taken as many at a time as have arrived, and one timer per batch: a wake and a timer
+        // per outcome cost more than the outcome's share of the batch's statement.
+        while self.rx.recv_many(&mut batch, self.flush_max).await > 0 {
+            let deadline = tokio::time::sleep_until(self.clock.now() + self.flush_interval);
+            tokio::pin!(deadline);
             while batch.len() < self.flush_max {
-                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                    Ok(Some(outcome)) => batch.push(outcome),
-                    Ok(None) | Err(_) => break,
+                let room = self.flush_max - batch.len();
+                tokio::select! {
+                    biased;
+                    taken = self.rx.recv_many(&mut batch, room) => if taken == 0 { break },
+                    _ = &mut deadline => break,
                 }
             }
             let plan = Plan::of(batch.drain(..), &self.policy, self.clock.utc());
