@@ -2,6 +2,7 @@
 //! order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_ingest::{FanOut, Fanned};
 use herald_shared::db::{campaigns, messages};
@@ -9,7 +10,8 @@ use herald_shared::domain::{CampaignId, CampaignState, MessageId, MessageStatus,
 use herald_shared::settings::IngestSettings;
 use herald_shared::stream::{Entry, Keys, conn::entry_field};
 use herald_tests::{
-    TestContext, assert_counters_match, seed_campaign, seed_campaign_over, set_status, status_of,
+    TestContext, assert_counters_match, eventually, seed_campaign, seed_campaign_over, set_status,
+    status_of,
 };
 use redis::AsyncCommands;
 use sqlx::PgPool;
@@ -294,6 +296,58 @@ async fn a_page_holds_a_batch_of_its_numbers_messages_among_many_numbers_ids() {
         .await
         .unwrap();
         assert_eq!(pages, 3, "20 messages in pages of 8, 8 and 4");
+    }
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
+/// Recording a page waits for its lane's lock, which the recorder's transactions hold shared;
+/// one lane's wait holds back no other lane's page.
+#[tokio::test]
+async fn a_lane_whose_lock_is_held_holds_back_no_other_lanes_page() {
+    let ctx = TestContext::new().await;
+    let (campaign, _) = seed_campaign_over(&ctx, 2, 10).await;
+    start(&ctx.pool, campaign).await;
+    let lanes = campaigns::fanout_lanes(&ctx.pool, campaign).await.unwrap();
+    let (first, second) = (lanes[0].number, lanes[1].number);
+    // A recorder's transaction, as it holds the first lane (the first fan-out comes to).
+    let mut recorder = ctx.pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM campaign_numbers WHERE campaign_id = $1 AND sender_number_id = $2 FOR SHARE",
+    )
+    .bind(campaign)
+    .bind(first)
+    .execute(&mut *recorder)
+    .await
+    .unwrap();
+    let mut fan_out = fan_out(&ctx, 100, 1000).await;
+    let pass = tokio::spawn(async move { fan_out.process_running().await.unwrap() });
+
+    let second_ids = ids_of(&ctx.pool, campaign, second).await;
+    eventually(
+        "the second lane's page recorded",
+        Duration::from_secs(10),
+        || async {
+            let statuses = messages::statuses(&ctx.pool, &second_ids).await.unwrap();
+            statuses
+                .iter()
+                .all(|(_, s)| *s == MessageStatus::Queued)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !pass.is_finished(),
+        "the first lane's page waits for its lock"
+    );
+    for id in ids_of(&ctx.pool, campaign, first).await {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Pending);
+    }
+
+    recorder.commit().await.unwrap();
+    assert_eq!(pass.await.unwrap().queued, 10);
+    for id in ids_of(&ctx.pool, campaign, first).await {
+        assert_eq!(status_of(&ctx.pool, id).await, MessageStatus::Queued);
     }
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;

@@ -3,7 +3,8 @@
 //! Invariants: a message is appended to its stream at most once, and is `queued` only once it
 //! is there. A page is read (its `pending` messages, nothing locked or written), appended
 //! through `stream::fanout::append`, which remembers per (number, campaign) the highest message
-//! id appended and skips anything at or below it, and then recorded (`messages::record_page`):
+//! id appended and skips anything at or below it, and then recorded with the other pages of
+//! its pass over the lanes (`messages::record_page`):
 //! the lane's `fanout_appended` rises to the page's last id, which makes its still-`pending`
 //! messages `queued` (`message_status_now`) and moves them so in the counters, in one
 //! statement. So a crash anywhere in a page is repaired by running fan-out again: the page is
@@ -26,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use herald_shared::db::campaigns::{self, FanoutRow, Lane};
 use herald_shared::db::templates::{self, CampaignTemplate};
 use herald_shared::db::{engagement, messages};
@@ -148,6 +150,7 @@ impl FanOut {
         while !lanes.is_empty() {
             let rooms = self.rooms(&lanes).await?;
             let mut going = Vec::with_capacity(lanes.len());
+            let mut appended = Vec::with_capacity(lanes.len());
             for (mut lane, room) in lanes.into_iter().zip(rooms) {
                 if room < self.batch.min(self.window as i64 / 2).max(1) as usize {
                     // Full, or nearly: topped up later by a page worth its statements.
@@ -196,11 +199,10 @@ impl FanOut {
                             .await?;
                         continue;
                     }
-                    // Queued from here: a crash before leaves the page `pending`, to be read
-                    // again (what of it was appended, the stream's script skips).
+                    // Queued once recorded: a crash before leaves the page `pending`, to be
+                    // read again (what of it was appended, the stream's script skips).
                     let highest = page.last().map_or(lane.appended, |m| m.id.0);
-                    messages::record_page(&self.pool, campaign, lane.number, through, highest)
-                        .await?;
+                    appended.push((lane.number, through, highest));
                     fanned.queued += page.len() as u64;
                     lane.appended = lane.appended.max(highest);
                 }
@@ -209,6 +211,7 @@ impl FanOut {
                     going.push(lane);
                 }
             }
+            self.record_pages(campaign, appended).await?;
             lanes = going;
             width = self.batch.min(width.saturating_mul(2));
         }
@@ -216,6 +219,26 @@ impl FanOut {
             tracing::info!(queued = fanned.queued, held = fanned.held, "fanned out");
         }
         Ok(fanned)
+    }
+
+    /// Records a pass's appended pages, `(number, through, highest)`, a few at once: recording
+    /// waits for the lane's lock behind the recorder's transactions, and one lane's wait should
+    /// not hold back the pages of the others (with 40 numbers, a pass spent most of its time
+    /// in those waits while the streams appended last ran dry).
+    async fn record_pages(
+        &self,
+        campaign: CampaignId,
+        pages: Vec<(NumberId, i64, i64)>,
+    ) -> anyhow::Result<()> {
+        const AT_ONCE: usize = 4;
+        futures::stream::iter(pages)
+            .map(|(number, through, highest)| {
+                messages::record_page(&self.pool, campaign, number, through, highest)
+            })
+            .buffer_unordered(AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
     }
 
     /// Marks `skipped` the page's messages to users who have not written to `number` within
