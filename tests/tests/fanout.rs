@@ -16,7 +16,7 @@ use herald_tests::{
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
-/// A fan-out over the test's database and Redis with pages `batch` ids wide and streams
+/// A fan-out over the test's database and Redis with pages of at most `batch` messages and streams
 /// `window` entries long.
 async fn fan_out(ctx: &TestContext, batch: i64, window: usize) -> FanOut {
     let settings = IngestSettings {
@@ -97,7 +97,7 @@ async fn streamed(
 async fn fan_out_streams_a_campaigns_pending_messages_in_order_across_other_campaigns_ids() {
     let ctx = TestContext::new().await;
     // Campaign A's ids interleave with B's in blocks of 4, and A's first block is sent
-    // already: with pages 4 ids wide, some pages hold nothing of A's to send.
+    // already: with pages of 4, some pages' spans of ids hold nothing of A's to send.
     let (a, _) = seed_campaign(&ctx, 4).await;
     let (b, _) = seed_campaign(&ctx, 4).await;
     add_recipients(&ctx.pool, a, "1", 4).await;
