@@ -16,8 +16,8 @@ use herald_tests::{
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
-/// A fan-out over the test's database and Redis with pages of at most `batch` messages and streams
-/// `window` entries long.
+/// A fan-out over the test's database and Redis with pages of at most `batch` messages and
+/// streams `window` entries long.
 async fn fan_out(ctx: &TestContext, batch: i64, window: usize) -> FanOut {
     let settings = IngestSettings {
         fanout_batch: batch,
