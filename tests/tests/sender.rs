@@ -343,3 +343,65 @@ async fn sends_answered_with_a_wamid_another_message_holds_are_still_recorded() 
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// An idle number reads its stream ever less often (up to `block_ms` apart); fan-out rings its
+/// doorbell when it appends, and the number reads at once.
+#[tokio::test]
+async fn an_idle_number_sends_as_soon_as_fan_out_appends_not_at_its_next_read() {
+    let cloud_api = herald_tests::cloud_api().await;
+    Mock::given(method("POST"))
+        .respond_with(accepted())
+        .mount(&cloud_api)
+        .await;
+    // Pauses up to 10 s (a third of the lease's TTL bounds them).
+    let (ctx, stack) = against(&cloud_api, |s| {
+        s.sender.block_ms = 10_000;
+        s.sender.lease_ttl_ms = 30_000;
+    })
+    .await;
+    let api = ctx.tenant(&stack.ingest_url).await;
+    let number = api
+        .create_untested_number("300000000001", "the-token", 50)
+        .await
+        .unwrap();
+    let first = fixtures::campaign(&api, "first", &[number.id], 1)
+        .await
+        .unwrap();
+    let second = fixtures::campaign(&api, "second", &[number.id], 1)
+        .await
+        .unwrap();
+    // A first send makes the number's consumer, whose idle time Redis then reports.
+    api.start(first.id).await.unwrap();
+    eventually(
+        "the first message sent",
+        Duration::from_secs(20),
+        || async { (queued_and_sent(&ctx, first.id).await == (0, 1)).then_some(()) },
+    )
+    .await;
+    // Idle for 3 s (Redis counts from the last delivery, or from the last read since 7.2): its
+    // pauses have doubled from 5 ms past 2.56 s, so without the bell its next read is at least
+    // 2 s away.
+    let stream =
+        herald_shared::stream::Keys::new(ctx.settings.redis.key_prefix.clone()).stream(number.id);
+    let redis = ctx.redis().await;
+    eventually("the number idle for 3 s", Duration::from_secs(20), || {
+        let (mut redis, stream) = (redis.clone(), stream.clone());
+        async move {
+            let info: redis::streams::StreamInfoConsumersReply =
+                redis::AsyncCommands::xinfo_consumers(&mut redis, &stream, "senders")
+                    .await
+                    .ok()?;
+            info.consumers.iter().any(|c| c.idle >= 3_000).then_some(())
+        }
+    })
+    .await;
+    api.start(second.id).await.unwrap();
+    eventually(
+        "the second message sent",
+        Duration::from_millis(1_500),
+        || async { (queued_and_sent(&ctx, second.id).await == (0, 1)).then_some(()) },
+    )
+    .await;
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}

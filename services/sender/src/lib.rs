@@ -2,6 +2,7 @@
 //! number with its own limiter and in-flight window, calls the Cloud API, and records every
 //! outcome in Postgres before acknowledging it.
 
+mod doorbells;
 mod held;
 mod lease;
 mod outcome;
@@ -56,6 +57,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
         clock,
         held: Arc::default(),
         suppressed: Arc::default(),
+        doorbells: Arc::default(),
         scopes: Arc::new(scope::ScopeThrottles::new(keys.clone(), clock)),
         pool,
         client,
@@ -64,9 +66,18 @@ pub async fn build(settings: &Settings) -> anyhow::Result<App> {
     let follower = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
         .await
         .context("sender cannot reach Redis")?;
+    let doorbells = conn::connect(&settings.redis, Some(conn::COMMAND_TIMEOUT))
+        .await
+        .context("sender cannot reach Redis")?;
     let probes = herald_shared::health::Probes::new(shared.pool.clone(), commands.clone());
-    let supervisor =
-        supervisor::Supervisor::new(settings.clone(), commands, follower, keys, shared)?;
+    let supervisor = supervisor::Supervisor::new(
+        settings.clone(),
+        commands,
+        follower,
+        doorbells,
+        keys,
+        shared,
+    )?;
     let address = settings.sender.metrics.address();
     let metrics = tokio::net::TcpListener::bind(&address)
         .await

@@ -29,6 +29,8 @@ pub struct Supervisor {
     redis: Connection,
     /// Its own connection: reading the suppression changes blocks.
     follower: Connection,
+    /// Its own connection too: reading fan-out's doorbells blocks.
+    doorbells: Connection,
     keys: Keys,
     cipher: TokenCipher,
     consumer: String,
@@ -50,6 +52,7 @@ impl Supervisor {
         settings: Settings,
         redis: Connection,
         follower: Connection,
+        doorbells: Connection,
         keys: Keys,
         shared: Shared,
     ) -> anyhow::Result<Self> {
@@ -64,6 +67,7 @@ impl Supervisor {
             settings,
             redis,
             follower,
+            doorbells,
             keys,
             cipher,
             consumer,
@@ -137,6 +141,17 @@ impl Supervisor {
             );
             followers.spawn("the follower of scope holds", async move {
                 scopes.keep_fresh(redis, stop).await
+            });
+        }
+        {
+            let (doorbells, redis, keys, stop) = (
+                self.shared.doorbells.clone(),
+                self.doorbells.clone(),
+                self.keys.clone(),
+                shutdown.clone(),
+            );
+            followers.spawn("the listener for fan-out's doorbells", async move {
+                doorbells.listen(redis, keys, stop).await
             });
         }
         loop {

@@ -5,7 +5,7 @@
 use redis::AsyncCommands;
 
 use super::scripts::FAN_OUT;
-use super::{Connection, Entry, Keys, NumberKeys, RedisResult, registry};
+use super::{Connection, Entry, Keys, NumberKeys, RedisResult, doorbell, registry};
 use crate::domain::{CampaignId, NumberId};
 
 /// How many entries each of `numbers` holds in Redis on their way: its stream and its retry
@@ -67,6 +67,9 @@ pub async fn append(
         return Ok(None);
     };
     registry::add_number(conn, keys, number.number).await?;
+    if added > 0 {
+        doorbell::ring(conn, keys, number.number).await?;
+    }
     Ok(Some(added))
 }
 

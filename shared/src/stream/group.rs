@@ -3,12 +3,14 @@
 //! acknowledged, which also deletes it: an acknowledged entry is never read again, and the
 //! stream would otherwise keep everything ever written to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
+use tokio::sync::Notify;
 
 use super::{Connection, ENTRY_FIELD, RedisResult, conn};
 use crate::settings::RedisSettings;
@@ -46,9 +48,12 @@ enum Waiting {
     /// read by a few consumers (the webhook buffer).
     Blocking(Connection),
     /// Reads that never block, on the shared connection, and a pause after each empty one,
-    /// twice as long as the last up to the read's block time: for the number streams, so that
-    /// a sender holds a few connections however many numbers it owns.
-    Polling { idle: Duration },
+    /// twice as long as the last up to the read's block time, cut short by `bell`: for the
+    /// number streams, so that a sender holds a few connections however many numbers it owns.
+    Polling {
+        idle: Duration,
+        bell: Option<Arc<Notify>>,
+    },
 }
 
 /// The first pause after an empty read of a polling reader.
@@ -77,6 +82,7 @@ impl GroupReader {
     ) -> RedisResult<Self> {
         let waiting = Waiting::Polling {
             idle: Duration::ZERO,
+            bell: None,
         };
         Self::with(commands, stream, group, consumer, waiting).await
     }
@@ -97,6 +103,14 @@ impl GroupReader {
         };
         reader.ensure_group().await?;
         Ok(reader)
+    }
+
+    /// For a polling reader: a pause after an empty read ends when `bell` is notified (the
+    /// stream's doorbell, see `stream::doorbell`).
+    pub fn wake_on(&mut self, rung: Arc<Notify>) {
+        if let Waiting::Polling { bell, .. } = &mut self.waiting {
+            *bell = Some(rung);
+        }
     }
 
     /// Makes the group again (after Redis lost its data, see `conn::group_is_gone`).
@@ -123,12 +137,18 @@ impl GroupReader {
             .flat_map(|k| k.ids)
             .map(Read::from)
             .collect();
-        if let Waiting::Polling { idle } = &mut self.waiting {
+        if let Waiting::Polling { idle, bell } = &mut self.waiting {
             if read.is_empty() {
                 *idle = (*idle * 2)
                     .max(FIRST_IDLE)
                     .min(Duration::from_millis(block_ms));
-                tokio::time::sleep(*idle).await;
+                match bell {
+                    Some(bell) => tokio::select! {
+                        _ = tokio::time::sleep(*idle) => {}
+                        _ = bell.notified() => *idle = Duration::ZERO,
+                    },
+                    None => tokio::time::sleep(*idle).await,
+                }
             } else {
                 *idle = Duration::ZERO;
             }

@@ -99,12 +99,17 @@ impl Keys {
         format!("{}:throttle:{scope}", self.prefix)
     }
 
-    /// Raw verified webhook bodies.
     /// Suppression changes, for every sender to apply to its cache within a second.
     pub fn suppressions(&self) -> String {
         format!("{}:suppressions", self.prefix)
     }
 
+    /// Numbers whose streams fan-out just appended to (see `doorbell`).
+    pub fn doorbells(&self) -> String {
+        format!("{}:doorbells", self.prefix)
+    }
+
+    /// Raw verified webhook bodies.
     pub fn webhooks(&self) -> String {
         format!("{}:webhooks", self.prefix)
     }

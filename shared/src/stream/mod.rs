@@ -7,7 +7,7 @@
 //! - `group`: reading a stream through a consumer group (read, claim, ack-and-delete), for
 //!   the sender's number streams and the webhook buffer alike.
 //! - `queue`: one number's queue around its stream: retry, parked and handback sets.
-//! - `fanout`: appending pages to number streams, once each.
+//! - `fanout`: appending pages to number streams, once each; `doorbell`: telling their senders.
 //! - `lease`, `registry`: number ownership and the live senders.
 //! - `holds`: app and WABA holds, and portfolios' daily recipient limits.
 //! - `webhooks`: the webhook buffer and receipts held for an unknown wamid.
@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod conn;
+pub mod doorbell;
 mod entry;
 pub mod fanout;
 mod group;

@@ -81,6 +81,7 @@ pub struct Shared {
     pub clock: Clock,
     pub held: Arc<HeldCampaigns>,
     pub suppressed: Arc<crate::suppressed::Suppressed>,
+    pub doorbells: Arc<crate::doorbells::Doorbells>,
     pub scopes: Arc<ScopeThrottles>,
     pub pool: PgPool,
     pub client: CloudApiClient,
@@ -123,13 +124,14 @@ impl NumberWorker {
         mut commands: Connection,
     ) -> anyhow::Result<Self> {
         let number_keys = Arc::new(keys.number(config.number));
-        let reader = GroupReader::polling(
+        let mut reader = GroupReader::polling(
             commands.clone(),
             number_keys.stream.clone(),
             SENDER_GROUP,
             config.consumer.clone(),
         )
         .await?;
+        reader.wake_on(shared.doorbells.bell(config.number));
         shared.scopes.watch(&config.scopes);
         shared.scopes.refresh(&mut commands).await?;
         Ok(Self {
