@@ -154,23 +154,9 @@ pub struct Engine {
     deltas: Deltas,
     /// The messages that failed, as JSON rows for `message.failed` events.
     failures: Vec<serde_json::Value>,
-    /// Whether `record_sent` expects a wamid another message already holds (see `careful`).
-    careful: bool,
 }
 
 impl Engine {
-    /// An engine whose `record_sent` keeps the first holder of a wamid rather than failing.
-    /// Meta's ids are unique, and a message moved to `sent` here has no wamid yet, so the lean
-    /// engine inserts them without first looking for one (that look was a sixth of
-    /// Postgres's work in B1); a transaction that meets one anyway (`is_wamid_conflict`) is
-    /// redone with this one.
-    pub fn careful() -> Self {
-        Self {
-            careful: true,
-            ..Self::default()
-        }
-    }
-
     /// The recorder's common case, lean: moves still-`queued` (or still-`pending`, when the
     /// fan-out's page is not recorded yet) messages to `sent` with one attempt more and
     /// records their wamids. It first locks, in id order, the messages of `sent` and those of
@@ -192,12 +178,7 @@ impl Engine {
         let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
         let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
-        let statement = if self.careful {
-            RECORD_SENT_CAREFULLY
-        } else {
-            RECORD_SENT
-        };
-        let moved: Vec<(i64, CampaignId, MessageStatus)> = sqlx::query_as(statement)
+        let moved: Vec<(i64, CampaignId, MessageStatus)> = sqlx::query_as(RECORD_SENT)
             .bind(locks)
             .bind(ids)
             .bind(wa_ids)
@@ -304,30 +285,12 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> sqlx::Result<Applied>
 /// returns those it did not record, for the caller to `apply` or drop. For seeding sent
 /// messages (benchmarks, tests); the recorder applies the rest in the same transaction.
 pub async fn record_sent(pool: &PgPool, sent: &[Sent]) -> sqlx::Result<Vec<Sent>> {
-    match record_sent_with(pool, sent, Engine::default()).await {
-        Err(e) if is_wamid_conflict(&e) => record_sent_with(pool, sent, Engine::careful()).await,
-        done => done,
-    }
-}
-
-async fn record_sent_with(
-    pool: &PgPool,
-    sent: &[Sent],
-    mut engine: Engine,
-) -> sqlx::Result<Vec<Sent>> {
     let mut tx = pool.begin().await?;
+    let mut engine = Engine::default();
     let unrecorded = engine.record_sent(&mut tx, sent, &[]).await?;
     engine.finish(&mut tx).await?;
     tx.commit().await?;
     Ok(unrecorded)
-}
-
-/// Whether `error` is a lean `Engine::record_sent` meeting a wamid another message holds: its
-/// transaction is to be redone with `Engine::careful`.
-pub fn is_wamid_conflict(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.constraint() == Some("message_wamids_pkey"))
 }
 
 /// Reduces a batch so that each message appears once, keeping the furthest status (and the
@@ -363,12 +326,10 @@ pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
 /// sends. Returns each moved row's id, campaign and old status. The old status is the one
 /// locked, which is the row's latest, read against its lane under a share lock (so a page
 /// fan-out is recording meanwhile is either counted before or sees this send), and the update
-/// then applies to that latest version. Its wamids go in as they are (`Engine::careful`), or
-/// `ON CONFLICT DO NOTHING`.
-macro_rules! record_sent {
-    ($on_conflict:literal) => {
-        concat!(
-            "WITH locked AS (
+/// then applies to that latest version. Its wamids go in `ON CONFLICT DO NOTHING`: one is
+/// often there already (the demo, whose receipts come at once, met one in almost every batch),
+/// and inserting them plainly and redoing the batch on the conflict did such batches twice.
+const RECORD_SENT: &str = "WITH locked AS (
         SELECT m.id, m.status, m.campaign_id, m.sender_number_id FROM messages m
         WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
      ), lanes AS (
@@ -388,18 +349,10 @@ macro_rules! record_sent {
         RETURNING m.id, m.campaign_id, i.old, i.wa_id
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
-        SELECT wa_id, id FROM moved",
-            $on_conflict,
-            "
+        SELECT wa_id, id FROM moved
+        ON CONFLICT DO NOTHING
      )
-     SELECT id, campaign_id, old FROM moved"
-        )
-    };
-}
-const RECORD_SENT: &str = record_sent!("");
-
-/// `RECORD_SENT` for `Engine::careful`: a wamid another message holds stays with it.
-const RECORD_SENT_CAREFULLY: &str = record_sent!(" ON CONFLICT DO NOTHING");
+     SELECT id, campaign_id, old FROM moved";
 
 /// `Engine::apply`'s statement: changes messages and returns, besides what it did, the
 /// campaigns' deltas as JSON rows (`counters::Row`).

@@ -77,17 +77,8 @@ impl Writer {
     /// the campaigns (counters, and the pauses the batch calls for) — before the entries are
     /// acknowledged, so a crash cannot lose a pause.
     async fn record(&self, plan: &Plan) -> anyhow::Result<()> {
-        match self.record_with(plan, Engine::default()).await {
-            Err(e) if transitions::is_wamid_conflict(&e) => {
-                tracing::warn!(error = %e, "a wamid of the batch is another message's; recording it again, keeping the first");
-                Ok(self.record_with(plan, Engine::careful()).await?)
-            }
-            done => Ok(done?),
-        }
-    }
-
-    async fn record_with(&self, plan: &Plan, mut engine: Engine) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
+        let mut engine = Engine::default();
         let others: Vec<MessageId> = plan
             .transitions
             .iter()
