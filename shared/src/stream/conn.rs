@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::streams::StreamId;
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 use super::RedisResult;
@@ -128,6 +128,27 @@ pub fn group_is_gone(error: &anyhow::Error) -> bool {
             .downcast_ref::<redis::RedisError>()
             .is_some_and(|e| e.code() == Some("NOGROUP"))
     })
+}
+
+/// The entries of `stream` after `after` (`$`: from now on), at most 1,000, waiting up to
+/// `block_ms` for one (on a connection whose reads may block); with the id to read after next.
+pub async fn tail(
+    conn: &mut Connection,
+    stream: &str,
+    after: &str,
+    block_ms: usize,
+) -> RedisResult<(Vec<StreamId>, String)> {
+    let options = StreamReadOptions::default().block(block_ms).count(1000);
+    let reply: Option<StreamReadReply> = conn.xread_options(&[stream], &[after], &options).await?;
+    let entries: Vec<StreamId> = reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect();
+    let last = entries
+        .last()
+        .map_or_else(|| after.to_owned(), |e| e.id.clone());
+    Ok((entries, last))
 }
 
 /// The one field of a stream entry, as bytes.

@@ -4,7 +4,7 @@
 //! not listening) costs only the wait for the next read.
 
 use redis::AsyncCommands;
-use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
+use redis::streams::StreamMaxlen;
 
 use super::{Connection, Keys, RedisResult};
 use crate::domain::NumberId;
@@ -33,20 +33,10 @@ pub async fn rung_after(
     after: &str,
     block_ms: usize,
 ) -> RedisResult<(Vec<NumberId>, String)> {
-    let options = StreamReadOptions::default().block(block_ms).count(1000);
-    let reply: Option<StreamReadReply> = conn
-        .xread_options(&[keys.doorbells()], &[after], &options)
-        .await?;
-    let mut last = after.to_owned();
-    let mut numbers = Vec::new();
-    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-        last = entry.id.clone();
-        if let Some(number) = entry
-            .get::<String>("n")
-            .and_then(|n| n.parse::<NumberId>().ok())
-        {
-            numbers.push(number);
-        }
-    }
+    let (entries, last) = super::conn::tail(conn, &keys.doorbells(), after, block_ms).await?;
+    let numbers = entries
+        .iter()
+        .filter_map(|e| e.get::<String>("n")?.parse().ok())
+        .collect();
     Ok((numbers, last))
 }

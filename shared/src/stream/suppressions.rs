@@ -3,7 +3,7 @@
 //! and the send path never asks Postgres.
 
 use redis::AsyncCommands;
-use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
+use redis::streams::StreamMaxlen;
 
 use super::{Connection, Keys, RedisResult};
 use crate::domain::TenantId;
@@ -65,14 +65,9 @@ pub async fn after(
     after: &str,
     block_ms: usize,
 ) -> RedisResult<(Vec<Announced>, String)> {
-    let options = StreamReadOptions::default().block(block_ms).count(1000);
-    let reply: Option<StreamReadReply> = conn
-        .xread_options(&[keys.suppressions()], &[after], &options)
-        .await?;
-    let mut last = after.to_owned();
+    let (entries, last) = super::conn::tail(conn, &keys.suppressions(), after, block_ms).await?;
     let mut changes = Vec::new();
-    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-        last = entry.id.clone();
+    for entry in entries {
         let field = |name: &str| -> Option<String> { entry.get(name) };
         let (Some(tenant), Some(key), Some(active)) = (field("t"), field("k"), field("a")) else {
             continue;
