@@ -50,10 +50,7 @@ enum Waiting {
     /// Reads that never block, on the shared connection, and a pause after each empty one,
     /// twice as long as the last up to the read's block time, cut short by `bell`: for the
     /// number streams, so that a sender holds a few connections however many numbers it owns.
-    Polling {
-        idle: Duration,
-        bell: Option<Arc<Notify>>,
-    },
+    Polling { idle: Duration, bell: Arc<Notify> },
 }
 
 /// The first pause after an empty read of a polling reader.
@@ -82,7 +79,7 @@ impl GroupReader {
     ) -> RedisResult<Self> {
         let waiting = Waiting::Polling {
             idle: Duration::ZERO,
-            bell: None,
+            bell: Arc::default(),
         };
         Self::with(commands, stream, group, consumer, waiting).await
     }
@@ -109,7 +106,7 @@ impl GroupReader {
     /// stream's doorbell, see `stream::doorbell`).
     pub fn wake_on(&mut self, rung: Arc<Notify>) {
         if let Waiting::Polling { bell, .. } = &mut self.waiting {
-            *bell = Some(rung);
+            *bell = rung;
         }
     }
 
@@ -142,12 +139,9 @@ impl GroupReader {
                 *idle = (*idle * 2)
                     .max(FIRST_IDLE)
                     .min(Duration::from_millis(block_ms));
-                match bell {
-                    Some(bell) => tokio::select! {
-                        _ = tokio::time::sleep(*idle) => {}
-                        _ = bell.notified() => *idle = Duration::ZERO,
-                    },
-                    None => tokio::time::sleep(*idle).await,
+                tokio::select! {
+                    _ = tokio::time::sleep(*idle) => {}
+                    _ = bell.notified() => *idle = Duration::ZERO,
                 }
             } else {
                 *idle = Duration::ZERO;
