@@ -269,6 +269,30 @@ async fn a_page_its_stream_refuses_stays_pending() {
     ctx.cleanup().await;
 }
 
+/// A Redis restarted (or new) since fan-out last ran lacks the stream's script: it is loaded
+/// again, and every message is appended once.
+#[tokio::test]
+async fn a_page_is_appended_once_after_redis_forgot_the_fan_out_script() {
+    let ctx = TestContext::new().await;
+    let (campaign, ids) = seed_campaign(&ctx, 6).await;
+    let number = campaigns::campaign_numbers(&ctx.pool, campaign)
+        .await
+        .unwrap()[0];
+    start(&ctx.pool, campaign).await;
+    let mut redis = ctx.redis().await;
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut fan_out = fan_out(&ctx, 100, 1000).await;
+    assert_eq!(fan_out.process_running().await.unwrap().queued, 6);
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    assert_eq!(streamed(&mut redis, &keys, number).await, ids);
+    assert_counters_match(&ctx.pool, campaign).await;
+    ctx.cleanup().await;
+}
+
 /// A page holds up to `batch` of its number's messages however the campaign's ids interleave
 /// among its numbers: with ten numbers taking turns, a page bounded by `batch` ids would hold
 /// one message of its number, and a campaign over many numbers would cost a page (and its

@@ -42,9 +42,11 @@ pub struct Expect {
 }
 
 /// Appends a page of `campaign`'s entries, in ascending message id order, to the number's
-/// stream (skipping those already appended) and lists the number for the senders. Returns how
-/// many were appended, or `None` when the stream's record of what was appended is below
-/// `expect.appended`: Redis lost entries, and nothing is appended until the lane is repaired.
+/// stream (skipping those already appended), then lists the number for the senders and rings
+/// its doorbell, those two at once (their keys are in other Cluster slots than the stream's,
+/// so they cannot share its pipeline). Returns how many were appended, or `None` when the
+/// stream's record of what was appended is below `expect.appended`: Redis lost entries, and
+/// nothing is appended until the lane is repaired.
 pub async fn append(
     conn: &mut Connection,
     keys: &Keys,
@@ -66,10 +68,17 @@ pub async fn append(
     let Ok(added) = usize::try_from(added) else {
         return Ok(None);
     };
-    registry::add_number(conn, keys, number.number).await?;
-    if added > 0 {
-        doorbell::ring(conn, keys, number.number).await?;
-    }
+    let (mut listing, mut ringing) = (conn.clone(), conn.clone());
+    let ring = async {
+        if added > 0 {
+            doorbell::ring(&mut ringing, keys, number.number).await?;
+        }
+        Ok(())
+    };
+    tokio::try_join!(
+        registry::add_number(&mut listing, keys, number.number),
+        ring
+    )?;
     Ok(Some(added))
 }
 

@@ -125,10 +125,10 @@ impl FanOut {
         Ok(fanned)
     }
 
-    /// Appends the campaign's pending messages, each number's in id order, a page per number
-    /// in turn (a page is a span of ids holding at most `width` of them), until each number is
-    /// done or its stream has no room left for a page within `window` entries. A page is
-    /// recorded `queued` once it is in the stream.
+    /// Appends the campaign's pending messages, each number's in id order, in passes over the
+    /// numbers of a page each (a page is a span of ids holding at most `width` of them), until
+    /// each number is done or its stream has no room left for a page within `window` entries.
+    /// A page is recorded `queued` once it is in the stream.
     async fn fan_out_campaign(&mut self, campaign: CampaignId) -> anyhow::Result<Fanned> {
         // The first pages are small, doubling up to `batch`, so that sending starts at once.
         const FIRST_PAGE: i64 = 128;
@@ -146,69 +146,42 @@ impl FanOut {
         let free_form = mix.iter().any(|t| t.message.is_some());
         let mut width = self.batch.min(FIRST_PAGE);
         lanes.retain(|lane| lane.cursor < last);
-        let ids_per_message = SPREAD * lanes.len().max(1) as i64;
+        let pass = Pass {
+            campaign,
+            mix: &mix,
+            free_form,
+            last,
+            ids_per_message: SPREAD * lanes.len().max(1) as i64,
+        };
         while !lanes.is_empty() {
             let rooms = self.rooms(&lanes).await?;
-            let mut going = Vec::with_capacity(lanes.len());
-            let mut appended = Vec::with_capacity(lanes.len());
-            for (mut lane, room) in lanes.into_iter().zip(rooms) {
-                if room < self.batch.min(self.window as i64 / 2).max(1) as usize {
-                    // Full, or nearly: topped up later by a page worth its statements.
-                    fanned.held = true;
-                    continue;
-                }
-                let next =
-                    campaigns::next_message_id(&self.pool, campaign, lane.number, lane.cursor)
-                        .await?;
-                let Some(next) = next.filter(|next| *next <= last) else {
-                    continue;
-                };
-                // A page is a span of ids from the number's next message, holding no more of
-                // them than its stream has room for; when it is full, it ends at its last.
-                let limit = width.min(room as i64);
-                let span_end = last.min((next - 1).saturating_add(limit * ids_per_message));
-                let mut page = messages::read_page(
-                    &self.pool,
-                    campaign,
-                    lane.number,
-                    next - 1,
-                    span_end,
-                    limit,
-                )
+            // The lanes' pages are read and appended a few at once: each is a few round trips
+            // to Postgres and Redis, and a pass over 40 lanes one after the other let the
+            // first lanes' streams run dry before the last lanes' had their first page.
+            let steps: Vec<Step> = futures::stream::iter(lanes.into_iter().zip(rooms))
+                .map(|(lane, room)| self.step(&pass, lane, room, width))
+                .buffered(AT_ONCE)
+                .try_collect()
                 .await?;
-                let through = match page.last() {
-                    Some(row) if page.len() as i64 == limit => row.id.0,
-                    _ => span_end,
-                };
-                if free_form && !page.is_empty() {
-                    // Only users inside their window get a free-form message.
-                    self.skip_outside_window(campaign, lane.number, &mut page)
-                        .await?;
-                }
-                if !page.is_empty() {
-                    let expect = Expect {
-                        appended: lane.appended,
-                        raise_to: 0,
-                    };
-                    if self
-                        .append(campaign, &mix, lane.number, expect, &page)
-                        .await?
-                        .is_none()
-                    {
+            let mut going = Vec::with_capacity(steps.len());
+            let mut appended = Vec::with_capacity(steps.len());
+            for step in steps {
+                match step {
+                    Step::Held => fanned.held = true,
+                    Step::Done => {}
+                    Step::Lost(lane) => {
                         self.found_lost(campaign, lane.number, lane.appended)
                             .await?;
-                        continue;
                     }
-                    // Queued once recorded: a crash before leaves the page `pending`, to be
-                    // read again (what of it was appended, the stream's script skips).
-                    let highest = page.last().map_or(lane.appended, |m| m.id.0);
-                    appended.push((lane.number, through, highest));
-                    fanned.queued += page.len() as u64;
-                    lane.appended = lane.appended.max(highest);
-                }
-                lane.cursor = through;
-                if lane.cursor < last {
-                    going.push(lane);
+                    Step::Moved { lane, page } => {
+                        if let Some((through, highest, count)) = page {
+                            appended.push((lane.number, through, highest));
+                            fanned.queued += count;
+                        }
+                        if lane.cursor < last {
+                            going.push(lane);
+                        }
+                    }
                 }
             }
             self.record_pages(campaign, appended).await?;
@@ -221,6 +194,69 @@ impl FanOut {
         Ok(fanned)
     }
 
+    /// One lane's part of a pass: its next page, read and appended to its stream when it has
+    /// `room` for a page of up to `width`.
+    async fn step(
+        &self,
+        pass: &Pass<'_>,
+        mut lane: Lane,
+        room: usize,
+        width: i64,
+    ) -> anyhow::Result<Step> {
+        if room < self.batch.min(self.window as i64 / 2).max(1) as usize {
+            // Full, or nearly: topped up later by a page worth its statements.
+            return Ok(Step::Held);
+        }
+        let campaign = pass.campaign;
+        let next =
+            campaigns::next_message_id(&self.pool, campaign, lane.number, lane.cursor).await?;
+        let Some(next) = next.filter(|next| *next <= pass.last) else {
+            return Ok(Step::Done);
+        };
+        // A page is a span of ids from the number's next message, holding no more of them
+        // than its stream has room for; when it is full, it ends at its last.
+        let limit = width.min(room as i64);
+        let span_end = pass
+            .last
+            .min((next - 1).saturating_add(limit * pass.ids_per_message));
+        let mut page =
+            messages::read_page(&self.pool, campaign, lane.number, next - 1, span_end, limit)
+                .await?;
+        let through = match page.last() {
+            Some(row) if page.len() as i64 == limit => row.id.0,
+            _ => span_end,
+        };
+        if pass.free_form && !page.is_empty() {
+            // Only users inside their window get a free-form message.
+            self.skip_outside_window(campaign, lane.number, &mut page)
+                .await?;
+        }
+        let mut recorded = None;
+        if !page.is_empty() {
+            let expect = Expect {
+                appended: lane.appended,
+                raise_to: 0,
+            };
+            if self
+                .append(campaign, pass.mix, lane.number, expect, &page)
+                .await?
+                .is_none()
+            {
+                return Ok(Step::Lost(lane));
+            }
+            // Queued once recorded: a crash before leaves the page `pending`, to be read
+            // again (what of it was appended, the stream's script skips).
+            let highest = page.last().map_or(lane.appended, |m| m.id.0);
+            recorded = Some((through, highest, page.len() as u64));
+            lane.appended = lane.appended.max(highest);
+        }
+        lane.cursor = through;
+        Ok(Step::Moved {
+            lane,
+            page: recorded,
+        })
+    }
+
     /// Records a pass's appended pages, `(number, through, highest)`, a few at once: recording
     /// waits for the lane's lock behind the recorder's transactions, and one lane's wait should
     /// not hold back the pages of the others (with 40 numbers, a pass spent most of its time
@@ -230,7 +266,6 @@ impl FanOut {
         campaign: CampaignId,
         pages: Vec<(NumberId, i64, i64)>,
     ) -> anyhow::Result<()> {
-        const AT_ONCE: usize = 4;
         futures::stream::iter(pages)
             .map(|(number, through, highest)| {
                 messages::record_page(&self.pool, campaign, number, through, highest)
@@ -287,7 +322,7 @@ impl FanOut {
     /// Appends one number's page to its stream in one script call; `None` when the stream
     /// lost entries (see `stream::fanout::append`).
     async fn append(
-        &mut self,
+        &self,
         campaign: CampaignId,
         mix: &[CampaignTemplate],
         number: NumberId,
@@ -328,7 +363,7 @@ impl FanOut {
             });
         }
         fanout::append(
-            &mut self.redis,
+            &mut self.redis.clone(),
             &self.keys,
             &self.keys.number(number),
             campaign,
@@ -338,6 +373,35 @@ impl FanOut {
         .await
         .with_context(|| format!("appending to the stream of number {number}"))
     }
+}
+
+/// How many lanes' pages are read, appended or recorded at once.
+const AT_ONCE: usize = 4;
+
+/// What a pass over a campaign's lanes shares.
+struct Pass<'a> {
+    campaign: CampaignId,
+    mix: &'a [CampaignTemplate],
+    free_form: bool,
+    /// The campaign's last message id.
+    last: i64,
+    /// How many ids a page's span may hold per message it is after.
+    ids_per_message: i64,
+}
+
+/// What became of a lane in a pass.
+enum Step {
+    /// Its stream is full: topped up later.
+    Held,
+    /// Nothing left to append.
+    Done,
+    /// Its stream lost entries: nothing is appended until it is repaired.
+    Lost(Lane),
+    /// Its cursor moved on, with the page it appended, `(through, highest, messages)`.
+    Moved {
+        lane: Lane,
+        page: Option<(i64, i64, u64)>,
+    },
 }
 
 /// What a fan-out pass did: messages queued, and whether a number's full stream held some
