@@ -119,18 +119,19 @@ impl Writer {
     }
 
     /// Shares the batch's app and WABA holds with every sender; then, per number and
-    /// atomically, schedules the retries and acknowledges and deletes the entries.
+    /// atomically, schedules the retries and acknowledges and deletes the entries, every
+    /// number's at once (a batch holds the outcomes of up to as many numbers as are sending,
+    /// and one round trip after another for 40 numbers held every batch's entries in their
+    /// streams for tens of milliseconds more).
     async fn acknowledge(&mut self, plan: &Plan) -> anyhow::Result<()> {
         for hold in &plan.holds {
             hold.share(&mut self.redis, &self.keys).await?;
         }
-        for writes in &plan.per_number {
-            writes
-                .queue
-                .clone()
-                .settle(&writes.retries, &writes.acks)
-                .await?;
-        }
+        futures::future::try_join_all(plan.per_number.iter().map(|writes| {
+            let mut queue = writes.queue.clone();
+            async move { queue.settle(&writes.retries, &writes.acks).await }
+        }))
+        .await?;
         Ok(())
     }
 }
