@@ -68,17 +68,14 @@ pub async fn append(
     let Ok(added) = usize::try_from(added) else {
         return Ok(None);
     };
-    let (mut listing, mut ringing) = (conn.clone(), conn.clone());
+    let mut ringing = conn.clone();
     let ring = async {
         if added > 0 {
             doorbell::ring(&mut ringing, keys, number.number).await?;
         }
         Ok(())
     };
-    tokio::try_join!(
-        registry::add_number(&mut listing, keys, number.number),
-        ring
-    )?;
+    tokio::try_join!(registry::add_number(conn, keys, number.number), ring)?;
     Ok(Some(added))
 }
 
