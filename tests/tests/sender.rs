@@ -4,6 +4,7 @@ use herald::fixtures;
 use std::time::Duration;
 
 use herald::stack::{Roles, Stack};
+use herald_shared::db::transitions::{self, MessageRef, Transition};
 use herald_shared::domain::MessageStatus;
 use herald_tests::{TestContext, accepted, assert_counters_match, eventually};
 use serde_json::json;
@@ -332,13 +333,33 @@ async fn sends_answered_with_a_wamid_another_message_holds_are_still_recorded() 
         (queued_and_sent(&ctx, campaign).await == (0, 3)).then_some(())
     })
     .await;
-    let holders: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM message_wamids WHERE wa_message_id = 'wamid.SAME'",
+    // Each message keeps the wamid it was answered with; a receipt naming it moves one of
+    // them, the lowest id.
+    let receipt = Transition {
+        message: MessageRef::WaId("wamid.SAME".into()),
+        status: MessageStatus::Delivered,
+        wa_message_id: None,
+        at: chrono::Utc::now(),
+        error_code: None,
+        error_title: None,
+        attempts: 0,
+        number: None,
+    };
+    let applied = transitions::apply(&ctx.pool, &[receipt]).await.unwrap();
+    assert_eq!(applied.changed, 1, "one message moved by the receipt");
+    let delivered: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE campaign_id = $1 AND status = 'delivered'",
     )
-    .fetch_one(&ctx.pool)
+    .bind(campaign)
+    .fetch_all(&ctx.pool)
     .await
     .unwrap();
-    assert_eq!(holders, 1, "the first holder keeps the wamid");
+    let lowest: i64 = sqlx::query_scalar("SELECT min(id) FROM messages WHERE campaign_id = $1")
+        .bind(campaign)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(delivered, vec![lowest]);
     assert_counters_match(&ctx.pool, campaign).await;
     stack.stop().await.unwrap();
     ctx.cleanup().await;

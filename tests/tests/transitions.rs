@@ -246,17 +246,18 @@ async fn a_page_recorded_while_its_send_is_recorded_counts_the_send_once() {
 }
 
 #[tokio::test]
-async fn a_send_with_a_wamid_another_message_holds_is_recorded_and_the_wamid_stays() {
+async fn a_send_with_a_wamid_another_message_holds_is_recorded_and_receipts_find_the_lowest() {
     let ctx = TestContext::new().await;
     let (campaign, ids) = seed_campaign(&ctx, 3).await;
     transitions::record_sent(&ctx.pool, &[sent(ids[0])])
         .await
         .unwrap();
+    let wamid = format!("wamid.{}", ids[0].0);
     let same = Sent {
-        wa_message_id: format!("wamid.{}", ids[0].0),
+        wa_message_id: wamid.clone(),
         ..sent(ids[1])
     };
-    // The batch lands, and the wamid stays with its first holder.
+    // The batch lands; both keep the wamid (Meta never repeats one, a stand-in might).
     let unrecorded = transitions::record_sent(&ctx.pool, &[same, sent(ids[2])])
         .await
         .unwrap();
@@ -264,11 +265,16 @@ async fn a_send_with_a_wamid_another_message_holds_is_recorded_and_the_wamid_sta
     for id in &ids {
         assert_eq!(status_of(&ctx.pool, *id).await, MessageStatus::Sent);
     }
-    assert_eq!(
-        wamids_of(&ctx, ids[0]).await,
-        vec![format!("wamid.{}", ids[0].0)]
-    );
-    assert!(wamids_of(&ctx, ids[1]).await.is_empty());
+    assert_eq!(wamids_of(&ctx, ids[1]).await, vec![wamid.clone()]);
+    // A receipt naming it moves one message, the lowest id.
+    let receipt = Transition {
+        message: MessageRef::WaId(wamid),
+        ..transition(ids[0], MessageStatus::Delivered)
+    };
+    let applied = transitions::apply(&ctx.pool, &[receipt]).await.unwrap();
+    assert_eq!(applied.changed, 1);
+    assert_eq!(status_of(&ctx.pool, ids[0]).await, MessageStatus::Delivered);
+    assert_eq!(status_of(&ctx.pool, ids[1]).await, MessageStatus::Sent);
     assert_counters_match(&ctx.pool, campaign).await;
     ctx.cleanup().await;
 }

@@ -117,7 +117,7 @@ pub async fn record_inbound(
             WHERE phone_number_id = $1
          ), by_context AS (
             SELECT m.campaign_id FROM message_wamids w JOIN messages m ON m.id = w.message_id
-            WHERE w.wa_message_id = $4
+            WHERE w.wa_message_id = $4 ORDER BY w.message_id LIMIT 1
          ), by_recipient AS (
             SELECT m.campaign_id FROM messages m, number n
             WHERE m.recipient = $2 AND m.sender_number_id = n.id AND m.sent_at IS NOT NULL

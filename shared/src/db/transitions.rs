@@ -326,9 +326,9 @@ pub fn reduce(batch: Vec<Transition>) -> Vec<Transition> {
 /// sends. Returns each moved row's id, campaign and old status. The old status is the one
 /// locked, which is the row's latest, read against its lane under a share lock (so a page
 /// fan-out is recording meanwhile is either counted before or sees this send), and the update
-/// then applies to that latest version. Its wamids go in `ON CONFLICT DO NOTHING`: one is
-/// often there already (the demo, whose receipts come at once, met one in almost every batch),
-/// and inserting them plainly and redoing the batch on the conflict did such batches twice.
+/// then applies to that latest version. Its wamids are inserted plainly, unlooked (the hash
+/// index has no uniqueness to check): a receipt that got there first and already inserted one
+/// leaves the pair twice, which no lookup can tell from once.
 const RECORD_SENT: &str = "WITH locked AS (
         SELECT m.id, m.status, m.campaign_id, m.sender_number_id FROM messages m
         WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE
@@ -350,7 +350,6 @@ const RECORD_SENT: &str = "WITH locked AS (
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
         SELECT wa_id, id FROM moved
-        ON CONFLICT DO NOTHING
      )
      SELECT id, campaign_id, old FROM moved";
 
@@ -364,7 +363,11 @@ const APPLY: &str = "WITH input AS (
         SELECT coalesce(i.id, w.message_id) AS id, i.id IS NOT NULL AS by_id, i.wa_id,
                i.status, i.at, i.error_code, i.error_title, i.attempts, i.number
         FROM input i
-        LEFT JOIN message_wamids w ON i.id IS NULL AND w.wa_message_id = i.wa_id
+        LEFT JOIN LATERAL (
+            SELECT w.message_id FROM message_wamids w
+            WHERE i.id IS NULL AND w.wa_message_id = i.wa_id
+            ORDER BY w.message_id LIMIT 1
+        ) w ON true
      ), looked AS (
         -- One lookup of each named message: whether it exists, and which number sent it.
         SELECT n.*, m.id IS NOT NULL AS known, s.phone_number_id AS sender
@@ -422,10 +425,13 @@ const APPLY: &str = "WITH input AS (
                   CASE WHEN p.moves THEN p.status ELSE p.old_status END AS new_status, m.recipient,
                   m.error_code, m.error_title, m.failed_at
      ), wamids AS (
+        -- Receipts repeat their wamid (sent, delivered, read): only a new one goes in, and
+        -- for a wamid claimed twice in the batch, once.
         INSERT INTO message_wamids (wa_message_id, message_id)
-        SELECT r.wa_id, r.id FROM resolved r
+        SELECT DISTINCT ON (r.wa_id) r.wa_id, r.id FROM resolved r
         WHERE r.by_id AND r.wa_id IS NOT NULL AND r.known
-        ON CONFLICT DO NOTHING
+          AND NOT EXISTS (SELECT 1 FROM message_wamids w WHERE w.wa_message_id = r.wa_id)
+        ORDER BY r.wa_id, r.id
      ), moves AS (
         SELECT campaign_id, old_status, new_status, count(*) AS n FROM changed
         WHERE old_status <> new_status GROUP BY 1, 2, 3
