@@ -338,10 +338,13 @@ const RECORD_SENT: &str = "WITH locked AS (
               (SELECT campaign_id, sender_number_id FROM locked WHERE status = 'pending')
         ORDER BY 1, 2 FOR SHARE
      ), input AS (
-        SELECT t.*, message_status_now(l.status, l.id, n.fanout_appended) AS old
+        -- A pending row's lane read by a subquery, not a join: the planner, expecting two
+        -- rows, joined every row to every lane in a nested loop.
+        SELECT t.*, CASE WHEN l.status = 'pending' THEN message_status_now(l.status, l.id,
+                   (SELECT n.fanout_appended FROM lanes n WHERE n.campaign_id = l.campaign_id
+                      AND n.sender_number_id = l.sender_number_id)) ELSE l.status END AS old
         FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[]) AS t(id, wa_id, at)
         JOIN locked l USING (id)
-        LEFT JOIN lanes n USING (campaign_id, sender_number_id)
         WHERE l.status IN ('queued', 'pending')
      ), moved AS (
         UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
