@@ -5,8 +5,8 @@ use std::time::Duration;
 use herald::stack::{Roles, Stack};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_tests::{
-    TestContext, assert_counters_match, eventually, phone_number_of, seed_campaign, set_status,
-    signed, status_of,
+    TestContext, assert_counters_match, eventually, phone_number_of, seed_campaign,
+    seed_campaign_over, set_status, signed, status_of,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -266,13 +266,19 @@ async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_
 }
 
 #[tokio::test]
-async fn bodies_older_than_the_retention_are_pruned() {
+async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
     use herald_shared::db::webhook_events::{self, Event, Outcome};
     let ctx = TestContext::new().await;
+    // A number, so that each body is logged for its tenant too.
+    seed_campaign_over(&ctx, 1, 1).await;
+    let number: String = sqlx::query_scalar("SELECT phone_number_id FROM sender_numbers")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
     let now = chrono::Utc::now();
     let event = |id, days: i64| Event {
         buffer_id: id,
-        numbers: Vec::new(),
+        numbers: vec![number.clone()],
         wabas: Vec::new(),
         body: b"{}",
         received_at: now - chrono::Duration::days(days),
@@ -291,6 +297,13 @@ async fn bodies_older_than_the_retention_are_pruned() {
         .await
         .unwrap();
     drop(db);
+    let tenants_rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT arrival_ms FROM webhook_event_tenants ORDER BY 1")
+            .fetch_all(&ctx.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(tenants_rows().await, vec![1, 2, 3]);
     let pruned = webhook_events::prune(&ctx.pool, now - chrono::Duration::days(30))
         .await
         .unwrap();
@@ -300,6 +313,8 @@ async fn bodies_older_than_the_retention_are_pruned() {
         .await
         .unwrap();
     assert_eq!(left, vec!["3-0".to_owned()]);
+    // No foreign key cascades to them: the prune deletes them itself.
+    assert_eq!(tenants_rows().await, vec![3]);
     ctx.cleanup().await;
 }
 

@@ -233,14 +233,19 @@ impl Processor {
             }
             events.push(event);
         }
-        // One transaction for the batch, in the engine's lock order: statuses (message rows),
+        // One transaction for the batch: the bodies' records first (they lock nothing another
+        // writer takes, and are the batch's largest insert: done before any lock is held, not
+        // while the campaigns' are), then in the engine's lock order: statuses (message rows),
         // then replies and opt-outs, then every campaign change at once, then template pauses
-        // of campaigns locked by that, then the bodies' records.
+        // of campaigns locked by that.
         let mut tx = self
             .pool
             .begin()
             .await
             .context("starting a webhook batch")?;
+        webhook_events::record(&mut tx, &events)
+            .await
+            .context("recording webhook bodies")?;
         let mut engine = Engine::default();
         let batch = transitions::reduce(batch);
         let applied = engine
@@ -284,9 +289,6 @@ impl Processor {
             .await
             .context("moving campaign counters")?;
         inbound::pause(&mut tx, &pauses).await?;
-        webhook_events::record(&mut tx, &events)
-            .await
-            .context("recording webhook bodies")?;
         tx.commit().await.context("committing a webhook batch")?;
         let unchanged = (batch.len() as i64 - applied.changed - applied.unmatched).max(0);
         for (result, n) in [

@@ -148,20 +148,29 @@ pub async fn page(
     .await
 }
 
-/// Deletes bodies received before `before`, a batch at a time so that no long lock is held;
-/// returns how many went.
+/// Deletes bodies received before `before`, with their tenants' rows (no foreign key cascades
+/// to them: see migration 33), a batch at a time so that no long lock is held; returns how
+/// many bodies went.
 pub async fn prune(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    const BATCH: i64 = 5000;
     let mut deleted = 0;
     loop {
-        let done = sqlx::query(
-            "DELETE FROM webhook_events WHERE id IN (
-                SELECT id FROM webhook_events WHERE received_at < $1 LIMIT 5000)",
+        let done: i64 = sqlx::query_scalar(
+            "WITH gone AS (
+                DELETE FROM webhook_events WHERE id IN (
+                    SELECT id FROM webhook_events WHERE received_at < $1 LIMIT $2)
+                RETURNING id
+             ), untied AS (
+                DELETE FROM webhook_event_tenants WHERE event_id IN (SELECT id FROM gone)
+             )
+             SELECT count(*) FROM gone",
         )
         .bind(before)
-        .execute(pool)
+        .bind(BATCH)
+        .fetch_one(pool)
         .await?;
-        deleted += done.rows_affected();
-        if done.rows_affected() < 5000 {
+        deleted += done as u64;
+        if done < BATCH {
             return Ok(deleted);
         }
     }
