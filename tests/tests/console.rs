@@ -463,12 +463,22 @@ impl Browser {
     }
 
     async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                // Not there yet, or the page navigated while it was looked for: a campaign's
+                // page reloads itself when the campaign's state changes.
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && (e.is_no_such_element()
+                            || e.to_string().contains("aborted by navigation")) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("{css} never appeared: {e}"),
+            }
+        }
     }
 
     async fn text(&self, css: &str) -> String {

@@ -286,9 +286,15 @@ async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
         error: None,
     };
     let mut db = ctx.pool.acquire().await.unwrap();
+    // And one naming only the number's WABA (a template's status, say).
+    let by_waba = Event {
+        numbers: Vec::new(),
+        wabas: vec!["waba".to_owned()],
+        ..event("4-0", 1)
+    };
     webhook_events::record(
         &mut db,
-        &[event("1-0", 40), event("2-0", 31), event("3-0", 2)],
+        &[event("1-0", 40), event("2-0", 31), event("3-0", 2), by_waba],
     )
     .await
     .unwrap();
@@ -303,18 +309,18 @@ async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
             .await
             .unwrap()
     };
-    assert_eq!(tenants_rows().await, vec![1, 2, 3]);
+    assert_eq!(tenants_rows().await, vec![1, 2, 3, 4]);
     let pruned = webhook_events::prune(&ctx.pool, now - chrono::Duration::days(30))
         .await
         .unwrap();
     assert_eq!(pruned, 2);
-    let left: Vec<String> = sqlx::query_scalar("SELECT buffer_id FROM webhook_events")
+    let left: Vec<String> = sqlx::query_scalar("SELECT buffer_id FROM webhook_events ORDER BY 1")
         .fetch_all(&ctx.pool)
         .await
         .unwrap();
-    assert_eq!(left, vec!["3-0".to_owned()]);
+    assert_eq!(left, vec!["3-0".to_owned(), "4-0".to_owned()]);
     // No foreign key cascades to them: the prune deletes them itself.
-    assert_eq!(tenants_rows().await, vec![3]);
+    assert_eq!(tenants_rows().await, vec![3, 4]);
     ctx.cleanup().await;
 }
 

@@ -55,12 +55,20 @@ pub async fn record(db: &mut sqlx::PgConnection, events: &[Event<'_>]) -> sqlx::
             ON CONFLICT (buffer_id) DO NOTHING
             RETURNING id, buffer_id
          )
+         -- Each named account is a number's phone_number_id or a WABA id (the other one
+         -- empty), joined by equality: with an OR the planner compared every body with every
+         -- number (500 bodies and 301 numbers: 29 ms against 7.5).
          INSERT INTO webhook_event_tenants (tenant_id, event_id, arrival_ms, arrival_seq)
-         SELECT DISTINCT n.tenant_id, e.id, split_part(x.buffer_id, '-', 1)::bigint,
+         SELECT DISTINCT a.tenant_id, e.id, split_part(x.buffer_id, '-', 1)::bigint,
                 split_part(x.buffer_id, '-', 2)::bigint
          FROM UNNEST($6::text[], $7::text[], $8::text[]) AS x(buffer_id, number, waba)
          JOIN recorded e ON e.buffer_id = x.buffer_id
-         JOIN sender_numbers n ON n.phone_number_id = x.number OR n.waba_id = x.waba
+         JOIN (SELECT tenant_id, true AS is_number, phone_number_id AS account
+               FROM sender_numbers
+               UNION ALL
+               SELECT tenant_id, false, waba_id FROM sender_numbers) a
+           ON a.is_number = (x.number <> '')
+          AND a.account = CASE WHEN x.number <> '' THEN x.number ELSE x.waba END
          ON CONFLICT DO NOTHING",
     )
     .bind(&ids)
