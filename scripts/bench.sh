@@ -22,6 +22,8 @@
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
 #   scripts/bench.sh export a 1,000,000-message campaign exported as CSV from `herald ingest`:
 #                           seconds and the process's RSS growth; 3 runs
+#   BENCH_BUSY=N (b1, b1-lat, b2, b2-40 and compare's Herald workloads): N busy loops compete
+#   for the cores during each run, as other tenants of a shared host do
 #   scripts/bench.sh compare REV b1|b1-lat|b2|b5...
 #                           the same workloads on REV (built from a worktree under target/bench)
 #                           and on the working tree, alternating the two builds run by run, each
@@ -88,6 +90,27 @@ scenario_of() {
 }
 
 stop_simulator() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null || true; }
+
+# BENCH_BUSY=N: N busy loops for the length of a run (`start_busy` … `stop_busy`), and the
+# sentence a report says it with.
+busy_pids=()
+start_busy() {
+  for _ in $(seq 1 "${BENCH_BUSY:-0}"); do
+    # Bounded, should the bench stop on an error before `stop_busy`.
+    timeout 1200 bash -c 'while :; do :; done' &
+    busy_pids+=($!)
+  done
+}
+stop_busy() {
+  [ ${#busy_pids[@]} -gt 0 ] || return 0
+  kill "${busy_pids[@]}" 2>/dev/null
+  wait "${busy_pids[@]}" 2>/dev/null || true
+  busy_pids=()
+}
+busy_note() {
+  [ "${BENCH_BUSY:-0}" -gt 0 ] || return 0
+  echo "During each run $BENCH_BUSY busy loops (\`BENCH_BUSY=$BENCH_BUSY\`) competed for the cores."
+}
 
 write_lua() {
   cat >"$work/send.lua" <<'LUA'
@@ -186,7 +209,9 @@ bench_herald() {
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
     start_simulator "$(scenario_of "$workload")"
+    start_busy
     out=$(target/release/herald bench "$workload" --simulator "http://127.0.0.1:$sim_port")
+    stop_busy
     stop_simulator
     results+=("$out")
     rows+=$(scripts/bench-figures.py row "$run" "$out")$'\n'
@@ -202,6 +227,7 @@ bench_herald() {
 process) against \`herald simulator\` in another, from the start call until every message is
 \`sent\` in Postgres; $runs runs. CPU per 1,000 messages: Herald's process, and the whole
 machine (Redis, Postgres, the simulator, and whatever else the shared machine runs).
+$(busy_note)
 
 | run | msg/s | Herald CPU s/1k | all CPU s/1k | peak RSS MB | max msgs in a 1 s window (one number) | 130429 | sent twice | most sends in flight |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -341,7 +367,9 @@ bench_compare() {
           out=$(HERALD__DATABASE__URL=$db HERALD__TELEMETRY__FILTER=error "$bin" bench b5 --simulator none)
         else
           start_simulator "$(scenario_of "$workload")"
+          start_busy
           out=$(HERALD__DATABASE__URL=$db "$bin" bench "$workload" --simulator "http://127.0.0.1:$sim_port")
+          stop_busy
           stop_simulator
         fi
         if [ $side = before ]; then before_runs+=("$out"); else after_runs+=("$out"); fi
@@ -365,6 +393,7 @@ bench_compare() {
 \`scripts/bench.sh compare $before $workload\`: the two release builds alternate run by run
 (before, after, before, …), each with a database of its own, against the same simulator
 build; $runs runs each.
+$(busy_note)
 
 $header
 $rows

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
-};
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions};
 use tokio::sync::Notify;
 
 use super::{Connection, ENTRY_FIELD, RedisResult, conn};
@@ -31,6 +29,74 @@ impl From<StreamId> for Read {
         };
         Self { id: raw.id, body }
     }
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply for one stream, taken out of it as they are.
+/// redis-rs's `StreamReadReply` copies the whole reply (to try a second format when the first
+/// does not fit) and makes two maps of every entry: most of the read's cost, for a sender
+/// reading hundreds of entries of a few hundred bytes at a time.
+fn reads_of(reply: redis::Value) -> RedisResult<Vec<Read>> {
+    use redis::Value;
+    let unexpected = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected stream read reply",
+            what.to_owned(),
+        ))
+    };
+    // [[stream, entries]] (RESP2) or {stream: entries} (RESP3), or nothing.
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams
+            .into_iter()
+            .map(|stream| match stream {
+                Value::Array(pair) => pair
+                    .into_iter()
+                    .nth(1)
+                    .ok_or_else(|| unexpected("a stream without entries")),
+                _ => Err(unexpected("a stream that is not a pair")),
+            })
+            .collect::<RedisResult<Vec<_>>>()?,
+        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+        _ => return Err(unexpected("not a list of streams")),
+    };
+    let mut read = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            return Err(unexpected("entries that are not a list"));
+        };
+        read.reserve(entries.len());
+        for entry in entries {
+            // [id, [field, value, ...]]; the fields are nil for an entry deleted meanwhile.
+            let Value::Array(entry) = entry else {
+                return Err(unexpected("an entry that is not a pair"));
+            };
+            let mut parts = entry.into_iter();
+            let id = match parts.next() {
+                Some(Value::BulkString(id)) => {
+                    String::from_utf8(id).map_err(|_| unexpected("an entry id that is not text"))?
+                }
+                Some(Value::SimpleString(id)) => id,
+                _ => return Err(unexpected("an entry without an id")),
+            };
+            let mut body = None;
+            if let Some(Value::Array(fields)) = parts.next() {
+                let mut fields = fields.into_iter();
+                while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                    let named = match &name {
+                        Value::BulkString(n) => n.as_slice() == ENTRY_FIELD.as_bytes(),
+                        Value::SimpleString(n) => n == ENTRY_FIELD,
+                        _ => false,
+                    };
+                    if let (true, Value::BulkString(bytes)) = (named, value) {
+                        body = Some(bytes);
+                    }
+                }
+            }
+            read.push(Read { id, body });
+        }
+    }
+    Ok(read)
 }
 
 /// One consumer of one stream's group.
@@ -125,15 +191,10 @@ impl GroupReader {
             Waiting::Blocking(reads) => (reads, options.block(block_ms as usize)),
             Waiting::Polling { .. } => (&mut self.commands, options),
         };
-        let reply: Option<StreamReadReply> = connection
+        let reply: redis::Value = connection
             .xread_options(&[&self.stream], &[">"], &options)
             .await?;
-        let read: Vec<Read> = reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(Read::from)
-            .collect();
+        let read = reads_of(reply)?;
         if let Waiting::Polling { idle, bell } = &mut self.waiting {
             if read.is_empty() {
                 *idle = (*idle * 2)
@@ -203,5 +264,73 @@ impl GroupReader {
             .ignore()
             .query_async(&mut self.commands)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: Value) -> Value {
+        Value::Array(vec![bulk(id), fields])
+    }
+
+    #[test]
+    fn a_read_reply_gives_each_entry_its_id_and_its_one_field() {
+        let entries = Value::Array(vec![
+            entry("1-0", Value::Array(vec![bulk("e"), bulk("first")])),
+            // Written by something else than Herald: no `e` field.
+            entry("2-0", Value::Array(vec![bulk("x"), bulk("other")])),
+            // Deleted while pending.
+            entry("3-0", Value::Nil),
+            entry(
+                "4-0",
+                Value::Array(vec![bulk("x"), bulk("y"), bulk("e"), bulk("last")]),
+            ),
+        ]);
+        let expected = vec![
+            Read {
+                id: "1-0".into(),
+                body: Some(b"first".to_vec()),
+            },
+            Read {
+                id: "2-0".into(),
+                body: None,
+            },
+            Read {
+                id: "3-0".into(),
+                body: None,
+            },
+            Read {
+                id: "4-0".into(),
+                body: Some(b"last".to_vec()),
+            },
+        ];
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("s"), entries.clone()])]);
+        assert_eq!(reads_of(resp2).unwrap(), expected);
+        let resp3 = Value::Map(vec![(bulk("s"), entries)]);
+        assert_eq!(reads_of(resp3).unwrap(), expected);
+        assert_eq!(reads_of(Value::Nil).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_reply_of_another_shape_is_an_error_not_an_empty_read() {
+        for reply in [
+            Value::Int(3),
+            Value::Array(vec![Value::Int(3)]),
+            Value::Array(vec![Value::Array(vec![bulk("s"), Value::Int(1)])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("s"),
+                Value::Array(vec![Value::Int(1)]),
+            ])]),
+        ] {
+            assert!(reads_of(reply).is_err());
+        }
     }
 }

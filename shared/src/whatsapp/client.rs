@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -228,7 +228,10 @@ impl CloudApiClient {
         let request = match payload {
             Payload::Send { fence, body } => request
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .header(FENCE_HEADER, fence)
+                .header(
+                    HeaderName::from_static(FENCE_HEADER),
+                    HeaderValue::from(fence),
+                )
                 .body(Full::new(body)),
             Payload::Form { content_type, body } => request
                 .header(CONTENT_TYPE, content_type)

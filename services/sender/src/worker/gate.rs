@@ -19,12 +19,13 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::window::Window;
 use super::{LeaseLost, NumberWorker, WorkerConfig};
-use crate::pacing::{Pacer, Signal, StartLog};
+use crate::pacing::{Lateness, Pacer, Signal, StartLog};
 
 /// What the gate says of one entry.
 pub(super) enum Admission {
-    /// Send it, holding this place in the window until its outcome is handed over.
-    Go(OwnedSemaphorePermit),
+    /// Send it, holding this place in the window until its outcome is handed over; it started
+    /// (in the number's start log) at this instant.
+    Go(OwnedSemaphorePermit, std::time::Instant),
     /// Its campaign is paused.
     Park,
     /// Its campaign is cancelled.
@@ -75,8 +76,8 @@ impl NumberWorker {
             // Left pending: the next owner takes it over.
             return Err(LeaseLost.into());
         }
-        self.pace.started();
-        Ok(Admission::Go(permit))
+        let at = self.pace.started();
+        Ok(Admission::Go(permit, at))
     }
 }
 
@@ -150,9 +151,16 @@ impl Pace {
         }
     }
 
-    /// Notes that a send started now.
-    pub fn started(&mut self) {
-        self.starts.record(self.rate, self.clock.now_std());
+    /// Notes that a send started now, and returns when.
+    pub fn started(&mut self) -> std::time::Instant {
+        let now = self.clock.now_std();
+        self.starts.record(self.rate, now);
+        now
+    }
+
+    /// Where sends report how late they were (see `StartLog`).
+    pub fn lateness(&self) -> Lateness {
+        self.starts.lateness()
     }
 }
 

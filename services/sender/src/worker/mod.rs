@@ -134,11 +134,13 @@ impl NumberWorker {
         reader.wake_on(shared.doorbells.bell(config.number));
         shared.scopes.watch(&config.scopes);
         shared.scopes.refresh(&mut commands).await?;
+        let config = Arc::new(config);
+        let pace = Pace::new(&config, shared.clock);
         Ok(Self {
-            send_path: Arc::new(send::SendPath::new(&shared.client, &config)),
-            pace: Pace::new(&config, shared.clock),
+            send_path: Arc::new(send::SendPath::new(&shared, &config, &pace, lease.fence)),
+            pace,
             queue: NumberQueue::new(number_keys, commands.clone()),
-            config: Arc::new(config),
+            config,
             shared,
             lease,
             reader,
@@ -278,7 +280,7 @@ impl NumberWorker {
     /// says so.
     async fn dispatch_entry(&mut self, stream_id: String, entry: Entry) -> anyhow::Result<()> {
         match self.admit(&entry).await? {
-            Admission::Go(permit) => self.start_send(stream_id, entry, permit),
+            Admission::Go(permit, at) => self.start_send(stream_id, entry, permit, at),
             Admission::Park => {
                 self.queue
                     .set_aside(Aside::Parked, &entry, &stream_id)

@@ -2,29 +2,60 @@
 //! changed — a new rate for the number, an app or WABA hold to share — to the recorder, the
 //! only writer to Postgres; here only memory changes (the pacer, this process's holds).
 
+use std::sync::Arc;
+
+use herald_shared::clock::Clock;
 use herald_shared::stream::Entry;
 use herald_shared::whatsapp::{CloudApiClient, Endpoint, SendResult};
 use metrics::Histogram;
-use tokio::sync::OwnedSemaphorePermit;
-use tracing::Instrument;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::{NumberWorker, WorkerConfig};
+use super::gate::{Feedback, Pace};
+use super::window::Window;
+use super::{NumberWorker, Shared, WorkerConfig};
+use crate::pacing::{Lateness, MAX_LOGGED_RATE};
 use crate::recorder::Outcome;
+use crate::scope::ScopeThrottles;
 
-/// What every send of a number uses, made once: where it goes, and the histograms of its
-/// request time by outcome.
+/// What every send of a number uses, made once and shared by its sends (one reference each,
+/// not one per part): where it goes, with which fencing token, what it reports to, and the
+/// histograms of its request time by outcome.
 pub(super) struct SendPath {
+    client: CloudApiClient,
     endpoint: Endpoint,
+    fence: i64,
+    config: Arc<WorkerConfig>,
+    outcomes: mpsc::Sender<Outcome>,
+    scopes: Arc<ScopeThrottles>,
+    feedback: Feedback,
+    window: Arc<Window>,
+    lateness: Lateness,
+    clock: Clock,
+    /// The number's span, entered only to log: entering and leaving it at every poll of every
+    /// send costs more than the rare line a send writes.
+    span: tracing::Span,
     accepted: Histogram,
     rejected: Histogram,
     transport: Histogram,
 }
 
 impl SendPath {
-    pub fn new(client: &CloudApiClient, config: &WorkerConfig) -> Self {
+    pub fn new(shared: &Shared, config: &Arc<WorkerConfig>, pace: &Pace, fence: i64) -> Self {
         let seconds = |outcome: &'static str| metrics::histogram!("herald_cloud_api_request_seconds", "outcome" => outcome);
         Self {
-            endpoint: client.messages_endpoint(&config.phone_number_id, &config.token),
+            endpoint: shared
+                .client
+                .messages_endpoint(&config.phone_number_id, &config.token),
+            client: shared.client.clone(),
+            fence,
+            config: config.clone(),
+            outcomes: shared.outcomes.clone(),
+            scopes: shared.scopes.clone(),
+            feedback: pace.feedback(),
+            window: pace.window.clone(),
+            lateness: pace.lateness(),
+            clock: shared.clock,
+            span: tracing::info_span!("number", number = %config.number),
             accepted: seconds("accepted"),
             rejected: seconds("rejected"),
             transport: seconds("transport"),
@@ -41,37 +72,37 @@ impl SendPath {
 }
 
 impl NumberWorker {
-    /// Starts the send of `entry` (the gate let it through; `permit` is its place in the
-    /// window, held until its outcome is handed over).
+    /// Starts the send of `entry` (the gate let it through at `at`; `permit` is its place in
+    /// the window, held until its outcome is handed over).
     pub(super) fn start_send(
         &mut self,
         stream_id: String,
         entry: Entry,
         permit: OwnedSemaphorePermit,
+        at: std::time::Instant,
     ) {
-        let client = self.shared.client.clone();
-        let config = self.config.clone();
         let path = self.send_path.clone();
-        let outcomes = self.shared.outcomes.clone();
-        let scopes = self.shared.scopes.clone();
-        let feedback = self.pace.feedback();
         let queue = self.queue.clone();
         let tally = self.tally.clone();
-        let window = self.pace.window.clone();
-        let fence = self.lease.fence;
         let started = self.shared.clock.utc();
         self.handed += 1;
         let send = async move {
             let sending = std::time::Instant::now();
-            let result = client
-                .send_message(&path.endpoint, fence, entry.payload.clone())
+            let result = path
+                .client
+                .send_message(&path.endpoint, path.fence, entry.payload.clone())
                 .await;
             let took = sending.elapsed();
             path.seconds(&result).record(took.as_secs_f64());
-            window.answered(took, std::time::Instant::now());
-            let rate = feedback.record(&result);
+            path.window.answered(took, std::time::Instant::now());
+            if path.feedback.target() <= MAX_LOGGED_RATE {
+                path.lateness.answered(at, path.clock.now_std());
+            }
+            let config = &path.config;
+            let rate = path.feedback.record(&result);
             if let Some(rate) = rate {
-                tracing::info!(rate, "number's rate changed");
+                path.span
+                    .in_scope(|| tracing::info!(rate, "number's rate changed"));
                 metrics::gauge!("herald_sender_rate", "number" => config.number.to_string())
                     .set(rate);
             }
@@ -80,7 +111,7 @@ impl NumberWorker {
                     error, retry_after, ..
                 } => config.scopes.of(error.code).and_then(|scope| {
                     let length = config.scope_throttle.max(retry_after.unwrap_or_default());
-                    scopes.hold_here(scope, length)
+                    path.span.in_scope(|| path.scopes.hold_here(scope, length))
                 }),
                 _ => None,
             };
@@ -97,10 +128,10 @@ impl NumberWorker {
                 tally,
             };
             // Fails only if the recorder is gone, at shutdown; the entry then stays pending.
-            let _ = outcomes.send(outcome).await;
-            window.release(permit);
+            let _ = path.outcomes.send(outcome).await;
+            path.window.release(permit);
         };
-        tokio::spawn(send.in_current_span());
+        tokio::spawn(send);
     }
 
     /// Hands `entry` to the recorder unsent: its recipient is suppressed.
