@@ -2,7 +2,6 @@
 //! machine fed with each send's class and the time, so it is tested without clocks.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_shared::settings::PacingSettings;
@@ -127,19 +126,17 @@ impl Pacer {
 
 /// Rates above this keep no log of starts: only benchmarks with no cap go there (Meta's highest
 /// tier is 1,000 msg/s), and their log would be megabytes long.
-pub const MAX_LOGGED_RATE: u32 = 10_000;
+const MAX_LOGGED_RATE: u32 = 10_000;
 
-/// The starts of a number's latest sends, so that no span of one second and the guard holds
-/// more sends than the rate. Meta counts sends as they arrive: spacing starts evenly at the rate
-/// (the GCRA limiter) puts exactly `rate` of them in a second, and a send held up on its way (a
-/// busy core, a new connection) then arrives in the same second as the `rate` after it, and one
-/// is refused with 130429. The guard is how late a send may arrive without that: `guard` at
-/// least, and more while sends lately were later than that (`Lateness`).
+/// The starts of a number's latest sends, so that no span of one second and `guard` holds more
+/// sends than the rate. Meta counts sends as they arrive: spacing starts evenly at the rate (the
+/// GCRA limiter) puts exactly `rate` of them in a second, and a send held up on its way (a busy
+/// core, a new connection) then arrives in the same second as the `rate` after it, and one is
+/// refused with 130429. `guard` is how late a send may arrive without that.
 #[derive(Debug)]
 pub struct StartLog {
     guard: Duration,
     starts: VecDeque<Instant>,
-    lateness: Lateness,
 }
 
 impl StartLog {
@@ -147,13 +144,7 @@ impl StartLog {
         Self {
             guard,
             starts: VecDeque::new(),
-            lateness: Lateness::default(),
         }
-    }
-
-    /// Where the number's sends report how late they were.
-    pub fn lateness(&self) -> Lateness {
-        self.lateness.clone()
     }
 
     /// How long the next send must wait, at `rate` a second; `None` when it may start now.
@@ -162,8 +153,7 @@ impl StartLog {
         if rate > MAX_LOGGED_RATE as usize || self.starts.len() < rate {
             return None;
         }
-        let guard = self.guard.max(self.lateness.recent(now));
-        let opens = self.starts[self.starts.len() - rate] + Duration::from_secs(1) + guard;
+        let opens = self.starts[self.starts.len() - rate] + Duration::from_secs(1) + self.guard;
         opens.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
@@ -177,85 +167,6 @@ impl StartLog {
         while self.starts.len() > rate as usize {
             self.starts.pop_front();
         }
-    }
-}
-
-/// The most a guard grows to: a send later than this on its way is not waited for.
-pub const MAX_GUARD: Duration = Duration::from_millis(250);
-
-/// How long a late send's lateness is kept: a send's place in the start log lasts a second
-/// after it started, and it reports its lateness once answered, up to `MAX_GUARD` later.
-const LATENESS_PERIOD: Duration = Duration::from_millis(1250);
-
-/// How long the fastest round trip seen counts (as the in-flight window's does).
-const FASTEST_PERIOD: Duration = Duration::from_secs(10);
-
-/// How late a number's sends lately were on their way, as sends report it: how much longer
-/// than the fastest recent one a send took from its start in the log to its answer (a bound
-/// on how much later than the fastest it can have arrived: a busy core that let it go late, a
-/// new connection, a queue in the network). A guard that follows it costs nothing while sends
-/// are on time, and keeps a second that holds a late send to the rate when they are not: sends
-/// within a period or two of one that was late wait for as long as it was (up to
-/// `MAX_GUARD`).
-#[derive(Debug, Clone, Default)]
-pub struct Lateness(Arc<Mutex<LateState>>);
-
-#[derive(Debug, Default)]
-struct LateState {
-    /// The most a send was late, per `LATENESS_PERIOD`.
-    late: Periods,
-    /// The fastest start-to-answer time, per `FASTEST_PERIOD`.
-    fastest: Periods,
-}
-
-impl Lateness {
-    /// A send started (in the log) at `started` was answered at `now`.
-    pub fn answered(&self, started: Instant, now: Instant) {
-        let took = now.saturating_duration_since(started);
-        let mut s = self.0.lock().expect("lateness lock");
-        s.fastest.roll(now, FASTEST_PERIOD);
-        s.fastest.current = Some(s.fastest.current.map_or(took, |f| f.min(took)));
-        let fastest = s.fastest.both().min().unwrap_or(took);
-        let late = took.saturating_sub(fastest).min(MAX_GUARD);
-        s.late.roll(now, LATENESS_PERIOD);
-        s.late.current = Some(s.late.current.map_or(late, |l| l.max(late)));
-    }
-
-    /// The most a send was late within the last period or two.
-    pub fn recent(&self, now: Instant) -> Duration {
-        let mut s = self.0.lock().expect("lateness lock");
-        s.late.roll(now, LATENESS_PERIOD);
-        s.late.both().max().unwrap_or_default()
-    }
-}
-
-/// A figure kept for the current period and the one before, so that it always covers at
-/// least a whole period back.
-#[derive(Debug, Default)]
-struct Periods {
-    current: Option<Duration>,
-    previous: Option<Duration>,
-    end: Option<Instant>,
-}
-
-impl Periods {
-    fn roll(&mut self, now: Instant, length: Duration) {
-        match self.end {
-            Some(end) if now < end => {}
-            Some(end) if now < end + length => {
-                self.previous = self.current.take();
-                self.end = Some(end + length);
-            }
-            _ => {
-                self.previous = None;
-                self.current = None;
-                self.end = Some(now + length);
-            }
-        }
-    }
-
-    fn both(&self) -> impl Iterator<Item = Duration> {
-        self.current.into_iter().chain(self.previous)
     }
 }
 
@@ -406,51 +317,6 @@ mod tests {
         arrivals[0] += guard;
         arrivals.sort();
         assert_eq!(densest(&arrivals, Duration::from_secs(1)), 80);
-    }
-
-    #[test]
-    fn a_send_later_than_the_guard_widens_it_until_the_second_after_it_has_passed() {
-        let ms = Duration::from_millis;
-        let (guard, late, fastest) = (ms(20), ms(60), ms(5));
-        let mut log = StartLog::new(guard);
-        let lateness = log.lateness();
-        let t0 = Instant::now();
-        let mut made = starts(&mut log, 80, t0, t0 + ms(1300));
-        // The 100th send took 60 ms longer than the one before it: it may have arrived that
-        // late, in the same second as the 80 after it.
-        let slow = made[100];
-        lateness.answered(made[99], made[99] + fastest);
-        lateness.answered(slow, slow + fastest + late);
-        made.extend(starts(&mut log, 80, slow + fastest + late, t0 + ms(6000)));
-        let mut arrivals = made.clone();
-        arrivals[100] += late;
-        arrivals.sort();
-        assert_eq!(densest(&arrivals, Duration::from_secs(1)), 80);
-        // The 80 after it waited for its second: 80 sends in 1.06 s; later, 1.02 s again.
-        let after: Vec<_> = made[101..].to_vec();
-        assert_eq!(after[80] - after[0], Duration::from_secs(1) + late);
-        let last = after.len() - 1;
-        assert_eq!(
-            after[last] - after[last - 80],
-            Duration::from_secs(1) + guard
-        );
-    }
-
-    #[test]
-    fn a_send_reports_how_much_slower_than_the_fastest_it_was_at_most_the_largest_guard() {
-        let lateness = Lateness::default();
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        // The fastest so far is on time; a send 40 ms slower than it was 40 ms late.
-        lateness.answered(t0, t0 + ms(3));
-        assert_eq!(lateness.recent(t0 + ms(3)), Duration::ZERO);
-        lateness.answered(t0 + ms(10), t0 + ms(53));
-        assert_eq!(lateness.recent(t0 + ms(53)), ms(40));
-        lateness.answered(t0, t0 + Duration::from_secs(5));
-        assert_eq!(lateness.recent(t0 + Duration::from_secs(5)), MAX_GUARD);
-        // Kept for a period or two, then forgotten.
-        assert_eq!(lateness.recent(t0 + Duration::from_secs(6)), MAX_GUARD);
-        assert_eq!(lateness.recent(t0 + Duration::from_secs(8)), Duration::ZERO);
     }
 
     #[test]

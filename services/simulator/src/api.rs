@@ -187,7 +187,6 @@ pub async fn send_message(
         );
     }
     let (seq, mut rand) = state.sim.next_rand();
-    wait(&state, rand.delay(&active.config.arrival_delay)).await;
     let verdict = state
         .sim
         .decide(&active, &mut rand, seq, &phone_number_id, to, callback);

@@ -30,10 +30,6 @@ pub struct SimConfig {
     pub daily_cap_error: i64,
     /// Time taken to answer a send.
     pub latency: Delay,
-    /// Time a send takes to reach the API, before it is counted against its number's cap:
-    /// the network's share of a round trip. A jittery one bunches a second's sends as they
-    /// arrive, as a busy host or network does.
-    pub arrival_delay: Delay,
     pub faults: Vec<Fault>,
     pub webhooks: WebhookBehaviour,
     pub numbers: Vec<NumberDef>,
@@ -66,7 +62,6 @@ impl Default for SimConfig {
             daily_cap: 0,
             daily_cap_error: 131049,
             latency: Delay::None,
-            arrival_delay: Delay::None,
             faults: Vec::new(),
             webhooks: WebhookBehaviour::default(),
             numbers: Vec::new(),

@@ -19,13 +19,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::window::Window;
 use super::{LeaseLost, NumberWorker, WorkerConfig};
-use crate::pacing::{Lateness, Pacer, Signal, StartLog};
+use crate::pacing::{Pacer, Signal, StartLog};
 
 /// What the gate says of one entry.
 pub(super) enum Admission {
-    /// Send it, holding this place in the window until its outcome is handed over; it started
-    /// (in the number's start log) at this instant.
-    Go(OwnedSemaphorePermit, std::time::Instant),
+    /// Send it, holding this place in the window until its outcome is handed over.
+    Go(OwnedSemaphorePermit),
     /// Its campaign is paused.
     Park,
     /// Its campaign is cancelled.
@@ -76,8 +75,8 @@ impl NumberWorker {
             // Left pending: the next owner takes it over.
             return Err(LeaseLost.into());
         }
-        let at = self.pace.started();
-        Ok(Admission::Go(permit, at))
+        self.pace.started();
+        Ok(Admission::Go(permit))
     }
 }
 
@@ -151,16 +150,9 @@ impl Pace {
         }
     }
 
-    /// Notes that a send started now, and returns when.
-    pub fn started(&mut self) -> std::time::Instant {
-        let now = self.clock.now_std();
-        self.starts.record(self.rate, now);
-        now
-    }
-
-    /// Where sends report how late they were (see `StartLog`).
-    pub fn lateness(&self) -> Lateness {
-        self.starts.lateness()
+    /// Notes that a send started now.
+    pub fn started(&mut self) {
+        self.starts.record(self.rate, self.clock.now_std());
     }
 }
 

@@ -280,7 +280,7 @@ impl NumberWorker {
     /// says so.
     async fn dispatch_entry(&mut self, stream_id: String, entry: Entry) -> anyhow::Result<()> {
         match self.admit(&entry).await? {
-            Admission::Go(permit, at) => self.start_send(stream_id, entry, permit, at),
+            Admission::Go(permit) => self.start_send(stream_id, entry, permit),
             Admission::Park => {
                 self.queue
                     .set_aside(Aside::Parked, &entry, &stream_id)

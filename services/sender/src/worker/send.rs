@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use herald_shared::clock::Clock;
 use herald_shared::stream::Entry;
 use herald_shared::whatsapp::{CloudApiClient, Endpoint, SendResult};
 use metrics::Histogram;
@@ -13,7 +12,6 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::gate::{Feedback, Pace};
 use super::window::Window;
 use super::{NumberWorker, Shared, WorkerConfig};
-use crate::pacing::{Lateness, MAX_LOGGED_RATE};
 use crate::recorder::Outcome;
 use crate::scope::ScopeThrottles;
 
@@ -29,8 +27,6 @@ pub(super) struct SendPath {
     scopes: Arc<ScopeThrottles>,
     feedback: Feedback,
     window: Arc<Window>,
-    lateness: Lateness,
-    clock: Clock,
     /// The number's span, entered only to log: entering and leaving it at every poll of every
     /// send costs more than the rare line a send writes.
     span: tracing::Span,
@@ -53,8 +49,6 @@ impl SendPath {
             scopes: shared.scopes.clone(),
             feedback: pace.feedback(),
             window: pace.window.clone(),
-            lateness: pace.lateness(),
-            clock: shared.clock,
             span: tracing::info_span!("number", number = %config.number),
             accepted: seconds("accepted"),
             rejected: seconds("rejected"),
@@ -72,14 +66,13 @@ impl SendPath {
 }
 
 impl NumberWorker {
-    /// Starts the send of `entry` (the gate let it through at `at`; `permit` is its place in
-    /// the window, held until its outcome is handed over).
+    /// Starts the send of `entry` (the gate let it through; `permit` is its place in the
+    /// window, held until its outcome is handed over).
     pub(super) fn start_send(
         &mut self,
         stream_id: String,
         entry: Entry,
         permit: OwnedSemaphorePermit,
-        at: std::time::Instant,
     ) {
         let path = self.send_path.clone();
         let queue = self.queue.clone();
@@ -95,9 +88,6 @@ impl NumberWorker {
             let took = sending.elapsed();
             path.seconds(&result).record(took.as_secs_f64());
             path.window.answered(took, std::time::Instant::now());
-            if path.feedback.target() <= MAX_LOGGED_RATE {
-                path.lateness.answered(at, path.clock.now_std());
-            }
             let config = &path.config;
             let rate = path.feedback.record(&result);
             if let Some(rate) = rate {
