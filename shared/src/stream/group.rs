@@ -33,8 +33,8 @@ impl From<StreamId> for Read {
 
 /// The entries of an `XREAD`/`XREADGROUP` reply for one stream, taken out of it as they are.
 /// redis-rs's `StreamReadReply` copies the whole reply (to try a second format when the first
-/// does not fit) and makes two maps of every entry: most of the read's cost, for a sender
-/// reading hundreds of entries of a few hundred bytes at a time.
+/// does not fit) and makes two maps of every entry: copies and allocations a sender reading
+/// hundreds of entries of a few hundred bytes at a time pays on every read.
 fn reads_of(reply: redis::Value) -> RedisResult<Vec<Read>> {
     use redis::Value;
     let unexpected = |what: &str| {
