@@ -325,6 +325,72 @@ async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
 }
 
 #[tokio::test]
+async fn a_body_two_processors_record_at_once_fails_the_second_batch_whose_retry_keeps_one_row() {
+    use herald_shared::db::webhook_events::{self, Event, Outcome};
+    let ctx = TestContext::new().await;
+    seed_campaign_over(&ctx, 1, 1).await;
+    let number: String = sqlx::query_scalar("SELECT phone_number_id FROM sender_numbers")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    let event = || Event {
+        buffer_id: "7-0",
+        numbers: vec![number.clone()],
+        wabas: Vec::new(),
+        body: b"{}",
+        received_at: chrono::Utc::now(),
+        outcome: Outcome::Applied,
+        error: None,
+    };
+    // One processor's batch holds the body, uncommitted...
+    let mut first = ctx.pool.begin().await.unwrap();
+    webhook_events::record(&mut first, &[event()])
+        .await
+        .unwrap();
+    // ...while another, which claimed it, records it too: it waits for the first.
+    let pool = ctx.pool.clone();
+    let theirs = event();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        webhook_events::record(&mut tx, &[theirs]).await
+    });
+    eventually(
+        "the second batch waits for the first",
+        Duration::from_secs(10),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO webhook_events%'",
+            )
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    first.commit().await.unwrap();
+    let error = second.await.unwrap().expect_err("the second batch fails");
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23505"),
+        "a unique violation: {error}"
+    );
+    // Its retry finds the body recorded and adds nothing.
+    let mut db = ctx.pool.acquire().await.unwrap();
+    webhook_events::record(&mut db, &[event()]).await.unwrap();
+    drop(db);
+    let rows: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM webhook_events), (SELECT count(*) FROM webhook_event_tenants)",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, (1, 1));
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_body_over_the_size_limit_gets_413() {
     let ctx = TestContext::new().await;
     let mut settings = ctx.settings.clone();
