@@ -5,6 +5,8 @@
   bench-figures.py median             the medians of the JSON lines on stdin
   bench-figures.py b3-row <run> <json> / b3-median   the same for B3's adaptation figures
   bench-figures.py b5-rows <run> <json> / b5-median  the same for B5's webhook figures
+  bench-figures.py statements-rows <run> <json> / statements-median  the same for the
+                                      Postgres statements' costs per row
 """
 import json
 import statistics
@@ -91,13 +93,44 @@ def b5_median(lines):
     return "; ".join(parts)
 
 
+def cpu(value):
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def statements_rows(run, figures):
+    return "\n".join(
+        f"| {run} | {p['name']} | {p['batch']} | {cpu(p['postgres_cpu_us_per_row'])} "
+        f"| {p['wall_us_per_row']:.1f} |"
+        for p in json.loads(figures)["phases"]
+    )
+
+
+def statements_median(lines):
+    runs = [json.loads(line) for line in lines if line.strip()]
+    parts = []
+    for name in [p["name"] for p in runs[0]["phases"]]:
+        phases = [p for r in runs for p in r["phases"] if p["name"] == name]
+        cpus = [p["postgres_cpu_us_per_row"] for p in phases]
+        median_cpu = None if None in cpus else statistics.median(cpus)
+        wall = statistics.median(p["wall_us_per_row"] for p in phases)
+        parts.append(f"{name} {cpu(median_cpu)} µs of Postgres CPU, {wall:.1f} µs wall a row")
+    return "; ".join(parts)
+
+
 if __name__ == "__main__":
-    commands = {"row": row, "b3-row": b3_row, "b5-rows": b5_rows}
+    commands = {
+        "row": row,
+        "b3-row": b3_row,
+        "b5-rows": b5_rows,
+        "statements-rows": statements_rows,
+    }
     if sys.argv[1] in commands:
         print(commands[sys.argv[1]](sys.argv[2], sys.argv[3]))
     elif sys.argv[1] == "b3-median":
         print(b3_median(sys.stdin))
     elif sys.argv[1] == "b5-median":
         print(b5_median(sys.stdin))
+    elif sys.argv[1] == "statements-median":
+        print(statements_median(sys.stdin))
     else:
         print(median(sys.stdin))

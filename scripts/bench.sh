@@ -20,6 +20,9 @@
 #                           duplicates) uploaded with curl to `herald ingest` in its own
 #                           process: seconds end to end and the process's peak RSS; 3 runs
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
+#   scripts/bench.sh statements
+#                           the Postgres CPU (and wall time) a row of each hot statement costs,
+#                           alone: the recorder's sends, the webhook log, the receipts; 3 runs
 #   scripts/bench.sh export a 1,000,000-message campaign exported as CSV from `herald ingest`:
 #                           seconds and the process's RSS growth; 3 runs
 #   BENCH_BUSY=N (b1, b1-lat, b2, b2-40 and compare's Herald workloads): N busy loops compete
@@ -305,6 +308,42 @@ in \`webhook_events\`). wrk, Redis and Postgres share the machine; $runs runs.
 
 | run | statuses per POST | requests/s | statuses/s accepted | p99 | statuses/s applied |
 | --- | --- | --- | --- | --- | --- |
+$rows
+**Median: $medians.**
+MD
+)
+  echo "$report"
+  echo "$report" >>BENCHMARKS.md
+}
+
+bench_statements() {
+  local commit cores
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(commit_label)
+  cores=$(nproc)
+  local rows="" results=()
+  for run in $(seq 1 "$runs"); do
+    out=$(HERALD__TELEMETRY__FILTER=error target/release/herald bench statements --simulator none)
+    results+=("$out")
+    rows+=$(scripts/bench-figures.py statements-rows "$run" "$out")$'\n'
+  done
+  local medians
+  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py statements-median)
+  local report
+  report=$(cat <<MD
+
+## statements — $(date -u +%Y-%m-%d), commit $commit, $cores cores
+
+\`scripts/bench.sh statements\`: \`herald bench statements\` runs each hot Postgres statement
+alone over a campaign's 100,000 messages, one transaction a batch, on one connection: the
+recorder's transaction for sends Meta accepted (\`RECORD_SENT\` and the counters), the webhook
+log's insert of one-status bodies, and the receipts' transaction for their \`delivered\`
+statuses (\`APPLY\` and the counters). Postgres CPU is that connection's server process's
+(from /proc); $runs runs.
+
+| run | statement | batch | Postgres CPU µs a row | wall µs a row |
+| --- | --- | --- | --- | --- |
 $rows
 **Median: $medians.**
 MD
@@ -671,10 +710,11 @@ case "${1:-}" in
   b4) bench_upload ;;
   export) bench_export ;;
   b5) bench_webhook ;;
+  statements) bench_statements ;;
   b1) bench_b1 ;;
   b1-prototype | b1-lat | b2 | b2-40) bench_herald "$1" ;;
   b3) bench_adaptation ;;
   sustained) bench_sustained ;;
   compare) shift; bench_compare "$@" ;;
-  *) echo "usage: scripts/bench.sh sim|b1|b1-prototype|b1-lat|b2|b2-40|b3|b4|b5|sustained|export|compare REV WORKLOAD..." >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh sim|b1|b1-prototype|b1-lat|b2|b2-40|b3|b4|b5|statements|sustained|export|compare REV WORKLOAD..." >&2; exit 2 ;;
 esac

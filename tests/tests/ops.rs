@@ -142,3 +142,31 @@ async fn the_lean_prototype_sends_and_records_every_message_once() {
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// `herald bench statements`: each hot statement runs over every message of its campaign (the
+/// run checks each batch did all it should), and the figures name every phase.
+#[tokio::test]
+async fn the_statements_bench_runs_each_statement_over_every_message() {
+    let ctx = TestContext::new().await;
+    let figures = bench::run(
+        ctx.settings.clone(),
+        bench::Workload::Statements,
+        "none",
+        Some(1_200),
+    )
+    .await
+    .expect("every statement ran over every message");
+    assert_eq!(figures["messages"], 1_200);
+    let phases: Vec<&str> = figures["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["record_sent", "webhook_log", "receipts"]);
+    for phase in figures["phases"].as_array().unwrap() {
+        assert_eq!(phase["rows"], 1_200, "{phase}");
+        assert!(phase["wall_us_per_row"].as_f64().unwrap() > 0.0, "{phase}");
+    }
+    ctx.cleanup().await;
+}

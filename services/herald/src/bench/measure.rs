@@ -42,8 +42,20 @@ impl Meter {
 
 /// user + sys of this process, from /proc/self/stat (fields 14 and 15, in clock ticks).
 fn own_cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or(&stat);
+    cpu_seconds_in(&std::fs::read_to_string("/proc/self/stat")?)
+}
+
+/// user + sys of Postgres server process `pid` on this machine; `None` when there is no such
+/// process here (a server elsewhere) or it cannot be read.
+pub fn cpu_seconds_of(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.contains("(postgres)")
+        .then(|| cpu_seconds_in(&stat).ok())
+        .flatten()
+}
+
+fn cpu_seconds_in(stat: &str) -> anyhow::Result<f64> {
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or(stat);
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
     Ok(ticks / clock_ticks())

@@ -5,6 +5,7 @@
 mod adaptation;
 mod measure;
 mod prototype;
+mod statements;
 mod throughput;
 mod webhooks;
 
@@ -16,6 +17,7 @@ use crate::fixtures::{Simulator, World};
 use crate::stack::{Roles, Stack};
 
 pub use self::adaptation::AdaptationFigures;
+pub use self::statements::StatementFigures;
 pub use self::throughput::{Figures, Load};
 pub use self::webhooks::WebhookFigures;
 
@@ -41,6 +43,8 @@ pub enum Workload {
     B3,
     /// Webhook intake and processing (needs no simulator).
     B5,
+    /// What each hot Postgres statement costs a message, alone (needs no simulator).
+    Statements,
 }
 
 /// Runs `workload` (with `recipients` instead of its own count, where it has one) against
@@ -67,6 +71,10 @@ pub async fn run(
             for statuses in [1, 100] {
                 figures.push(webhooks::run(settings.clone(), statuses, 5).await?);
             }
+            return Ok(serde_json::to_value(figures)?);
+        }
+        Workload::Statements => {
+            let figures = statements::run(settings, recipients.unwrap_or(100_000)).await?;
             return Ok(serde_json::to_value(figures)?);
         }
     };

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use herald_shared::db::transitions::{self, Sent};
 use herald_shared::db::{campaigns, messages};
-use herald_shared::domain::{CampaignId, MessageId};
+use herald_shared::domain::{CampaignId, MessageId, NumberId};
 use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, conn, webhooks};
 use serde::Serialize;
@@ -151,6 +151,30 @@ end
 /// A campaign of `n` messages already sent, by id.
 /// `n` sent messages of one number, and the number's `phone_number_id` (receipts name it).
 async fn sent_messages(world: &World, n: usize) -> anyhow::Result<(Vec<MessageId>, String)> {
+    let seeded = seed(world, n).await?;
+    for chunk in seeded.ids.chunks(5_000) {
+        let sent: Vec<Sent> = chunk
+            .iter()
+            .map(|id| Sent {
+                message: *id,
+                wa_message_id: format!("wamid.b5-{}", id.0),
+                at: chrono::Utc::now(),
+            })
+            .collect();
+        transitions::record_sent(&world.pool, &sent).await?;
+    }
+    Ok((seeded.ids, seeded.phone_number_id))
+}
+
+/// A running campaign of `n` pending messages over one number.
+pub(super) struct Seeded {
+    pub campaign: CampaignId,
+    pub number: NumberId,
+    pub ids: Vec<MessageId>,
+    pub phone_number_id: String,
+}
+
+pub(super) async fn seed(world: &World, n: usize) -> anyhow::Result<Seeded> {
     let pool = &world.pool;
     let (tenant, _) = crate::tenant::create(pool, "bench").await?;
     let numbers = fixtures::register_numbers(world, tenant, 1, 80).await?;
@@ -191,21 +215,15 @@ async fn sent_messages(world: &World, n: usize) -> anyhow::Result<(Vec<MessageId
             .bind(campaign)
             .fetch_all(pool)
             .await?;
-    for chunk in ids.chunks(5_000) {
-        let sent: Vec<Sent> = chunk
-            .iter()
-            .map(|id| Sent {
-                message: *id,
-                wa_message_id: format!("wamid.b5-{}", id.0),
-                at: chrono::Utc::now(),
-            })
-            .collect();
-        transitions::record_sent(pool, &sent).await?;
-    }
     let number = herald_shared::db::numbers::get_number(pool, numbers[0])
         .await?
         .context("the bench's number")?;
-    Ok((ids, number.phone_number_id))
+    Ok(Seeded {
+        campaign,
+        number: numbers[0],
+        ids,
+        phone_number_id: number.phone_number_id,
+    })
 }
 
 fn wrk_figure(report: &str, label: &str) -> anyhow::Result<f64> {
