@@ -119,7 +119,19 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
             )
         })
         .collect();
-    let logged: Vec<&[(String, Vec<u8>)]> = bodies.chunks(BODIES_PER_BATCH).collect();
+    let events: Vec<webhook_events::Event> = bodies
+        .iter()
+        .map(|(id, body)| webhook_events::Event {
+            buffer_id: id,
+            numbers: vec![number.to_owned()],
+            wabas: Vec::new(),
+            body,
+            received_at: chrono::Utc::now(),
+            outcome: webhook_events::Outcome::Applied,
+            error: None,
+        })
+        .collect();
+    let logged: Vec<&[webhook_events::Event]> = events.chunks(BODIES_PER_BATCH).collect();
     phases.push(
         timed(
             "webhook_log",
@@ -129,20 +141,8 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
             &logged,
             |conn, batch| {
                 Box::pin(async move {
-                    let events: Vec<webhook_events::Event> = batch
-                        .iter()
-                        .map(|(id, body)| webhook_events::Event {
-                            buffer_id: id,
-                            numbers: vec![number.to_owned()],
-                            wabas: Vec::new(),
-                            body,
-                            received_at: chrono::Utc::now(),
-                            outcome: webhook_events::Outcome::Applied,
-                            error: None,
-                        })
-                        .collect();
                     let mut tx = sqlx::Connection::begin(conn).await?;
-                    webhook_events::record(&mut tx, &events).await?;
+                    webhook_events::record(&mut tx, batch).await?;
                     tx.commit().await?;
                     Ok(())
                 })
