@@ -280,6 +280,19 @@ MD
   echo "$report" >>BENCHMARKS.md
 }
 
+# runs_alone WORKLOAD ROWS MEDIAN: `herald bench WORKLOAD`, which needs no simulator, $runs
+# times; sets the caller's rows and medians (bench-figures.py's ROWS and MEDIAN formats).
+runs_alone() {
+  local workload=$1 rows_format=$2 median_format=$3 results=() run out
+  rows=""
+  for run in $(seq 1 "$runs"); do
+    out=$(HERALD__TELEMETRY__FILTER=error target/release/herald bench "$workload" --simulator none)
+    results+=("$out")
+    rows+=$(scripts/bench-figures.py "$rows_format" "$run" "$out")$'\n'
+  done
+  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py "$median_format")
+}
+
 bench_webhook() {
   local commit cores
   need_wrk
@@ -287,14 +300,8 @@ bench_webhook() {
   cargo build --release --quiet -p herald
   commit=$(commit_label)
   cores=$(nproc)
-  local rows="" results=()
-  for run in $(seq 1 "$runs"); do
-    out=$(HERALD__TELEMETRY__FILTER=error target/release/herald bench b5 --simulator none)
-    results+=("$out")
-    rows+=$(scripts/bench-figures.py b5-rows "$run" "$out")$'\n'
-  done
-  local medians
-  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py b5-median)
+  local rows medians
+  runs_alone b5 b5-rows b5-median
   local report
   report=$(cat <<MD
 
@@ -322,14 +329,8 @@ bench_statements() {
   cargo build --release --quiet -p herald
   commit=$(commit_label)
   cores=$(nproc)
-  local rows="" results=()
-  for run in $(seq 1 "$runs"); do
-    out=$(HERALD__TELEMETRY__FILTER=error target/release/herald bench statements --simulator none)
-    results+=("$out")
-    rows+=$(scripts/bench-figures.py statements-rows "$run" "$out")$'\n'
-  done
-  local medians
-  medians=$(printf '%s\n' "${results[@]}" | scripts/bench-figures.py statements-median)
+  local rows medians
+  runs_alone statements statements-rows statements-median
   local report
   report=$(cat <<MD
 

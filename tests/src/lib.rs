@@ -135,6 +135,26 @@ where
     }
 }
 
+/// Waits until a session running a statement like `query` (a `LIKE` pattern) waits for a lock.
+pub async fn waiting_for_a_lock(pool: &PgPool, query: &str) {
+    eventually(
+        &format!("a statement like {query} waits for a lock"),
+        Duration::from_secs(10),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+            )
+            .bind(query)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Asserts that the campaign's counters equal a `GROUP BY status` over its messages.
 pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domain::CampaignId) {
     use herald_shared::domain::MessageStatus;

@@ -1,7 +1,5 @@
 //! The one statement that moves statuses: forward only, counters exact, under any order.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use herald_shared::db::counters::Delta;
 use herald_shared::db::transitions::{self, Engine, MessageRef, Sent, Transition};
@@ -215,21 +213,7 @@ async fn a_page_recorded_while_its_send_is_recorded_counts_the_send_once() {
     let through = ids[2];
     let page = tokio::spawn(async move { queue_through(&pool, through).await });
     // The page waits for the lane until the send commits, then counts the two still pending.
-    herald_tests::eventually(
-        "the page waits for the lane",
-        Duration::from_secs(10),
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query LIKE '%record_fanout_page%'",
-            )
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-            (waiting > 0).then_some(())
-        },
-    )
-    .await;
+    herald_tests::waiting_for_a_lock(&ctx.pool, "%record_fanout_page%").await;
     engine.finish(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(page.await.unwrap(), 2);

@@ -6,7 +6,7 @@ use herald::stack::{Roles, Stack};
 use herald_shared::domain::{MessageId, MessageStatus};
 use herald_tests::{
     TestContext, assert_counters_match, eventually, phone_number_of, seed_campaign,
-    seed_campaign_over, set_status, signed, status_of,
+    seed_campaign_over, set_status, signed, status_of, waiting_for_a_lock,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -265,26 +265,40 @@ async fn a_signed_but_malformed_body_is_skipped_without_blocking_the_ones_after_
     ctx.cleanup().await;
 }
 
-#[tokio::test]
-async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
-    use herald_shared::db::webhook_events::{self, Event, Outcome};
-    let ctx = TestContext::new().await;
-    // A number, so that each body is logged for its tenant too.
-    seed_campaign_over(&ctx, 1, 1).await;
-    let number: String = sqlx::query_scalar("SELECT phone_number_id FROM sender_numbers")
+/// A seeded number's `phone_number_id`, so that each body logged naming it is logged for its
+/// tenant too.
+async fn logged_number(ctx: &TestContext) -> String {
+    seed_campaign_over(ctx, 1, 1).await;
+    sqlx::query_scalar("SELECT phone_number_id FROM sender_numbers")
         .fetch_one(&ctx.pool)
         .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let event = |id, days: i64| Event {
-        buffer_id: id,
-        numbers: vec![number.clone()],
+        .unwrap()
+}
+
+/// A body naming `number`, as the processor logs it.
+fn logged(
+    buffer_id: &'static str,
+    number: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> herald_shared::db::webhook_events::Event<'static> {
+    herald_shared::db::webhook_events::Event {
+        buffer_id,
+        numbers: vec![number.to_owned()],
         wabas: Vec::new(),
         body: b"{}",
-        received_at: now - chrono::Duration::days(days),
-        outcome: Outcome::Applied,
+        received_at,
+        outcome: herald_shared::db::webhook_events::Outcome::Applied,
         error: None,
-    };
+    }
+}
+
+#[tokio::test]
+async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
+    use herald_shared::db::webhook_events::{self, Event};
+    let ctx = TestContext::new().await;
+    let number = logged_number(&ctx).await;
+    let now = chrono::Utc::now();
+    let event = |id, days: i64| logged(id, &number, now - chrono::Duration::days(days));
     let mut db = ctx.pool.acquire().await.unwrap();
     // And one naming only the number's WABA (a template's status, say).
     let by_waba = Event {
@@ -326,22 +340,11 @@ async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
 
 #[tokio::test]
 async fn a_body_two_processors_record_at_once_fails_the_second_batch_whose_retry_keeps_one_row() {
-    use herald_shared::db::webhook_events::{self, Event, Outcome};
+    use herald_shared::db::webhook_events;
     let ctx = TestContext::new().await;
-    seed_campaign_over(&ctx, 1, 1).await;
-    let number: String = sqlx::query_scalar("SELECT phone_number_id FROM sender_numbers")
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap();
-    let event = || Event {
-        buffer_id: "7-0",
-        numbers: vec![number.clone()],
-        wabas: Vec::new(),
-        body: b"{}",
-        received_at: chrono::Utc::now(),
-        outcome: Outcome::Applied,
-        error: None,
-    };
+    let number = logged_number(&ctx).await;
+    let now = chrono::Utc::now();
+    let event = || logged("7-0", &number, now);
     // One processor's batch holds the body, uncommitted...
     let mut first = ctx.pool.begin().await.unwrap();
     webhook_events::record(&mut first, &[event()])
@@ -354,21 +357,7 @@ async fn a_body_two_processors_record_at_once_fails_the_second_batch_whose_retry
         let mut tx = pool.begin().await.unwrap();
         webhook_events::record(&mut tx, &[theirs]).await
     });
-    eventually(
-        "the second batch waits for the first",
-        Duration::from_secs(10),
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO webhook_events%'",
-            )
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-            (waiting > 0).then_some(())
-        },
-    )
-    .await;
+    waiting_for_a_lock(&ctx.pool, "%INSERT INTO webhook_events%").await;
     first.commit().await.unwrap();
     let error = second.await.unwrap().expect_err("the second batch fails");
     assert_eq!(
