@@ -82,17 +82,14 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
             &batches,
             |conn, sent| {
                 Box::pin(async move {
-                    let mut tx = sqlx::Connection::begin(conn).await?;
                     let mut engine = Engine::default();
-                    let unrecorded = engine.record_sent(&mut tx, sent, &[]).await?;
+                    let unrecorded = engine.record_sent(conn, sent, &[]).await?;
                     anyhow::ensure!(
                         unrecorded.is_empty(),
                         "{} sends not recorded",
                         unrecorded.len()
                     );
-                    engine.finish(&mut tx).await?;
-                    tx.commit().await?;
-                    Ok(())
+                    Ok(engine.finish(conn).await?)
                 })
             },
         )
@@ -139,14 +136,7 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
             pid,
             &mut conn,
             &logged,
-            |conn, batch| {
-                Box::pin(async move {
-                    let mut tx = sqlx::Connection::begin(conn).await?;
-                    webhook_events::record(&mut tx, batch).await?;
-                    tx.commit().await?;
-                    Ok(())
-                })
-            },
+            |conn, batch| Box::pin(async move { Ok(webhook_events::record(conn, batch).await?) }),
         )
         .await?,
     );
@@ -178,18 +168,15 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
             &receipts,
             |conn, batch| {
                 Box::pin(async move {
-                    let mut tx = sqlx::Connection::begin(conn).await?;
                     let mut engine = Engine::default();
-                    let applied = engine.apply(&mut tx, batch).await?;
+                    let applied = engine.apply(conn, batch).await?;
                     anyhow::ensure!(
                         applied.changed == batch.len() as i64,
                         "{} of {} receipts applied",
                         applied.changed,
                         batch.len()
                     );
-                    engine.finish(&mut tx).await?;
-                    tx.commit().await?;
-                    Ok(())
+                    Ok(engine.finish(conn).await?)
                 })
             },
         )
@@ -214,7 +201,8 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
 
 type Step<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
-/// Runs `step` over every batch on `conn`, measuring the server process `pid` and the wall.
+/// Runs `step` over every batch on `conn`, a transaction each, measuring the server process
+/// `pid` and the wall.
 async fn timed<T>(
     name: &'static str,
     (rows, batch): (usize, usize),
@@ -226,7 +214,9 @@ async fn timed<T>(
     let cpu_before = measure::cpu_seconds_of(pid);
     let started = Instant::now();
     for b in batches {
-        step(&mut *conn, b).await.context(name)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        step(&mut tx, b).await.context(name)?;
+        tx.commit().await?;
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_before

@@ -148,7 +148,6 @@ function request()
 end
 "#;
 
-/// A campaign of `n` messages already sent, by id.
 /// `n` sent messages of one number, and the number's `phone_number_id` (receipts name it).
 async fn sent_messages(world: &World, n: usize) -> anyhow::Result<(Vec<MessageId>, String)> {
     let seeded = seed(world, n).await?;
@@ -185,7 +184,7 @@ pub(super) async fn seed(world: &World, n: usize) -> anyhow::Result<Seeded> {
         &campaigns::NewCampaign {
             id: campaign,
             tenant,
-            name: "bench-b5",
+            name: "bench",
             templates: &[campaigns::CampaignTemplate::only(
                 "spring_sale_2026",
                 "en_GB",
