@@ -254,6 +254,95 @@ async fn pause_writes(stack: &Stack) -> Unheard {
     Unheard::of(&bodies)
 }
 
+/// What a campaign that does not complete shows, for the failure to say where it stopped:
+/// its counters against its messages, its lanes, each number's keys in Redis, and the
+/// database's sessions that are not idle (a wait for a lock shows there).
+async fn where_it_stands(ctx: &TestContext, stack: &Stack, campaign: CampaignId) -> String {
+    use redis::AsyncCommands;
+    use std::fmt::Write;
+    let mut out = String::new();
+    let row: Option<herald_shared::db::campaigns::CampaignRow> =
+        sqlx::query_as("SELECT * FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_optional(&ctx.pool)
+            .await
+            .ok()
+            .flatten();
+    if let Some(row) = row {
+        let _ = writeln!(out, "campaign {:?}, counters {:?}", row.state, row.counters);
+    }
+    let counts = herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign).await;
+    let _ = writeln!(out, "messages by status {counts:?}");
+    let lanes: Vec<(
+        uuid::Uuid,
+        i64,
+        i64,
+        Option<i64>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )> = sqlx::query_as(
+        "SELECT sender_number_id, fanout_cursor, fanout_appended, repair_from, repair_since
+             FROM campaign_numbers WHERE campaign_id = $1",
+    )
+    .bind(campaign)
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap_or_default();
+    let (mut conn, keys) = redis_of(stack).await;
+    for (number, cursor, appended, repair_from, repair_since) in lanes {
+        let _ = writeln!(
+            out,
+            "lane of number {number}: cursor {cursor}, appended {appended}, repair from \
+             {repair_from:?} since {repair_since:?}"
+        );
+        let k = keys.number(herald_shared::domain::NumberId(number));
+        let listed: redis::RedisResult<bool> =
+            conn.sismember(keys.numbers(), number.to_string()).await;
+        let lease: redis::RedisResult<Option<String>> = conn.get(&k.lease).await;
+        let fence: redis::RedisResult<Option<i64>> = conn.get(&k.fence).await;
+        let length: redis::RedisResult<usize> = conn.xlen(&k.stream).await;
+        let groups: redis::RedisResult<Vec<_>> = conn
+            .xinfo_groups::<_, redis::streams::StreamInfoGroupsReply>(&k.stream)
+            .await
+            .map(|reply| {
+                let group = |g: redis::streams::StreamInfoGroup| {
+                    format!(
+                        "{}: {} pending, read to {}",
+                        g.name, g.pending, g.last_delivered_id
+                    )
+                };
+                reply.groups.into_iter().map(group).collect()
+            });
+        let retries: redis::RedisResult<usize> = conn.zcard(&k.retry).await;
+        let parked: redis::RedisResult<usize> = conn.zcard(&k.parked).await;
+        let handback: redis::RedisResult<usize> = conn.scard(&k.handback).await;
+        let fanout: redis::RedisResult<Vec<(String, i64)>> = conn.hgetall(&k.fanout).await;
+        let _ = writeln!(
+            out,
+            "  Redis: listed {listed:?}, lease {lease:?}, fence counter {fence:?}, stream \
+             length {length:?}, groups {groups:?}, retries {retries:?}, parked {parked:?}, \
+             handed back {handback:?}, fan-out record {fanout:?}"
+        );
+    }
+    let sessions: Vec<(Option<String>, Option<String>, Option<String>, Option<f64>)> =
+        sqlx::query_as(
+            "SELECT state, wait_event_type || ':' || wait_event, left(query, 160),
+                    extract(epoch FROM now() - xact_start)::float8
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND state IS DISTINCT FROM 'idle'",
+        )
+        .fetch_all(&ctx.pool)
+        .await
+        .unwrap_or_default();
+    for (state, wait, query, age) in sessions {
+        let _ = writeln!(
+            out,
+            "  session {state:?} waiting {wait:?} for {age:?} s in transaction: {query:?}"
+        );
+    }
+    out
+}
+
 /// The campaign's messages not at a final status whose receipts were not `unheard`: (id,
 /// status).
 async fn unsettled(
@@ -292,20 +381,26 @@ async fn completes_whole(
     fault: &str,
     unheard: &Unheard,
 ) {
-    eventually(
+    let completed = herald::fixtures::wait_until(
         "the campaign completed",
         Duration::from_secs(120),
+        Duration::from_millis(20),
         || async {
             let state: CampaignState =
                 sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
                     .bind(campaign)
                     .fetch_one(&ctx.pool)
-                    .await
-                    .ok()?;
-            (state == CampaignState::Completed).then_some(())
+                    .await?;
+            Ok((state == CampaignState::Completed).then_some(()))
         },
     )
     .await;
+    if let Err(e) = completed {
+        panic!(
+            "{fault}: {e}\n{}",
+            where_it_stands(ctx, stack, campaign).await
+        );
+    }
     // Completed: nothing left to send. The last receipts may still be on their way.
     let last = std::sync::Mutex::new(Vec::new());
     let settled = herald::fixtures::wait_until(
