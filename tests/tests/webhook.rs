@@ -335,6 +335,24 @@ async fn bodies_older_than_the_retention_are_pruned_with_their_tenants_rows() {
     assert_eq!(left, vec!["3-0".to_owned(), "4-0".to_owned()]);
     // No foreign key cascades to them: the prune deletes them itself.
     assert_eq!(tenants_rows().await, vec![3, 4]);
+    // Bodies go in the order they were logged: one received long ago but logged after younger
+    // ones (claimed from a processor that died) waits for them.
+    let mut db = ctx.pool.acquire().await.unwrap();
+    webhook_events::record(&mut db, &[event("5-0", 35)])
+        .await
+        .unwrap();
+    drop(db);
+    let month_ago = now - chrono::Duration::days(30);
+    assert_eq!(
+        webhook_events::prune(&ctx.pool, month_ago).await.unwrap(),
+        0
+    );
+    let week_later = now + chrono::Duration::days(7);
+    assert_eq!(
+        webhook_events::prune(&ctx.pool, week_later).await.unwrap(),
+        3
+    );
+    assert_eq!(tenants_rows().await, Vec::<i64>::new());
     ctx.cleanup().await;
 }
 
