@@ -273,28 +273,21 @@ async fn where_it_stands(ctx: &TestContext, stack: &Stack, campaign: CampaignId)
     }
     let counts = herald_shared::db::campaigns::count_by_status(&ctx.pool, campaign).await;
     let _ = writeln!(out, "messages by status {counts:?}");
-    let lanes: Vec<(
-        uuid::Uuid,
-        i64,
-        i64,
-        Option<i64>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    )> = sqlx::query_as(
-        "SELECT sender_number_id, fanout_cursor, fanout_appended, repair_from, repair_since
-             FROM campaign_numbers WHERE campaign_id = $1",
+    // Described by Postgres, which prints NULLs and timestamps as they are.
+    let lanes: Vec<(herald_shared::domain::NumberId, String)> = sqlx::query_as(
+        "SELECT sender_number_id, format('cursor %s, appended %s, %s', fanout_cursor,
+                fanout_appended, CASE WHEN repair_since IS NULL THEN 'no repair open'
+                ELSE format('repair from %s since %s', repair_from, repair_since) END)
+         FROM campaign_numbers WHERE campaign_id = $1",
     )
     .bind(campaign)
     .fetch_all(&ctx.pool)
     .await
     .unwrap_or_default();
     let (mut conn, keys) = redis_of(stack).await;
-    for (number, cursor, appended, repair_from, repair_since) in lanes {
-        let _ = writeln!(
-            out,
-            "lane of number {number}: cursor {cursor}, appended {appended}, repair from \
-             {repair_from:?} since {repair_since:?}"
-        );
-        let k = keys.number(herald_shared::domain::NumberId(number));
+    for (number, lane) in lanes {
+        let _ = writeln!(out, "lane of number {number}: {lane}");
+        let k = keys.number(number);
         let listed: redis::RedisResult<bool> =
             conn.sismember(keys.numbers(), number.to_string()).await;
         let lease: redis::RedisResult<Option<String>> = conn.get(&k.lease).await;
@@ -323,22 +316,19 @@ async fn where_it_stands(ctx: &TestContext, stack: &Stack, campaign: CampaignId)
              handed back {handback:?}, fan-out record {fanout:?}"
         );
     }
-    let sessions: Vec<(Option<String>, Option<String>, Option<String>, Option<f64>)> =
-        sqlx::query_as(
-            "SELECT state, wait_event_type || ':' || wait_event, left(query, 160),
-                    extract(epoch FROM now() - xact_start)::float8
-             FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()
-               AND state IS DISTINCT FROM 'idle'",
-        )
-        .fetch_all(&ctx.pool)
-        .await
-        .unwrap_or_default();
-    for (state, wait, query, age) in sessions {
-        let _ = writeln!(
-            out,
-            "  session {state:?} waiting {wait:?} for {age:?} s in transaction: {query:?}"
-        );
+    let sessions: Vec<String> = sqlx::query_scalar(
+        "SELECT format('session %s waiting %s, %s into its transaction: %s', state,
+                       wait_event_type || ':' || wait_event, now() - xact_start,
+                       left(query, 160))
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND state IS DISTINCT FROM 'idle'",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap_or_default();
+    for session in sessions {
+        let _ = writeln!(out, "  {session}");
     }
     out
 }
