@@ -155,18 +155,26 @@ pub async fn waiting_for_a_lock(pool: &PgPool, query: &str) {
     .await;
 }
 
-/// Asserts that the campaign's counters equal a `GROUP BY status` over its messages.
+/// Asserts that the campaign's counters equal a `GROUP BY status` over its messages, both read
+/// in one snapshot: a receipt applied between two reads would move a message after its
+/// counters were read.
 pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domain::CampaignId) {
     use herald_shared::domain::MessageStatus;
+    let mut tx = pool.begin().await.expect("a transaction");
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .expect("one snapshot");
     let row: herald_shared::db::campaigns::CampaignRow =
         sqlx::query_as("SELECT * FROM campaigns WHERE id = $1")
             .bind(campaign)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
             .expect("campaign");
-    let counts = herald_shared::db::campaigns::count_by_status(pool, campaign)
+    let counts = herald_shared::db::campaigns::count_by_status(&mut *tx, campaign)
         .await
         .expect("counts");
+    drop(tx);
     for status in MessageStatus::ALL {
         let counted = counts
             .iter()

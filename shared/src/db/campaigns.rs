@@ -348,7 +348,7 @@ pub async fn next_message_id(
 
 /// Messages per status, counted from `messages` itself: what the counters must equal.
 pub async fn count_by_status(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     campaign: CampaignId,
 ) -> sqlx::Result<Vec<(MessageStatus, i64)>> {
     sqlx::query_as(
@@ -358,7 +358,7 @@ pub async fn count_by_status(
          WHERE m.campaign_id = $1 GROUP BY 1",
     )
     .bind(campaign)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
