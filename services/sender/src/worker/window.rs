@@ -15,7 +15,7 @@
 //!
 //! Invariant: the semaphore holds `max` permits in all; those the window holds back (to keep
 //! it below `max`) are owned by the window, so a stop that waits for every permit first
-//! gives them back (`open_fully`).
+//! gives them back and keeps the window from moving again (`open_fully`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,9 @@ struct State {
     /// The smallest of this period.
     period_min: Option<Duration>,
     period_end: Option<Instant>,
+    /// A stop is waiting for every place (`open_fully`): the window no longer moves, or a slow
+    /// last answer would hold its own place back and the stop would wait for it forever.
+    stopping: bool,
 }
 
 impl Window {
@@ -74,6 +77,7 @@ impl Window {
                 min_rtt: None,
                 period_min: None,
                 period_end: None,
+                stopping: false,
             }),
         }
     }
@@ -96,6 +100,9 @@ impl Window {
     /// Moves the window by a send's round trip.
     pub fn answered(&self, rtt: Duration, now: Instant) {
         let mut s = self.state.lock().expect("window lock");
+        if s.stopping {
+            return;
+        }
         if s.period_end.is_none_or(|end| now >= end) {
             s.min_rtt = s.period_min.take().or(s.min_rtt);
             s.period_end = Some(now + MIN_RTT_PERIOD);
@@ -134,6 +141,7 @@ impl Window {
     pub async fn open_fully(&self) {
         {
             let mut s = self.state.lock().expect("window lock");
+            s.stopping = true;
             s.to_hold = 0;
             s.held.clear();
         }
@@ -216,6 +224,27 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), stop)
             .await
             .expect("the stop ends once the send gave its place back")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_when_the_last_send_under_way_answers_slowly() {
+        let (window, now) = opened(MS).await;
+        let window = Arc::new(window);
+        let under_way = window.acquire().await.unwrap();
+        let stop = tokio::spawn({
+            let window = window.clone();
+            async move { window.open_fully().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!stop.is_finished());
+        // A hundred times slower than the fastest: while sending, the window would shrink by
+        // this send's own place.
+        window.answered(100 * MS, now + 100 * MS);
+        window.release(under_way);
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the stop ends once the last send gave its place back")
             .unwrap();
     }
 }
