@@ -59,6 +59,15 @@ commit_label() {
   echo "$label"
 }
 
+# prepare_release: the services up, the release build current, and the caller's `commit` and
+# `cores` (its locals) set for the report.
+prepare_release() {
+  source scripts/services.sh
+  cargo build --release --quiet -p herald
+  commit=$(commit_label)
+  cores=$(nproc)
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 free_port() {
@@ -205,10 +214,7 @@ MD
 
 bench_herald() {
   local workload=$1 commit cores
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
     start_simulator "$(scenario_of "$workload")"
@@ -245,10 +251,7 @@ MD
 
 bench_adaptation() {
   local commit cores
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   local rows="" results=()
   for run in $(seq 1 "$runs"); do
     start_simulator ""
@@ -296,10 +299,7 @@ runs_alone() {
 bench_webhook() {
   local commit cores
   need_wrk
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   local rows medians
   runs_alone b5 b5-rows b5-median
   local report
@@ -325,10 +325,7 @@ MD
 
 bench_statements() {
   local commit cores
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   local rows medians
   runs_alone statements statements-rows statements-median
   local report
@@ -638,10 +635,7 @@ alternate() {
 # tables, their medians and Herald's share of the prototype's rate.
 bench_b1() {
   local commit cores
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   local rows first_median second_median
   alternate "b1-prototype" "b1"
   local share
@@ -674,10 +668,7 @@ MD
 # two alternating run by run on one build; both tables, their medians and the ratio.
 bench_sustained() {
   local commit cores
-  source scripts/services.sh
-  cargo build --release --quiet -p herald
-  commit=$(commit_label)
-  cores=$(nproc)
+  prepare_release
   # The figure means something only with autovacuum at work (some machines turn it off). Each
   # run's database is its own and dropped after it, so how often it vacuumed is not kept.
   local autovacuum
