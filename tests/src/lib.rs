@@ -155,9 +155,9 @@ pub async fn waiting_for_a_lock(pool: &PgPool, query: &str) {
     .await;
 }
 
-/// Asserts that the campaign's counters equal a `GROUP BY status` over its messages, both read
-/// in one snapshot: a receipt applied between two reads would move a message after its
-/// counters were read.
+/// Asserts that the campaign's counters equal a `GROUP BY status` over its messages, and each
+/// lane's counts a `GROUP BY` over its number's messages, all read in one snapshot: a receipt
+/// applied between two reads would move a message after its counters were read.
 pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domain::CampaignId) {
     use herald_shared::domain::MessageStatus;
     let mut tx = pool.begin().await.expect("a transaction");
@@ -174,7 +174,32 @@ pub async fn assert_counters_match(pool: &PgPool, campaign: herald_shared::domai
     let counts = herald_shared::db::campaigns::count_by_status(&mut *tx, campaign)
         .await
         .expect("counts");
+    // Each lane's kept counts (total, waiting, sent, failed) against its messages.
+    type LaneCounts = Vec<(uuid::Uuid, i64, i64, i64, i64)>;
+    let kept: LaneCounts = sqlx::query_as(
+        "SELECT sender_number_id, total, waiting, sent, failed FROM lane_counts
+         WHERE campaign_id = $1 AND total > 0 ORDER BY 1",
+    )
+    .bind(campaign)
+    .fetch_all(&mut *tx)
+    .await
+    .expect("lane counts");
+    let counted: LaneCounts = sqlx::query_as(
+        "SELECT sender_number_id, count(*),
+                count(*) FILTER (WHERE status IN ('pending', 'queued')),
+                count(*) FILTER (WHERE status IN ('sent', 'delivered', 'read')),
+                count(*) FILTER (WHERE status = 'failed')
+         FROM messages WHERE campaign_id = $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(campaign)
+    .fetch_all(&mut *tx)
+    .await
+    .expect("lane GROUP BY");
     drop(tx);
+    assert_eq!(
+        kept, counted,
+        "each lane's counts (number, total, waiting, sent, failed) against its messages"
+    );
     for status in MessageStatus::ALL {
         let counted = counts
             .iter()

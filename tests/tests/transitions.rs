@@ -334,7 +334,7 @@ async fn the_recorder_moves_rows_first_and_counts_them_after() {
     // One left `queued`, two left `pending`; the delivered one is handed back.
     assert_eq!(
         engine.deltas().get(campaign),
-        Some(&Delta {
+        Some(Delta {
             queued: -1,
             pending: -2,
             sent: 3,

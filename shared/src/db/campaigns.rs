@@ -394,16 +394,15 @@ pub struct NumberShare {
     pub waiting: i64,
 }
 
-/// The campaign's messages by sender number (one `GROUP BY` over its messages).
+/// The campaign's messages by sender number: each lane's counts (`lane_counts`), kept with
+/// the campaign's counters.
 pub async fn by_number(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<NumberShare>> {
     sqlx::query_as(
-        "SELECT n.id, n.display_number, n.state, n.current_rate AS rate,
-                count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'read')) AS sent,
-                count(*) FILTER (WHERE m.status = 'failed') AS failed,
-                count(*) FILTER (WHERE m.status IN ('pending', 'queued')) AS waiting
-         FROM messages m JOIN sender_numbers n ON n.id = m.sender_number_id
-         WHERE m.campaign_id = $1
-         GROUP BY n.id ORDER BY n.id",
+        "SELECT n.id, n.display_number, n.state, n.current_rate AS rate, l.sent, l.failed,
+                l.waiting
+         FROM lane_counts l JOIN sender_numbers n ON n.id = l.sender_number_id
+         WHERE l.campaign_id = $1 AND l.total > 0
+         ORDER BY n.id",
     )
     .bind(campaign)
     .fetch_all(pool)

@@ -1,8 +1,9 @@
-//! Campaign counters: what a transaction changed, per campaign, and the one statement that
-//! adds it (the SQL function `apply_campaign_deltas`, which also completes a running campaign
-//! left with nothing to send).
+//! Campaign counters: what a transaction changed, per campaign and number, and the one
+//! statement that adds it (the SQL function `apply_campaign_deltas`, which also completes a
+//! running campaign left with nothing to send, and moves each lane's counts, `lane_counts`).
 //!
-//! Invariant: a campaign's status counters equal a `GROUP BY status` over its messages. Every
+//! Invariant: a campaign's status counters equal a `GROUP BY status` over its messages, and
+//! each lane's counts a `GROUP BY` over its number's messages of the campaign. Every
 //! writer changes the counters in the transaction that moves the messages, after the messages
 //! (see `transitions`), and through `apply`: campaigns are locked in one statement, in id
 //! order, last.
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
 use crate::db::campaigns::Counters;
-use crate::domain::{CampaignId, MessageStatus};
+use crate::domain::{CampaignId, MessageStatus, NumberId};
 
 /// How much each counter of one campaign moves: counters, as differences. Missing fields (in
 /// the JSON the statements exchange) are 0.
@@ -65,26 +66,31 @@ impl Counters {
     }
 }
 
-/// One campaign's delta as the statements write it: `{"id": …, "sent": 3, …}`.
+/// One campaign's delta as the statements write it: `{"id": …, "sent": 3, …}`, and the number
+/// whose messages moved (`"number"`), when it is one number's: its lane's counts move too.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Row {
     pub id: CampaignId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<NumberId>,
     #[serde(flatten)]
     pub delta: Delta,
 }
 
-/// What one transaction changes in campaigns, and which it locks for a later state change.
+/// What one transaction changes in campaigns (by number, where messages moved), and which it
+/// locks for a later state change.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Deltas(BTreeMap<CampaignId, Delta>);
+pub struct Deltas(BTreeMap<(CampaignId, Option<NumberId>), Delta>);
 
 impl Deltas {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// The delta of `campaign`, zero until something is added.
+    /// The delta of `campaign` that is no number's (engagement counts), zero until something
+    /// is added.
     pub fn of(&mut self, campaign: CampaignId) -> &mut Delta {
-        self.0.entry(campaign).or_default()
+        self.0.entry((campaign, None)).or_default()
     }
 
     /// Locks `campaign` with the others, for a statement after `apply` that changes it.
@@ -92,28 +98,49 @@ impl Deltas {
         self.of(campaign);
     }
 
-    /// One message moved from `old` to `new` in `campaign`.
-    pub fn moved(&mut self, campaign: CampaignId, old: MessageStatus, new: MessageStatus) {
-        let delta = self.of(campaign);
+    /// One message of `number` moved from `old` to `new` in `campaign`.
+    pub fn moved(
+        &mut self,
+        campaign: CampaignId,
+        number: NumberId,
+        old: MessageStatus,
+        new: MessageStatus,
+    ) {
+        let delta = self.0.entry((campaign, Some(number))).or_default();
         *delta.of_mut(old) -= 1;
         *delta.of_mut(new) += 1;
     }
 
     pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
         for row in rows {
-            self.of(row.id).add(&row.delta);
+            self.0
+                .entry((row.id, row.number))
+                .or_default()
+                .add(&row.delta);
         }
     }
 
-    pub fn get(&self, campaign: CampaignId) -> Option<&Delta> {
-        self.0.get(&campaign)
+    /// What `campaign`'s counters move by (the sum over its numbers); `None` when it is not
+    /// named.
+    pub fn get(&self, campaign: CampaignId) -> Option<Delta> {
+        let mut of_campaign = self
+            .0
+            .range((campaign, None)..)
+            .take_while(|((c, _), _)| *c == campaign);
+        let (_, first) = of_campaign.next()?;
+        let mut sum = *first;
+        for (_, delta) in of_campaign {
+            sum.add(delta);
+        }
+        Some(sum)
     }
 
     fn rows(&self) -> Vec<Row> {
         self.0
             .iter()
-            .map(|(id, delta)| Row {
+            .map(|((id, number), delta)| Row {
                 id: *id,
+                number: *number,
                 delta: *delta,
             })
             .collect()
@@ -141,9 +168,10 @@ mod tests {
     #[test]
     fn moves_add_up_per_campaign_and_rows_round_trip_through_json() {
         let (a, b) = (CampaignId::new(), CampaignId::new());
+        let (one, two) = (NumberId::new(), NumberId::new());
         let mut deltas = Deltas::default();
-        deltas.moved(a, MessageStatus::Queued, MessageStatus::Sent);
-        deltas.moved(a, MessageStatus::Pending, MessageStatus::Sent);
+        deltas.moved(a, one, MessageStatus::Queued, MessageStatus::Sent);
+        deltas.moved(a, two, MessageStatus::Pending, MessageStatus::Sent);
         deltas.lock(b);
         let a_delta = Delta {
             pending: -1,
@@ -151,8 +179,9 @@ mod tests {
             sent: 2,
             ..Delta::default()
         };
-        assert_eq!(deltas.get(a), Some(&a_delta));
-        assert_eq!(deltas.get(b), Some(&Delta::default()));
+        assert_eq!(deltas.get(a), Some(a_delta));
+        assert_eq!(deltas.get(b), Some(Delta::default()));
+        assert_eq!(deltas.get(CampaignId::new()), None);
         let json = serde_json::to_string(&deltas.rows()).unwrap();
         let rows: Vec<Row> = serde_json::from_str(&json).unwrap();
         let mut again = Deltas::default();

@@ -67,16 +67,17 @@ pub async fn insert_recipients(
             FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::smallint[], $6::text[])
                  AS u(n, r, v, t, k)
             ON CONFLICT (campaign_id, recipient) DO NOTHING
-            RETURNING status
+            RETURNING sender_number_id, status
          ), counted AS (
-            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+            SELECT sender_number_id AS number,
+                   count(*) FILTER (WHERE status = 'pending') AS pending,
                    count(*) FILTER (WHERE status = 'suppressed') AS suppressed
-            FROM inserted
+            FROM inserted GROUP BY 1
          )
-         SELECT counted.pending, counted.suppressed,
-                apply_campaign_deltas(jsonb_build_array(jsonb_build_object(
-                    'id', $1::uuid, 'total', counted.pending + counted.suppressed,
-                    'pending', counted.pending, 'suppressed', counted.suppressed)))
+         SELECT coalesce(sum(pending), 0)::bigint, coalesce(sum(suppressed), 0)::bigint,
+                apply_campaign_deltas(coalesce(jsonb_agg(jsonb_build_object(
+                    'id', $1::uuid, 'number', number, 'total', pending + suppressed,
+                    'pending', pending, 'suppressed', suppressed)), '[]'))
          FROM counted",
     )
     .bind(campaign)
@@ -193,7 +194,8 @@ pub async fn skip(
             RETURNING 1
          ), n AS (SELECT count(*) AS n FROM skipped)
          SELECT n.n FROM n, LATERAL (SELECT apply_campaign_deltas(jsonb_build_array(
-            jsonb_build_object('id', $1::uuid, 'pending', -n.n, 'skipped', n.n)))) a",
+            jsonb_build_object('id', $1::uuid, 'number', $2::uuid, 'pending', -n.n,
+                               'skipped', n.n)))) a",
     )
     .bind(campaign)
     .bind(number)

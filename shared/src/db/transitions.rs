@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::counters::{self, Deltas, Row};
-use crate::domain::{CampaignId, MessageId, MessageStatus};
+use crate::domain::{CampaignId, MessageId, MessageStatus, NumberId};
 
 /// Which message a transition is about: Herald's id when known (our own results, or a
 /// receipt carrying `biz_opaque_callback_data`), else Meta's wamid.
@@ -178,7 +178,7 @@ impl Engine {
         let ids: Vec<i64> = sent.iter().map(|s| s.message.0).collect();
         let wa_ids: Vec<&str> = sent.iter().map(|s| s.wa_message_id.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = sent.iter().map(|s| s.at).collect();
-        let moved: Vec<(i64, CampaignId, MessageStatus)> = sqlx::query_as(RECORD_SENT)
+        let moved: Vec<(i64, CampaignId, NumberId, MessageStatus)> = sqlx::query_as(RECORD_SENT)
             .bind(locks)
             .bind(ids)
             .bind(wa_ids)
@@ -186,8 +186,9 @@ impl Engine {
             .fetch_all(&mut *conn)
             .await?;
         let mut recorded = std::collections::HashSet::with_capacity(moved.len());
-        for (id, campaign, old) in moved {
-            self.deltas.moved(campaign, old, MessageStatus::Sent);
+        for (id, campaign, number, old) in moved {
+            self.deltas
+                .moved(campaign, number, old, MessageStatus::Sent);
             recorded.insert(id);
         }
         Ok(sent
@@ -349,15 +350,15 @@ const RECORD_SENT: &str = "WITH locked AS (
      ), moved AS (
         UPDATE messages m SET status = 'sent', attempts = m.attempts + 1, sent_at = i.at
         FROM input i WHERE m.id = i.id
-        RETURNING m.id, m.campaign_id, i.old, i.wa_id
+        RETURNING m.id, m.campaign_id, m.sender_number_id, i.old, i.wa_id
      ), wamids AS (
         INSERT INTO message_wamids (wa_message_id, message_id)
         SELECT wa_id, id FROM moved
      )
-     SELECT id, campaign_id, old FROM moved";
+     SELECT id, campaign_id, sender_number_id, old FROM moved";
 
 /// `Engine::apply`'s statement: changes messages and returns, besides what it did, the
-/// campaigns' deltas as JSON rows (`counters::Row`).
+/// campaigns' deltas, by number, as JSON rows (`counters::Row`).
 const APPLY: &str = "WITH input AS (
         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::message_status[],
                              $4::timestamptz[], $5::int[], $6::text[], $7::int[], $8::text[])
@@ -424,7 +425,7 @@ const APPLY: &str = "WITH input AS (
             error_title = CASE WHEN p.moves AND p.status = 'failed' THEN p.error_title
                                ELSE m.error_title END
         FROM judged p WHERE m.id = p.id
-        RETURNING m.id, m.campaign_id, p.old_status,
+        RETURNING m.id, m.campaign_id, m.sender_number_id, p.old_status,
                   CASE WHEN p.moves THEN p.status ELSE p.old_status END AS new_status, m.recipient,
                   m.error_code, m.error_title, m.failed_at
      ), wamids AS (
@@ -436,12 +437,12 @@ const APPLY: &str = "WITH input AS (
           AND NOT EXISTS (SELECT 1 FROM message_wamids w WHERE w.wa_message_id = r.wa_id)
         ORDER BY r.wa_id, r.id
      ), moves AS (
-        SELECT campaign_id, old_status, new_status, count(*) AS n FROM changed
-        WHERE old_status <> new_status GROUP BY 1, 2, 3
+        SELECT campaign_id, sender_number_id, old_status, new_status, count(*) AS n
+        FROM changed WHERE old_status <> new_status GROUP BY 1, 2, 3, 4
      ), deltas AS (
-        SELECT campaign_id AS id, s.status, sum(s.n)::bigint AS n
+        SELECT campaign_id AS id, sender_number_id AS number, s.status, sum(s.n)::bigint AS n
         FROM moves, LATERAL (VALUES (old_status, -n), (new_status, n)) AS s(status, n)
-        GROUP BY 1, 2
+        GROUP BY 1, 2, 3
      ), unmatched AS (
         SELECT r.by_id, r.wa_id FROM resolved r WHERE NOT r.known
      )
@@ -450,9 +451,10 @@ const APPLY: &str = "WITH input AS (
             (SELECT coalesce(array_agg(wa_id), '{}') FROM unmatched WHERE NOT by_id)
                 AS unmatched_wamids,
             (SELECT count(*) FROM named) - (SELECT count(*) FROM resolved) AS foreign,
-            (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id) || counts), '[]')
-             FROM (SELECT id, jsonb_object_agg(status::text, n) AS counts
-                   FROM deltas GROUP BY id) g) AS deltas,
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'number', number) || counts),
+                             '[]')
+             FROM (SELECT id, number, jsonb_object_agg(status::text, n) AS counts
+                   FROM deltas GROUP BY id, number) g) AS deltas,
             (SELECT jsonb_agg(jsonb_build_object('campaign_id', campaign_id, 'message_id', id,
                         'recipient', recipient, 'error_code', error_code,
                         'error_title', error_title, 'failed_at', failed_at))
