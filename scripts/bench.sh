@@ -22,7 +22,8 @@
 #   scripts/bench.sh b5     signed webhook POSTs under wrk, and the processors' apply rate
 #   scripts/bench.sh statements
 #                           the Postgres CPU (and wall time) a row of each hot statement costs,
-#                           alone: the recorder's sends, the webhook log, the receipts; 3 runs
+#                           alone: the recorder's sends, the webhook log, the receipts; and a
+#                           call of the campaign view's per-number read; 3 runs
 #   scripts/bench.sh export a 1,000,000-message campaign exported as CSV from `herald ingest`:
 #                           seconds and the process's RSS growth; 3 runs
 #   BENCH_BUSY=N (b1, b1-lat, b2, b2-40 and compare's Herald workloads): N busy loops compete
@@ -337,8 +338,10 @@ bench_statements() {
 alone over a campaign's 100,000 messages, one transaction a batch, on one connection: the
 recorder's transaction for sends Meta accepted (\`RECORD_SENT\` and the counters), the webhook
 log's insert of one-status bodies, and the receipts' transaction for their \`delivered\`
-statuses (\`APPLY\` and the counters). Postgres CPU is that connection's server process's
-(from /proc); $runs runs.
+statuses (\`APPLY\` and the counters); then the campaign view's read of each number's share,
+20 calls (for these, a "row" is a call over the campaign's 100,000 messages): \`view_by_number\`
+reads the lanes' kept counts, \`view_by_number_group_by\` the \`GROUP BY\` over the messages it
+read before them. Postgres CPU is that connection's server process's (from /proc); $runs runs.
 
 | run | statement | batch | Postgres CPU µs a row | wall µs a row |
 | --- | --- | --- | --- | --- |

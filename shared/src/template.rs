@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -373,37 +374,78 @@ impl Serialize for Values {
 }
 
 impl<'de> Deserialize<'de> for Values {
+    /// Read straight from the input, as fan-out does for every message (an untagged enum
+    /// would first buffer the whole value, then try each shape).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            Map(BTreeMap<String, Scalar>),
-            List(Vec<Scalar>),
-        }
-        /// Numbers in uploads (`"body.2": 25`) are their text.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Scalar {
-            Text(String),
-            Number(serde_json::Number),
-            Bool(bool),
-        }
-        impl Scalar {
-            fn text(self) -> String {
-                match self {
-                    Scalar::Text(t) => t,
-                    Scalar::Number(n) => n.to_string(),
-                    Scalar::Bool(b) => b.to_string(),
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = Values;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of values, or an array of the body's values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
+                let mut values = BTreeMap::new();
+                while let Some((key, Scalar(text))) = map.next_entry::<String, Scalar>()? {
+                    values.insert(key, text);
                 }
+                Ok(Values(values))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
+                let mut values = BTreeMap::new();
+                while let Some(Scalar(text)) = seq.next_element::<Scalar>()? {
+                    values.insert(format!("body.{}", values.len() + 1), text);
+                }
+                Ok(Values(values))
             }
         }
-        Ok(match Shape::deserialize(d)? {
-            Shape::Map(map) => Self(map.into_iter().map(|(k, v)| (k, v.text())).collect()),
-            Shape::List(list) => {
-                let texts: Vec<String> = list.into_iter().map(Scalar::text).collect();
-                Self::positional(&texts)
+        d.deserialize_any(Shape)
+    }
+}
+
+/// A value's text: a string, or the text of a number or a boolean (`"body.2": 25` in an
+/// upload is `"25"`).
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, a number or a boolean")
             }
-        })
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| Scalar(n.to_string()))
+                    .ok_or_else(|| E::custom("a number must be finite"))
+            }
+        }
+        d.deserialize_any(Text)
     }
 }
 
@@ -790,5 +832,37 @@ mod tests {
     fn stored_lists_read_as_positional_body_values() {
         let v: Values = serde_json::from_value(json!(["Ada", 25])).unwrap();
         assert_eq!(v, Values::positional(&["Ada", "25"]));
+        let eleven: Vec<String> = (1..=11).map(|i| i.to_string()).collect();
+        let v: Values = serde_json::from_value(json!(eleven)).unwrap();
+        assert_eq!(v.get("body.11"), Some("11"));
+        assert_eq!(v.len(), 11);
+    }
+
+    #[test]
+    fn values_read_strings_numbers_and_booleans_as_text_and_nothing_else() {
+        let v: Values = serde_json::from_str(
+            r#"{"body.1": "Ada", "body.2": 25, "body.3": -2.5, "body.4": true, "body.5": 18446744073709551615}"#,
+        )
+        .unwrap();
+        let texts: Vec<(&str, &str)> = v.keys().map(|k| (k, v.get(k).unwrap())).collect();
+        assert_eq!(
+            texts,
+            [
+                ("body.1", "Ada"),
+                ("body.2", "25"),
+                ("body.3", "-2.5"),
+                ("body.4", "true"),
+                ("body.5", "18446744073709551615")
+            ]
+        );
+        for bad in [
+            r#"{"body.1": null}"#,
+            r#"{"body.1": {"a": 1}}"#,
+            r#"["a", ["b"]]"#,
+            "7",
+            r#""Ada""#,
+        ] {
+            assert!(serde_json::from_str::<Values>(bad).is_err(), "{bad}");
+        }
     }
 }

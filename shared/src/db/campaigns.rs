@@ -396,7 +396,10 @@ pub struct NumberShare {
 
 /// The campaign's messages by sender number: each lane's counts (`lane_counts`), kept with
 /// the campaign's counters.
-pub async fn by_number(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<NumberShare>> {
+pub async fn by_number(
+    db: impl PgExecutor<'_>,
+    campaign: CampaignId,
+) -> sqlx::Result<Vec<NumberShare>> {
     sqlx::query_as(
         "SELECT n.id, n.display_number, n.state, n.current_rate AS rate, l.sent, l.failed,
                 l.waiting
@@ -405,7 +408,7 @@ pub async fn by_number(pool: &PgPool, campaign: CampaignId) -> sqlx::Result<Vec<
          ORDER BY n.id",
     )
     .bind(campaign)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 

@@ -1,7 +1,9 @@
 //! `herald bench statements`: what each of the hot path's Postgres statements costs a message,
 //! alone: the recorder's transaction for sends Meta accepted, the webhook log's insert for bodies
 //! of one status, and the receipts' transaction for their `delivered` statuses, each run over
-//! every message of a campaign in batches, one transaction a batch, on one connection. The
+//! every message of a campaign in batches, one transaction a batch, on one connection; then
+//! what a read of the campaign's view costs for each number's share (a call, each "row"), and
+//! for comparison the `GROUP BY` over its messages that read did before. The
 //! figures are that connection's server process's CPU (read from /proc when Postgres runs on
 //! this machine) and the wall time, per row. End to end, a change of a microsecond a message is
 //! lost in a run's noise; here it is not.
@@ -10,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use herald_shared::db::transitions::{Engine, MessageRef, Sent, Transition};
-use herald_shared::db::{messages, webhook_events};
+use herald_shared::db::{campaigns, messages, webhook_events};
 use herald_shared::domain::MessageStatus;
 use herald_shared::settings::Settings;
 use serde::Serialize;
@@ -25,6 +27,15 @@ use crate::fixtures::World;
 const SENDS_PER_BATCH: usize = 250;
 /// The webhook processor's batch of one-status bodies.
 const BODIES_PER_BATCH: usize = 500;
+/// Reads of a campaign's view, each over all its messages (a "row" of a read phase is a call).
+const VIEW_CALLS: usize = 20;
+
+/// The view's per-number read before each lane kept its counts (migration 35): a `GROUP BY`
+/// over the campaign's messages.
+const BY_NUMBER_GROUP_BY: &str =
+    "SELECT count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'read'))
+     FROM messages m JOIN sender_numbers n ON n.id = m.sender_number_id
+     WHERE m.campaign_id = $1 GROUP BY n.id ORDER BY n.id";
 
 #[derive(Debug, Serialize)]
 pub struct StatementFigures {
@@ -177,6 +188,51 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
                         batch.len()
                     );
                     Ok(engine.finish(conn).await?)
+                })
+            },
+        )
+        .await?,
+    );
+
+    // The campaign's view reads each number's share: one call, however many messages.
+    let calls = vec![(); VIEW_CALLS];
+    let campaign = seeded.campaign;
+    phases.push(
+        timed(
+            "view_by_number",
+            (VIEW_CALLS, 1),
+            pid,
+            &mut conn,
+            &calls,
+            |conn, _| {
+                Box::pin(async move {
+                    let shares = campaigns::by_number(&mut *conn, campaign).await?;
+                    anyhow::ensure!(
+                        shares.iter().map(|s| s.sent).sum::<i64>() == messages as i64,
+                        "the view counts {shares:?}"
+                    );
+                    Ok(())
+                })
+            },
+        )
+        .await?,
+    );
+    // What it read before lanes kept their counts, for comparison: every message.
+    phases.push(
+        timed(
+            "view_by_number_group_by",
+            (VIEW_CALLS, 1),
+            pid,
+            &mut conn,
+            &calls,
+            |conn, _| {
+                Box::pin(async move {
+                    let sent: Vec<i64> = sqlx::query_scalar(BY_NUMBER_GROUP_BY)
+                        .bind(campaign)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    anyhow::ensure!(sent.iter().sum::<i64>() == messages as i64);
+                    Ok(())
                 })
             },
         )
