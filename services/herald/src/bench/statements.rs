@@ -27,8 +27,10 @@ use crate::fixtures::World;
 const SENDS_PER_BATCH: usize = 250;
 /// The webhook processor's batch of one-status bodies.
 const BODIES_PER_BATCH: usize = 500;
-/// Reads of a campaign's view, each over all its messages (a "row" of a read phase is a call).
-const VIEW_CALLS: usize = 20;
+/// Reads of a campaign's view (a "row" of a read phase is a call): enough of the kept counts'
+/// for /proc's 10 ms ticks to read a call's CPU, and of the `GROUP BY` over every message.
+const VIEW_CALLS: usize = 500;
+const GROUP_BY_CALLS: usize = 20;
 
 /// The view's per-number read before each lane kept its counts (migration 35): a `GROUP BY`
 /// over the campaign's messages.
@@ -196,6 +198,7 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
 
     // The campaign's view reads each number's share: one call, however many messages.
     let calls = vec![(); VIEW_CALLS];
+    let group_by_calls = vec![(); GROUP_BY_CALLS];
     let campaign = seeded.campaign;
     phases.push(
         timed(
@@ -221,10 +224,10 @@ pub async fn run(settings: Settings, messages: usize) -> anyhow::Result<Statemen
     phases.push(
         timed(
             "view_by_number_group_by",
-            (VIEW_CALLS, 1),
+            (GROUP_BY_CALLS, 1),
             pid,
             &mut conn,
-            &calls,
+            &group_by_calls,
             |conn, _| {
                 Box::pin(async move {
                     let sent: Vec<i64> = sqlx::query_scalar(BY_NUMBER_GROUP_BY)
