@@ -144,7 +144,8 @@ async fn the_lean_prototype_sends_and_records_every_message_once() {
 }
 
 /// `herald bench statements`: each hot statement runs over every message of its campaign (the
-/// run checks each batch did all it should), and the figures name every phase.
+/// run checks each batch did all it should), then the view's reads (each checks its counts),
+/// and the figures name every phase.
 #[tokio::test]
 async fn the_statements_bench_runs_each_statement_over_every_message() {
     let ctx = TestContext::new().await;
@@ -163,9 +164,24 @@ async fn the_statements_bench_runs_each_statement_over_every_message() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(phases, ["record_sent", "webhook_log", "receipts"]);
+    assert_eq!(
+        phases,
+        [
+            "record_sent",
+            "webhook_log",
+            "receipts",
+            "view_by_number",
+            "view_by_number_group_by"
+        ]
+    );
     for phase in figures["phases"].as_array().unwrap() {
-        assert_eq!(phase["rows"], 1_200, "{phase}");
+        // The statements' rows are the messages; the view's reads are calls.
+        let rows = match phase["name"].as_str().unwrap() {
+            "view_by_number" => 500,
+            "view_by_number_group_by" => 20,
+            _ => 1_200,
+        };
+        assert_eq!(phase["rows"], rows, "{phase}");
         assert!(phase["wall_us_per_row"].as_f64().unwrap() > 0.0, "{phase}");
     }
     ctx.cleanup().await;
