@@ -10,7 +10,7 @@ use herald::stack::{Roles, Stack};
 use herald_ingest::views::{CampaignView, Page, SyncReport, TemplateDetail};
 
 type TemplateList = Page<TemplateDetail>;
-use herald_shared::domain::NumberId;
+use herald_shared::domain::{CampaignState, NumberId};
 use herald_tests::{TestContext, configure_simulator, eventually, refusal};
 use serde_json::{Value, json};
 
@@ -221,6 +221,33 @@ async fn each_pre_flight_refusal_is_a_422_naming_the_field() {
     let (field, reason) = first_detail(&paused);
     assert_eq!(field, "template.name");
     assert!(reason.contains("PAUSED"), "{reason}");
+
+    // Approved again, but edited to take a third value the recipient was never given: the
+    // start is refused for as long as the template wants it, however often it is tried.
+    let with_body_params = |n: usize| {
+        let mut catalogue = catalogue.clone();
+        for t in catalogue.as_array_mut().unwrap() {
+            if t["name"] == "spring_sale_2026" {
+                t["status"] = json!("APPROVED");
+                t["body_params"] = json!(n);
+            }
+        }
+        json!({ "templates": catalogue })
+    };
+    configure_simulator(&stack, with_body_params(3)).await;
+    for attempt in 1..=2 {
+        let lacking = refusal(api.start(sale.id).await.unwrap_err());
+        let (field, reason) = first_detail(&lacking);
+        assert_eq!(field, "body.1, body.2, body.3", "attempt {attempt}: {reason}");
+        assert!(
+            reason.contains("1 recipients of template spring_sale_2026 lack a value"),
+            "attempt {attempt}: {reason}"
+        );
+    }
+    // Edited back to the values the recipient has: it starts.
+    configure_simulator(&stack, with_body_params(2)).await;
+    let started = api.start(sale.id).await.unwrap();
+    assert_eq!(started.state, CampaignState::Running);
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }

@@ -281,8 +281,10 @@ pub async fn recheck(
                 continue;
             }
         };
-        if spec != t.spec.0 {
-            templates::set_campaign_spec(&state.pool, campaign, t.position, &spec).await?;
+        if spec == t.spec.0 {
+            // Every recipient was checked against this spec on upload: a scan of them
+            // (a second of Postgres at a million) would find nothing.
+            continue;
         }
         let needed: Vec<String> = spec
             .slots()
@@ -290,12 +292,16 @@ pub async fn recheck(
             .filter(|s| s.required && t.fixed.get(&s.key).is_none())
             .map(|s| s.key)
             .collect();
-        if needed.is_empty() {
-            continue;
-        }
-        let lacking =
-            templates::messages_missing(&state.pool, campaign, t.position, &needed).await?;
-        if lacking > 0 {
+        let lacking = if needed.is_empty() {
+            0
+        } else {
+            templates::messages_missing(&state.pool, campaign, t.position, &needed).await?
+        };
+        if lacking == 0 {
+            // Kept only once every recipient fills it, so that the stored spec is always one
+            // they all fill: a start refused here scans again the next time.
+            templates::set_campaign_spec(&state.pool, campaign, t.position, &spec).await?;
+        } else {
             problems.push(FieldError {
                 row: None,
                 field: needed.join(", "),
