@@ -134,11 +134,60 @@ async fn the_lean_prototype_sends_and_records_every_message_once() {
         bench::Workload::B1Prototype,
         &stack.simulator_url,
         Some(3_000),
+        None,
     )
     .await
     .expect("every message sent and recorded");
     assert_eq!(figures["messages"], 3_000);
     assert_eq!(figures["simulator"]["accepted_total"], 3_000, "{figures}");
+    stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+/// `herald bench b2 --rate`: the paced numbers at another rate, which the simulator holds
+/// them to; refused for a workload whose numbers are not paced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_bench_runs_at_the_rate_it_is_given() {
+    let ctx = TestContext::new().await;
+    let roles = Roles {
+        ingest: false,
+        sender: false,
+        webhook: false,
+        simulator: true,
+    };
+    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let refused = bench::run(
+        ctx.settings.clone(),
+        bench::Workload::B1,
+        &stack.simulator_url,
+        Some(100),
+        Some(50),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("--rate"), "{refused:#}");
+    // Ten numbers at 40 msg/s: 400 messages take a second.
+    let figures = bench::run(
+        ctx.settings.clone(),
+        bench::Workload::B2,
+        &stack.simulator_url,
+        Some(400),
+        Some(40),
+    )
+    .await
+    .expect("every message sent");
+    let simulator = &figures["simulator"];
+    assert_eq!(simulator["accepted_total"], 400, "{figures}");
+    let busiest = simulator["max_per_second"].as_object().unwrap();
+    assert_eq!(busiest.len(), 10, "{figures}");
+    assert!(
+        busiest.values().all(|n| n.as_u64().unwrap() <= 40),
+        "a second over the rate: {figures}"
+    );
+    assert!(
+        simulator["rejected"].as_object().unwrap().is_empty(),
+        "{figures}"
+    );
     stack.stop().await.unwrap();
     ctx.cleanup().await;
 }
@@ -154,6 +203,7 @@ async fn the_statements_bench_runs_each_statement_over_every_message() {
         bench::Workload::Statements,
         "none",
         Some(1_200),
+        None,
     )
     .await
     .expect("every statement ran over every message");

@@ -238,7 +238,10 @@ async fn each_pre_flight_refusal_is_a_422_naming_the_field() {
     for attempt in 1..=2 {
         let lacking = refusal(api.start(sale.id).await.unwrap_err());
         let (field, reason) = first_detail(&lacking);
-        assert_eq!(field, "body.1, body.2, body.3", "attempt {attempt}: {reason}");
+        assert_eq!(
+            field, "body.1, body.2, body.3",
+            "attempt {attempt}: {reason}"
+        );
         assert!(
             reason.contains("1 recipients of template spring_sale_2026 lack a value"),
             "attempt {attempt}: {reason}"

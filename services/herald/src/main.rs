@@ -53,6 +53,10 @@ enum Command {
         /// Overrides the workload's recipient count.
         #[arg(long)]
         recipients: Option<usize>,
+        /// Overrides each number's rate, which the simulator enforces (b2 and b2-40): the
+        /// same numbers at a rate this machine can hold, to read what their pacing costs.
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// Every number's queue: stream length, lag, pending, oldest entry's age, retries,
     /// parked, rate and owner (from Redis and Postgres; no role needs to run).
@@ -198,8 +202,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<std::proces
             workload,
             simulator,
             recipients,
+            rate,
         } => {
-            let figures = herald::bench::run(settings, workload, &simulator, recipients).await?;
+            let figures =
+                herald::bench::run(settings, workload, &simulator, recipients, rate).await?;
             println!("{}", serde_json::to_string(&figures)?);
             return Ok(std::process::ExitCode::SUCCESS);
         }

@@ -47,14 +47,20 @@ pub enum Workload {
     Statements,
 }
 
-/// Runs `workload` (with `recipients` instead of its own count, where it has one) against
-/// the simulator at `simulator_url`; its figures as JSON.
+/// Runs `workload` (with `recipients` instead of its own count, where it has one, and for
+/// b2 and b2-40 `rate` instead of their numbers' rate) against the simulator at
+/// `simulator_url`; its figures as JSON.
 pub async fn run(
     mut settings: Settings,
     workload: Workload,
     simulator_url: &str,
     recipients: Option<usize>,
+    rate: Option<u32>,
 ) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        rate.is_none() || matches!(workload, Workload::B2 | Workload::B240),
+        "--rate is for b2 and b2-40, whose numbers are paced"
+    );
     settings.whatsapp.base_url = simulator_url.to_owned();
     let simulator = Simulator::new(simulator_url);
     let load = match workload {
@@ -77,6 +83,10 @@ pub async fn run(
             let figures = statements::run(settings, recipients.unwrap_or(100_000)).await?;
             return Ok(serde_json::to_value(figures)?);
         }
+    };
+    let load = match rate {
+        Some(rate) => Load::enforced(load.numbers, load.recipients, rate),
+        None => load,
     };
     let load = Load {
         recipients: recipients.unwrap_or(load.recipients),

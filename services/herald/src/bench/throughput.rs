@@ -54,7 +54,7 @@ impl Load {
 
     /// `numbers` numbers at `rate` msg/s each, the simulator enforcing it (so that a second
     /// over the rate on any number shows, as its window count and as 130429s).
-    fn enforced(numbers: usize, recipients: usize, rate: u32) -> Self {
+    pub fn enforced(numbers: usize, recipients: usize, rate: u32) -> Self {
         Self {
             numbers,
             recipients,
