@@ -117,13 +117,9 @@ async fn a_bench_world_has_a_database_of_its_own_that_goes_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lean_prototype_sends_and_records_every_message_once() {
     let ctx = TestContext::new().await;
-    let roles = Roles {
-        ingest: false,
-        sender: false,
-        webhook: false,
-        simulator: true,
-    };
-    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let stack = Stack::start(ctx.settings.clone(), Roles::SIMULATOR)
+        .await
+        .unwrap();
     let simulator = fixtures::Simulator::new(stack.simulator_url.clone());
     simulator
         .configure(&serde_json::json!({"lean": true}))
@@ -149,13 +145,9 @@ async fn the_lean_prototype_sends_and_records_every_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paced_bench_runs_at_the_rate_it_is_given() {
     let ctx = TestContext::new().await;
-    let roles = Roles {
-        ingest: false,
-        sender: false,
-        webhook: false,
-        simulator: true,
-    };
-    let stack = Stack::start(ctx.settings.clone(), roles).await.unwrap();
+    let stack = Stack::start(ctx.settings.clone(), Roles::SIMULATOR)
+        .await
+        .unwrap();
     let refused = bench::run(
         ctx.settings.clone(),
         bench::Workload::B1,

@@ -10,12 +10,6 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SIMULATOR_ONLY: Roles = Roles {
-    ingest: false,
-    sender: false,
-    webhook: false,
-    simulator: true,
-};
 const NUMBER: &str = "109876543210987";
 
 /// A simulator with `config` applied through the admin API and webhooks to `webhook_url`
@@ -29,7 +23,7 @@ impl Sim {
     async fn start(ctx: &TestContext, webhook_url: &str, config: Value) -> Self {
         let mut settings: Settings = ctx.settings.clone();
         settings.simulator.webhook_url = webhook_url.to_owned();
-        let stack = Stack::start(settings, SIMULATOR_ONLY).await.unwrap();
+        let stack = Stack::start(settings, Roles::SIMULATOR).await.unwrap();
         let sim = Self {
             stack,
             http: reqwest::Client::new(),

@@ -36,6 +36,13 @@ impl Roles {
         webhook: true,
         simulator: true,
     };
+    /// The simulator alone: the Cloud API stand-in a bench's own stack sends to.
+    pub const SIMULATOR: Roles = Roles {
+        ingest: false,
+        sender: false,
+        webhook: false,
+        simulator: true,
+    };
     /// The API alone (another replica, or one pointed at a Cloud API stand-in).
     pub const INGEST: Roles = Roles {
         ingest: true,

@@ -81,41 +81,18 @@ pub struct Row {
 
 impl Serialize for Row {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Delta {
-            total,
-            pending,
-            queued,
-            sent,
-            delivered,
-            read,
-            failed,
-            cancelled,
-            suppressed,
-            skipped,
-            replied,
-            clicked,
-        } = self.delta;
-        let counters = [
-            ("total", total),
-            ("pending", pending),
-            ("queued", queued),
-            ("sent", sent),
-            ("delivered", delivered),
-            ("read", read),
-            ("failed", failed),
-            ("cancelled", cancelled),
-            ("suppressed", suppressed),
-            ("skipped", skipped),
-            ("replied", replied),
-            ("clicked", clicked),
-        ];
+        use serde::ser::{Error, SerializeMap};
+        let serde_json::Value::Object(counters) =
+            serde_json::to_value(self.delta).map_err(S::Error::custom)?
+        else {
+            return Err(S::Error::custom("counters are an object"));
+        };
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("id", &self.id)?;
         if let Some(number) = &self.number {
             map.serialize_entry("number", number)?;
         }
-        for (name, value) in counters.iter().filter(|(_, v)| *v != 0) {
+        for (name, value) in counters.iter().filter(|(_, v)| v.as_i64() != Some(0)) {
             map.serialize_entry(name, value)?;
         }
         map.end()
