@@ -283,7 +283,7 @@ pub async fn recheck(
         };
         if spec == t.spec.0 {
             // Every recipient was checked against this spec on upload: a scan of them
-            // (a second of Postgres at a million) would find nothing.
+            // (most of a second of Postgres at a million) would find nothing.
             continue;
         }
         let needed: Vec<String> = spec
