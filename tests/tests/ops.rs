@@ -9,6 +9,8 @@ use herald::stack::{Roles, Stack};
 use herald_shared::domain::CampaignState;
 use herald_shared::stream::Keys;
 use herald_tests::{TestContext, eventually};
+use secrecy::ExposeSecret;
+use sqlx::{Connection, PgConnection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_top_show_every_number_and_campaign_of_a_running_stack() {
@@ -181,6 +183,34 @@ async fn a_paced_bench_runs_at_the_rate_it_is_given() {
         "{figures}"
     );
     stack.stop().await.unwrap();
+    ctx.cleanup().await;
+}
+
+/// A benchmark's database goes with its run, even with a session still in it that its pool
+/// did not own (Postgres ends it).
+#[tokio::test]
+async fn a_runs_database_is_dropped_with_a_session_still_in_it() {
+    let ctx = TestContext::new().await;
+    let world = fixtures::World::isolate_database(ctx.settings.clone(), "drop")
+        .await
+        .unwrap();
+    let url = world.settings.database.url.expose_secret().to_owned();
+    let mut straggler = PgConnection::connect(&url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut straggler)
+        .await
+        .unwrap();
+    world.drop().await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{name} is still there");
+    assert!(
+        straggler.ping().await.is_err(),
+        "the session in the dropped database was ended"
+    );
     ctx.cleanup().await;
 }
 

@@ -14,8 +14,7 @@ use herald_shared::settings::Settings;
 use herald_shared::stream::{Keys, admin, conn, registry};
 use herald_simulator::StatsReport;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
-use sqlx::migrate::MigrateDatabase;
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
 
 use crate::client::ApiClient;
 
@@ -53,12 +52,21 @@ impl World {
     }
 
     /// Drops the world's database (made by `isolate_database`) and deletes its Redis keys.
+    /// Postgres ends the database's last sessions itself (`WITH (FORCE)`): sqlx's
+    /// `force_drop_database` ends them one by one from a list, and a session of the closed
+    /// pool that left in between made Postgres warn that its PID was no backend.
     pub async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
         let url = self.settings.database.url.expose_secret();
-        sqlx::Postgres::force_drop_database(url)
+        let database = database_of(url).context("the run's database has no name")?;
+        let mut admin = PgConnection::connect(&with_database(url, "postgres")).await?;
+        admin
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+            )))
             .await
             .context("dropping the run's database")?;
+        admin.close().await?;
         self.clear_keys().await
     }
 
