@@ -496,7 +496,12 @@ async fn in_lean_mode_every_send_is_answered_with_a_new_wamid_and_only_counted()
     let stats = sim.stats().await;
     assert_eq!(stats.accepted_total, 6);
     assert_eq!(stats.peak_in_flight, 1);
-    assert!(stats.rejected.is_empty() && stats.accepted.is_empty());
+    assert!(stats.rejected.is_empty());
+    // Counted per number (by the path's number: the body is not read), its busiest second
+    // too: what shows whether a sender kept to a number's rate.
+    assert_eq!(stats.accepted.get(NUMBER), Some(&6));
+    let busiest = stats.max_per_second.get(NUMBER).copied().unwrap_or(0);
+    assert!((1..=6).contains(&busiest), "busiest second: {busiest}");
     sim.configure(json!({"lean": false, "faults": [], "cap_per_number": 0}))
         .await;
     let (status, body) = sim.send(&template("+447400000300", &["Ann"])).await;

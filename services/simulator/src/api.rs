@@ -155,7 +155,7 @@ pub async fn send_message(
     };
     let active = state.sim.active();
     if active.config.lean {
-        let wamid = state.sim.lean_accept();
+        let wamid = state.sim.lean_accept(&phone_number_id);
         let body = format!(r#"{{"messaging_product":"whatsapp","messages":[{{"id":"{wamid}"}}]}}"#);
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }

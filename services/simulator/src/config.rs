@@ -41,9 +41,10 @@ pub struct SimConfig {
     /// How many accepted send bodies `GET /sim/sent` keeps (the latest); 0 keeps none.
     pub capture: usize,
     /// Answers every send at once with a wamid and nothing else: no validation, limits,
-    /// faults, receipts or per-number statistics (only `accepted_total` and the in-flight
-    /// figures count). A stand-in that costs the machine as little as possible, so that a
-    /// benchmark reads Herald's own cost.
+    /// faults or receipts; only what is accepted is counted (per number, with each number's
+    /// busiest second) and the in-flight figures. A stand-in that costs the machine as little
+    /// as possible, so that a benchmark reads Herald's own cost, and still shows whether a
+    /// sender kept to its numbers' rates.
     pub lean: bool,
     /// Free-form messages (every type but `template`) go only to a user who wrote to the
     /// number within the last 24 hours of the simulator's clock (`POST /sim/clock` moves it);

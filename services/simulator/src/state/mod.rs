@@ -47,6 +47,27 @@ struct NumberState {
     fence_violations: u64,
 }
 
+impl NumberState {
+    /// Drops from the window the acceptances more than a second before `now`.
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ONE_SECOND)
+        {
+            self.window.pop_front();
+        }
+    }
+
+    /// Counts a send accepted at `now`, and the second that ends with it.
+    fn accepted_at(&mut self, now: Instant) {
+        self.forget_before(now);
+        self.accepted += 1;
+        self.window.push_back(now);
+        self.max_window = self.max_window.max(self.window.len());
+    }
+}
+
 #[derive(Default)]
 struct Pair {
     sends: u32,
@@ -83,8 +104,6 @@ pub struct Sim {
     /// Sends being answered now (their latency included), and the most at once.
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
-    /// Sends accepted in lean mode (counted nowhere else).
-    pub lean_accepted: AtomicU64,
     /// Numbers whose profile was read: those the configuration does not give a WABA of their
     /// own belong to any WABA (see `numbers_of`).
     profiled: Mutex<std::collections::BTreeSet<String>>,
@@ -175,7 +194,6 @@ impl Sim {
             statuses_posted: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
-            lean_accepted: AtomicU64::new(0),
             intended: Mutex::default(),
             sent: Mutex::default(),
             profiled: Mutex::default(),
@@ -277,13 +295,17 @@ impl Sim {
         *self.active.write().expect("config lock") = Arc::new(Active::new(config));
     }
 
-    /// A wamid for a send accepted in lean mode: unique, like every other (the sequence is
-    /// shared), and in no particular order, like Meta's (whose start encodes the recipient):
-    /// a sequence would make every insert into a wamid index land at its end, which real
-    /// traffic never does.
-    pub fn lean_accept(&self) -> String {
+    /// A wamid for a send of `phone_number_id` accepted in lean mode: unique, like every
+    /// other (the sequence is shared), and in no particular order, like Meta's (whose start
+    /// encodes the recipient): a sequence would make every insert into a wamid index land at
+    /// its end, which real traffic never does. The send is counted for its number, and in its
+    /// number's busiest second, as a full one is: nothing more is kept.
+    pub fn lean_accept(&self, phone_number_id: &str) -> String {
         let seq = self.seq.fetch_add(1, Relaxed);
-        self.lean_accepted.fetch_add(1, Relaxed);
+        self.number(phone_number_id)
+            .lock()
+            .expect("number lock")
+            .accepted_at(Instant::now());
         let mixed = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
         format!("wamid.HBgE{mixed:016X}{seq:08X}")
     }
@@ -361,13 +383,7 @@ impl Sim {
         let cap = active.cap_for(phone_number_id);
         let number = self.number(phone_number_id);
         let mut n = number.lock().expect("number lock");
-        while n
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= ONE_SECOND)
-        {
-            n.window.pop_front();
-        }
+        n.forget_before(now);
         if cap > 0 {
             let admitted = match active.config.cap_mode {
                 CapMode::Window => n.window.len() < cap as usize,
@@ -412,9 +428,7 @@ impl Sim {
                 n.duplicate_callbacks += 1;
             }
         }
-        n.accepted += 1;
-        n.window.push_back(now);
-        n.max_window = n.max_window.max(n.window.len());
+        n.accepted_at(now);
         drop(n);
 
         if fails_with.is_none()
@@ -486,4 +500,28 @@ pub fn http_status_of(code: i64) -> u16 {
 /// A phone number's digits: how Meta matches `to` with a user's `wa_id`.
 fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_numbers_busiest_second_is_the_most_acceptances_within_any_one_second() {
+        let mut n = NumberState::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Three within the first second; the next two fall within a second of the third.
+        for ms in [0, 400, 900, 1_500, 1_800] {
+            n.accepted_at(at(ms));
+        }
+        assert_eq!((n.accepted, n.max_window), (5, 3));
+        // Later, the window holds only what came within the last second.
+        n.accepted_at(at(2_700));
+        assert_eq!((n.accepted, n.max_window, n.window.len()), (6, 3, 2));
+        for ms in [2_710, 2_720] {
+            n.accepted_at(at(ms));
+        }
+        assert_eq!(n.max_window, 4);
+    }
 }

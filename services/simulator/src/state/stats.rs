@@ -67,7 +67,6 @@ impl Sim {
             webhooks_retried: self.webhooks_retried.load(Relaxed),
             statuses_posted: self.statuses_posted.load(Relaxed),
             peak_in_flight: self.peak_in_flight.load(Relaxed),
-            accepted_total: self.lean_accepted.load(Relaxed),
             ..StatsReport::default()
         };
         for status in self.intended.lock().expect("intended lock").values() {
@@ -119,7 +118,6 @@ impl Sim {
             &self.webhooks_retried,
             &self.statuses_posted,
             &self.peak_in_flight,
-            &self.lean_accepted,
         ] {
             counter.store(0, Relaxed);
         }
