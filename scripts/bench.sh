@@ -107,8 +107,9 @@ scenario_of() {
 # stand_in_note <workload>: how the report names the simulator a workload ran against.
 stand_in_note() {
   if [ -n "$(scenario_of "$1")" ]; then
-    printf ' (its lean mode: it answers and counts each number'"'"'s busiest second, and enforces
-no cap, so a second over the rate shows in that column and no 130429 can be answered)'
+    local note="its lean mode: it answers, counts each number's busiest second and enforces no"
+    note+=" cap, so a second over the rate shows in that column and no 130429 can be answered"
+    printf ' (%s)' "$note"
   fi
 }
 
