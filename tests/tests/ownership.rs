@@ -145,3 +145,62 @@ async fn a_sender_leaving_on_purpose_hands_its_unsent_entries_straight_to_the_ne
     world.stop().await.unwrap();
     ctx.cleanup().await;
 }
+
+/// A sender that is stopping takes no lease: the numbers whose workers it stopped are released
+/// and left for the next owner, not leased again (each time with a new fencing token) in the
+/// moments before the process ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_sender_releases_its_numbers_and_takes_none_again() {
+    let ctx = TestContext::new().await;
+    let mut settings = ctx.settings.clone();
+    // Rounds of balancing as often as they may go (every 50 ms), so that the stop is likely
+    // to come while one is under way, and find workers that ended meanwhile.
+    settings.sender.discovery_interval_ms = 1;
+    let world = Stack::start(settings.clone(), Roles::INGEST_AND_WEBHOOK)
+        .await
+        .unwrap();
+    settings.whatsapp.base_url = world.simulator_url.clone();
+    let sender = Stack::start(settings, SENDER_ONLY).await.unwrap();
+    let api = ctx.tenant(&world.ingest_url).await;
+    let mut numbers = Vec::new();
+    for i in 0..12 {
+        let phone = format!("4000000001{i:02}");
+        numbers.push(api.create_number(&phone, "t", 80).await.unwrap().id);
+    }
+    let keys = Keys::new(ctx.settings.redis.key_prefix.clone());
+    let redis = ctx.redis().await;
+    eventually("every number leased", Duration::from_secs(20), || {
+        let (mut redis, keys, numbers) = (redis.clone(), &keys, &numbers);
+        async move {
+            let h = holders(&mut redis, keys, numbers).await;
+            h.values().all(Option::is_some).then_some(())
+        }
+    })
+    .await;
+    let fences = |mut redis: herald_shared::stream::Connection| {
+        let (keys, numbers) = (&keys, &numbers);
+        async move {
+            let mut out = Vec::new();
+            for n in numbers {
+                let fence: Option<i64> = redis.get(&keys.number(*n).fence).await.unwrap();
+                out.push(fence);
+            }
+            out
+        }
+    };
+    let before = fences(redis.clone()).await;
+    sender.stop().await.unwrap();
+    let mut after_redis = redis.clone();
+    let left = holders(&mut after_redis, &keys, &numbers).await;
+    assert!(
+        left.values().all(Option::is_none),
+        "every lease released: {left:?}"
+    );
+    assert_eq!(
+        fences(redis.clone()).await,
+        before,
+        "no number leased again while stopping"
+    );
+    world.stop().await.unwrap();
+    ctx.cleanup().await;
+}

@@ -162,6 +162,11 @@ impl Supervisor {
                 tracing::error!(error = %format!("{e:#}"), "cannot balance numbers");
             }
             tokio::select! {
+                // A stop comes first: a worker it ended must not be handled as drained, which
+                // would let the next round lease its number again.
+                biased;
+                _ = shutdown.cancelled() => break,
+                failure = followers.ended() => return Err(failure),
                 _ = tokio::time::sleep(tick) => {}
                 Some(done) = workers.join_next_with_id() => {
                     let task = match done {
@@ -180,8 +185,6 @@ impl Supervisor {
                         }
                     }
                 }
-                failure = followers.ended() => return Err(failure),
-                _ = shutdown.cancelled() => break,
             }
         }
         for o in owned.values() {
@@ -258,7 +261,8 @@ impl Supervisor {
         };
         all.rotate_left(offset);
         for number in all {
-            if working.len() >= share {
+            // A round under way when the stop came takes nothing more.
+            if working.len() >= share || shutdown.is_cancelled() {
                 break;
             }
             if owned.contains_key(&number) {
