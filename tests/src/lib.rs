@@ -10,7 +10,7 @@ use herald::fixtures;
 use herald::stack::{Roles, Stack};
 use herald_shared::settings::{RedisSettings, Settings};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 
 /// One test's private world: its own database (migrated) and Redis key prefix.
 pub struct TestContext {
@@ -101,14 +101,7 @@ impl TestContext {
     /// for inspection.
     pub async fn cleanup(self) {
         self.pool.close().await;
-        let mut admin = PgConnection::connect(&self.server_url)
-            .await
-            .expect("admin");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            )))
+        herald::fixtures::drop_database(&self.server_url, &self.database)
             .await
             .expect("drop the test database");
         let mut redis = self.redis().await;

@@ -59,14 +59,9 @@ impl World {
         self.pool.close().await;
         let url = self.settings.database.url.expose_secret();
         let database = database_of(url).context("the run's database has no name")?;
-        let mut admin = PgConnection::connect(&with_database(url, "postgres")).await?;
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-            )))
+        drop_database(&with_database(url, "postgres"), database)
             .await
             .context("dropping the run's database")?;
-        admin.close().await?;
         self.clear_keys().await
     }
 
@@ -97,6 +92,18 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// The database `url` names, if it names one.
+/// Drops `database` through a connection to `admin_url` (another database of the same
+/// server), ending whatever sessions are still in it.
+pub async fn drop_database(admin_url: &str, database: &str) -> sqlx::Result<()> {
+    let mut admin = PgConnection::connect(admin_url).await?;
+    admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        )))
+        .await?;
+    admin.close().await
+}
+
 fn database_of(url: &str) -> Option<&str> {
     let base = url.split_once('?').map_or(url, |(b, _)| b);
     let path = &base[base.find("://").map_or(0, |i| i + 3)..];
